@@ -1,0 +1,187 @@
+// Hashes are checked against an independent implementation: the `xxhsum` command-line tool (Debian
+// package `xxhash`), run on the same bytes written to a temporary file.
+#include "core/hash.h"
+
+#include "core/error.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace lvrl {
+namespace {
+
+namespace fs = std::filesystem;
+
+class HashTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string pattern = (fs::temp_directory_path() / "lvrl-hash-test-XXXXXX").string();
+    ASSERT_NE(::mkdtemp(pattern.data()), nullptr) << "mkdtemp " << pattern;
+    dir_ = pattern;
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  std::string write_file(const std::string& name, const std::string& bytes) {
+    std::string path = (dir_ / name).string();
+    std::ofstream out(path, std::ios::binary);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    EXPECT_TRUE(out.good()) << "writing " << path;
+    return path;
+  }
+
+  // XXH3-128 of `bytes` as `xxhsum -H2` prints it ("<32 hex digits>  <file>").
+  std::string xxhsum_hex(const std::string& bytes) {
+    std::string path = write_file("xxhsum-input", bytes);
+    std::string command = "xxhsum -H2 '" + path + "' 2>/dev/null";
+    std::FILE* pipe = ::popen(command.c_str(), "r");
+    if (pipe == nullptr) {
+      ADD_FAILURE() << "popen failed: " << command;
+      return "";
+    }
+    char line[256] = {};
+    bool got_line = std::fgets(line, sizeof(line), pipe) != nullptr;
+    int status = ::pclose(pipe);
+    if (!got_line || status != 0) {
+      ADD_FAILURE() << "`" << command << "` failed (exit status " << status
+                    << "); the tests need the Debian package `xxhash` for the xxhsum tool";
+      return "";
+    }
+    return std::string(line).substr(0, 32);
+  }
+
+  fs::path dir_;
+};
+
+std::string random_bytes(size_t size, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::string out(size, '\0');
+  for (char& c : out) c = static_cast<char>(rng() & 0xff);
+  return out;
+}
+
+TEST_F(HashTest, EmptyInputMatchesXxhsum) {
+  // Also pinned here, so a broken xxhsum can't make both sides agree on a wrong value.
+  const std::string kEmptyXxh3_128 = "99aa06d3014798d86001c324468d497f";
+  EXPECT_EQ(xxhsum_hex(""), kEmptyXxh3_128);
+  EXPECT_EQ(hash_string("").hex(), kEmptyXxh3_128);
+  EXPECT_EQ(hash_bytes(nullptr, 0).hex(), kEmptyXxh3_128);
+  EXPECT_EQ(Hasher().digest().hex(), kEmptyXxh3_128);
+}
+
+TEST_F(HashTest, KnownStringsMatchXxhsum) {
+  // Lengths chosen to cross XXH3's internal size classes (0-16, 17-128, 129-240, >240 bytes).
+  for (std::string text : {std::string("xxhash"), std::string("lvrl content address"),
+                           std::string(100, 'a'), random_bytes(200, 7), random_bytes(5000, 8)}) {
+    SCOPED_TRACE("input length " + std::to_string(text.size()));
+    EXPECT_EQ(hash_string(text).hex(), xxhsum_hex(text));
+  }
+}
+
+TEST_F(HashTest, HexIsCanonicalBigEndianHighHalfFirst) {
+  Hash128 hash;
+  hash.high = 0x0123456789abcdefULL;
+  hash.low = 0xfedcba9876543210ULL;
+  EXPECT_EQ(hash.hex(), "0123456789abcdeffedcba9876543210");
+  EXPECT_EQ(Hash128{}.hex(), std::string(32, '0'));
+}
+
+TEST_F(HashTest, EqualityComparesBothHalves) {
+  Hash128 a = hash_string("a");
+  Hash128 b = a;
+  EXPECT_TRUE(a == b);
+  b.low ^= 1;
+  EXPECT_TRUE(a != b);
+  b = a;
+  b.high ^= 1;
+  EXPECT_TRUE(a != b);
+  EXPECT_NE(hash_string("a"), hash_string("b"));
+}
+
+TEST_F(HashTest, FileEqualsBytesAroundTheReadSize) {
+  constexpr size_t kMiB = size_t{1} << 20;
+  const uint64_t seed = 20240601;
+  for (size_t size : {size_t{0}, size_t{1}, 4 * kMiB - 1, 4 * kMiB, 4 * kMiB + 1, 9 * kMiB}) {
+    SCOPED_TRACE("size " + std::to_string(size) + " seed " + std::to_string(seed));
+    std::string bytes = random_bytes(size, seed + size);
+    std::string path = write_file("content-" + std::to_string(size), bytes);
+    EXPECT_EQ(hash_file(path), hash_bytes(bytes.data(), bytes.size()));
+  }
+}
+
+TEST_F(HashTest, LargeFileMatchesXxhsum) {
+  std::string bytes = random_bytes((size_t{9} << 20) + 3, 99);
+  std::string path = write_file("large", bytes);
+  EXPECT_EQ(hash_file(path).hex(), xxhsum_hex(bytes));
+}
+
+TEST_F(HashTest, StreamingEqualsOneShotAtAnySplit) {
+  const uint64_t seed = 12345;
+  std::mt19937_64 rng(seed);
+  std::string bytes = random_bytes(10000, seed);
+  Hash128 one_shot = hash_bytes(bytes.data(), bytes.size());
+  for (int trial = 0; trial < 50; ++trial) {
+    SCOPED_TRACE("trial " + std::to_string(trial) + " seed " + std::to_string(seed));
+    Hasher hasher;
+    size_t at = 0;
+    while (at < bytes.size()) {
+      // Mostly small pieces (XXH3 buffers internally), now and then a large one or an empty one.
+      size_t piece = rng() % 4 == 0 ? rng() % 3000 : rng() % 70;
+      piece = std::min(piece, bytes.size() - at);
+      hasher.update(bytes.data() + at, piece);
+      at += piece;
+    }
+    EXPECT_EQ(hasher.digest(), one_shot);
+  }
+}
+
+TEST_F(HashTest, DigestLeavesTheHasherUsable) {
+  Hasher hasher;
+  hasher.update("abc");
+  EXPECT_EQ(hasher.digest(), hash_string("abc"));
+  hasher.update(std::string_view("def"));
+  EXPECT_EQ(hasher.digest(), hash_string("abcdef"));
+  Hasher copy = hasher;
+  copy.update("g");
+  EXPECT_EQ(copy.digest(), hash_string("abcdefg"));
+  EXPECT_EQ(hasher.digest(), hash_string("abcdef"));
+}
+
+TEST_F(HashTest, U64IsLittleEndianBytes) {
+  Hasher hasher;
+  hasher.update_u64(0x0807060504030201ULL);
+  const unsigned char expected[] = {1, 2, 3, 4, 5, 6, 7, 8};
+  EXPECT_EQ(hasher.digest(), hash_bytes(expected, sizeof(expected)));
+}
+
+TEST_F(HashTest, MissingFileIsInputErrorNamingIt) {
+  std::string path = (dir_ / "no-such-video.mp4").string();
+  try {
+    hash_file(path);
+    FAIL() << "hash_file on a missing file did not throw";
+  } catch (const InputError& e) {
+    EXPECT_EQ(e.file(), path);
+    EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("No such file"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(HashTest, DirectoryIsInputErrorNamingIt) {
+  try {
+    hash_file(dir_.string());
+    FAIL() << "hash_file on a directory did not throw";
+  } catch (const InputError& e) {
+    EXPECT_EQ(e.file(), dir_.string());
+    EXPECT_NE(std::string(e.what()).find("Is a directory"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace lvrl
