@@ -1,17 +1,17 @@
 #include "core/checkpoint.h"
 
-#include "core/error.h"
-#include "core/mapped_file.h"
-
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include <cctype>
 #include <filesystem>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <system_error>
 #include <vector>
+
+#include "core/error.h"
+#include "core/mapped_file.h"
 
 namespace lvrl::checkpoint {
 namespace {
@@ -34,7 +34,9 @@ bool is_shard_file_name(const std::string& name) {
   return true;
 }
 
-uint64_t tensor_bytes(const at::Tensor& tensor) { return uint64_t(tensor.numel()) * tensor.element_size(); }
+uint64_t tensor_bytes(const at::Tensor& tensor) {
+  return uint64_t(tensor.numel()) * tensor.element_size();
+}
 
 // Tensors in name order, cut into shards of at most `max_shard_bytes`; a tensor larger than that
 // gets a shard of its own (splitting a tensor would break the one-file-per-tensor weight_map).
@@ -155,27 +157,27 @@ safetensors::TensorMap load_sharded(const fs::path& dir, const std::string& inde
     const std::shared_ptr<safetensors::File> shard = safetensors::File::open(shard_path);
     for (const std::string& name : names) {
       if (!shard->contains(name)) {
-        throw InputError({shard_path, 0, name, ""},
-                         std::string("tensor is listed for this shard in ") + kIndexFileName +
-                             " but the shard does not hold it");
+        throw InputError({shard_path, 0, name, ""}, std::string("tensor is listed for this shard in ") +
+                                                        kIndexFileName + " but the shard does not hold it");
       }
     }
     // A tensor the weight_map does not place here would be dropped (or loaded twice) silently.
     for (const safetensors::TensorInfo& info : shard->tensors()) {
       const auto listed = index.file_by_tensor.find(info.name);
       if (listed == index.file_by_tensor.end() || listed->second != file_name) {
-        throw InputError({shard_path, 0, info.name, ""},
-                         std::string("shard holds a tensor that ") + kIndexFileName +
-                             (listed == index.file_by_tensor.end() ? " does not list"
-                                                                   : " places in " + listed->second));
+        throw InputError(
+            {shard_path, 0, info.name, ""},
+            std::string("shard holds a tensor that ") + kIndexFileName +
+                (listed == index.file_by_tensor.end() ? " does not list" : " places in " + listed->second));
       }
       tensors.emplace(info.name, shard->get(info.name));
       total_bytes += info.end - info.begin;
     }
   }
   if (index.has_total_size && index.total_size != total_bytes) {
-    throw InputError({index_path, 0, "metadata.total_size", std::to_string(index.total_size)},
-                     fmt::format("total_size differs from the {} bytes of tensors in the shards", total_bytes));
+    throw InputError(
+        {index_path, 0, "metadata.total_size", std::to_string(index.total_size)},
+        fmt::format("total_size differs from the {} bytes of tensors in the shards", total_bytes));
   }
   return tensors;
 }

@@ -5,10 +5,10 @@
 // Every shard's __metadata__ carries "format": "pt" (transformers refuses safetensors without it).
 #pragma once
 
-#include "core/safetensors.h"
-
 #include <cstdint>
 #include <string>
+
+#include "core/safetensors.h"
 
 namespace lvrl::checkpoint {
 

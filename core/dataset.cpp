@@ -268,6 +268,12 @@ Sample DatasetReader::parse_line(const std::string& text) {
     return parser.text(name, value, false);
   };
 
+  // Video-R1 files mix image samples in; their paths must never reach the video decoder.
+  auto data_type = object.find("data_type");
+  if (data_type != object.end() && !data_type->is_null() && *data_type != "video") {
+    throw InputError(parser.where("data_type", excerpt(*data_type)), "expected \"video\": only video samples are supported");
+  }
+
   Sample sample;
   sample.line = line_;
   const char* id_from = nullptr;

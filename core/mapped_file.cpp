@@ -1,7 +1,5 @@
 #include "core/mapped_file.h"
 
-#include "core/error.h"
-
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -12,10 +10,14 @@
 #include <system_error>
 #include <utility>
 
+#include "core/error.h"
+
 namespace lvrl {
 namespace {
 
-std::string errno_text(int error) { return std::generic_category().message(error); }
+std::string errno_text(int error) {
+  return std::generic_category().message(error);
+}
 
 [[noreturn]] void fail_system(const std::string& path, const std::string& action, int error) {
   throw InputError({path, 0, "", ""}, "cannot " + action + ": " + errno_text(error));

@@ -38,7 +38,8 @@ class Progress {
   ~Progress();
 
   // Thread-safe. Costs one relaxed atomic add; the clock is read only when the count crosses a
-  // stride that adapts so that checks happen about every few milliseconds.
+  // stride (a power of two) that adapts so that checks come about every 2 µs of work: every step
+  // for steps slower than that, every few hundred steps for the tightest loops.
   void advance(int64_t n = 1);
 
   // Prints the final line (ending in '\n'); later calls do nothing. Thread-safe.

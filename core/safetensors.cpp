@@ -1,16 +1,16 @@
 #include "core/safetensors.h"
 
-#include "core/error.h"
-#include "core/mapped_file.h"
-
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <tuple>
+
+#include "core/error.h"
+#include "core/mapped_file.h"
 
 // The format stores little-endian bytes; views of the mapping are only right on a machine that is.
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "safetensors views need a little-endian host");
@@ -20,9 +20,11 @@ namespace {
 
 constexpr uint64_t kLengthBytes = 8;             // the u64 header length before the header
 constexpr uint64_t kMaxHeaderBytes = 100 << 20;  // the reference reader's limit
-// A valid header nests three deep: {name: {"shape": [dims]}}. Anything deeper is rejected while
-// parsing, so a hostile header cannot build a deep tree; arrays are shapes (rank ≤ this) or offsets.
+// A valid header nests three deep: {name: {"shape": [dims]}}. Deeper containers are rejected while
+// parsing, so a hostile header cannot build a deep tree (the parsed header then costs at most a
+// small constant times its ≤ 100 MiB of text).
 constexpr int kMaxContainerDepth = 2;  // nlohmann's depth of the deepest container a header opens
+// Arrays inside an entry are a shape or the two offsets: a rank above this is corruption.
 constexpr size_t kMaxArrayItems = 64;
 
 struct DtypeEntry {
@@ -30,13 +32,13 @@ struct DtypeEntry {
   at::ScalarType type;
 };
 constexpr DtypeEntry kDtypes[] = {
-    {"BOOL", at::kBool},  {"U8", at::kByte},  {"I8", at::kChar},     {"I16", at::kShort},
-    {"I32", at::kInt},    {"I64", at::kLong}, {"F16", at::kHalf},    {"BF16", at::kBFloat16},
-    {"F32", at::kFloat},  {"F64", at::kDouble},
+    {"BOOL", at::kBool}, {"U8", at::kByte},    {"I8", at::kChar},  {"I16", at::kShort},
+    {"I32", at::kInt},   {"I64", at::kLong},   {"F16", at::kHalf}, {"BF16", at::kBFloat16},
+    {"F32", at::kFloat}, {"F64", at::kDouble},
 };
 // In the format but without a LibTorch 1.13 type: their error says "unsupported", not "unknown".
-constexpr const char* kUnsupportedDtypes[] = {"U16",     "U32",     "U64",     "F8_E5M2", "F8_E4M3",
-                                              "F8_E8M0", "F4",      "F6_E2M3", "F6_E3M2", "C64"};
+constexpr const char* kUnsupportedDtypes[] = {"U16",     "U32", "U64",     "F8_E5M2", "F8_E4M3",
+                                              "F8_E8M0", "F4",  "F6_E2M3", "F6_E3M2", "C64"};
 
 std::string supported_dtype_list() {
   std::string list;
@@ -65,6 +67,13 @@ uint64_t read_u64_le(const uint8_t* bytes) {
 // Parses the header, rejecting while it parses what nlohmann would otherwise accept silently or
 // expensively: duplicate keys (it keeps the last), nesting deeper than a header has, long arrays.
 nlohmann::json parse_header_json(const std::string& path, const char* begin, const char* end) {
+  // nlohmann stops at a NUL as if the input ended there, so "{}\0garbage" would pass. A raw NUL is
+  // never valid JSON (strings must escape it): reject it outright.
+  if (const void* nul = std::memchr(begin, '\0', end - begin)) {
+    fail(path, "", "",
+         fmt::format("header is not valid JSON: NUL byte at header offset {}",
+                     static_cast<const char*>(nul) - begin));
+  }
   struct Container {
     std::set<std::string> keys;
     size_t items = 0;
@@ -104,10 +113,11 @@ nlohmann::json parse_header_json(const std::string& path, const char* begin, con
   }
 }
 
-bool is_non_negative_integer(const nlohmann::json& value) { return value.is_number_unsigned(); }
+bool is_non_negative_integer(const nlohmann::json& value) {
+  return value.is_number_unsigned();
+}
 
-at::ScalarType parse_dtype(const std::string& path, const std::string& name,
-                           const nlohmann::json& dtype) {
+at::ScalarType parse_dtype(const std::string& path, const std::string& name, const nlohmann::json& dtype) {
   if (!dtype.is_string()) fail(path, name, excerpt(dtype), "dtype must be a string such as \"F32\"");
   const std::string& text = dtype.get_ref<const std::string&>();
   for (const DtypeEntry& entry : kDtypes) {
@@ -120,7 +130,8 @@ at::ScalarType parse_dtype(const std::string& path, const std::string& name,
                        supported_dtype_list()));
     }
   }
-  fail(path, name, text, fmt::format("unknown dtype '{}' (expected one of {})", text, supported_dtype_list()));
+  fail(path, name, text,
+       fmt::format("unknown dtype '{}' (expected one of {})", text, supported_dtype_list()));
 }
 
 // Also returns the element count through `numel`, checked against overflow.
@@ -134,8 +145,7 @@ std::vector<int64_t> parse_shape(const std::string& path, const std::string& nam
     if (!is_non_negative_integer(dim)) fail(path, name, excerpt(shape), expected);
     const uint64_t size = dim.get<uint64_t>();
     // numel must fit int64 (LibTorch's sizes); checked after every factor, as the reference does.
-    if (size > uint64_t(std::numeric_limits<int64_t>::max()) ||
-        __builtin_mul_overflow(numel, size, &numel) ||
+    if (size > uint64_t(std::numeric_limits<int64_t>::max()) || __builtin_mul_overflow(numel, size, &numel) ||
         numel > uint64_t(std::numeric_limits<int64_t>::max())) {
       fail(path, name, excerpt(shape), "element count of the shape overflows 64 bits");
     }
@@ -183,8 +193,7 @@ TensorInfo parse_entry(const std::string& path, const std::string& name, const n
     fail(path, name, excerpt(offsets),
          fmt::format("data_offsets span {} bytes but shape {} of {} needs {} × {} bytes",
                      info.end - info.begin, excerpt(entry["shape"]),
-                     entry["dtype"].get_ref<const std::string&>(), numel,
-                     at::elementSize(info.dtype)));
+                     entry["dtype"].get_ref<const std::string&>(), numel, at::elementSize(info.dtype)));
   }
   return info;
 }
@@ -196,8 +205,7 @@ Metadata parse_metadata(const std::string& path, const nlohmann::json& metadata)
   Metadata parsed;
   for (const auto& item : metadata.items()) {
     if (!item.value().is_string()) {
-      fail(path, "__metadata__." + item.key(), excerpt(item.value()),
-           "__metadata__ values must be strings");
+      fail(path, "__metadata__." + item.key(), excerpt(item.value()), "__metadata__ values must be strings");
     }
     parsed[item.key()] = item.value().get<std::string>();
   }
@@ -212,8 +220,8 @@ void check_tiling(const std::string& path, const std::vector<TensorInfo>& sorted
   for (const TensorInfo& info : sorted) {
     if (info.begin < covered) {
       fail(path, info.name, fmt::format("[{}, {}]", info.begin, info.end),
-           fmt::format("tensor overlaps tensor '{}' (bytes {} to {} of the data section)",
-                       previous->name, previous->begin, previous->end));
+           fmt::format("tensor overlaps tensor '{}' (bytes {} to {} of the data section)", previous->name,
+                       previous->begin, previous->end));
     }
     if (info.begin > covered) {
       fail(path, info.name, fmt::format("[{}, {}]", info.begin, info.end),
@@ -246,8 +254,10 @@ std::shared_ptr<File> File::open(const std::string& path) {
   const uint64_t size = file->mapping_->size();
 
   if (size < kLengthBytes) {
-    fail(path, "", "", fmt::format("file is {} bytes, shorter than the 8-byte header length of a "
-                                   "safetensors file", size));
+    fail(path, "", "",
+         fmt::format("file is {} bytes, shorter than the 8-byte header length of a "
+                     "safetensors file",
+                     size));
   }
   const uint64_t header_size = read_u64_le(bytes);
   if (header_size > kMaxHeaderBytes) {
@@ -308,8 +318,8 @@ at::Tensor File::get(const std::string& name) const {
   }
   // The mapping is private copy-on-write (MappedFile), so a writable view never touches the file.
   std::shared_ptr<const MappedFile> keep_alive = mapping_;
-  return at::from_blob(const_cast<uint8_t*>(bytes), info.shape,
-                       [keep_alive](void*) mutable { keep_alive.reset(); }, options);
+  return at::from_blob(
+      const_cast<uint8_t*>(bytes), info.shape, [keep_alive](void*) mutable { keep_alive.reset(); }, options);
 }
 
 TensorMap load(const std::string& path) {
@@ -373,8 +383,7 @@ void save(const std::string& path, const TensorMap& tensors, const Metadata& met
   for (const Planned& planned : plan) {
     if (planned.nbytes == 0) continue;
     // One CPU copy at a time: a GPU model is never duplicated whole in host memory.
-    const at::Tensor bytes =
-        planned.tensor->detach().to(at::kCPU).resolve_conj().resolve_neg().contiguous();
+    const at::Tensor bytes = planned.tensor->detach().to(at::kCPU).resolve_conj().resolve_neg().contiguous();
     out.write(bytes.data_ptr(), planned.nbytes);
   }
   out.commit();

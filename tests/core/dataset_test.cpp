@@ -151,6 +151,11 @@ TEST_F(DatasetTest, ReadsVideoR1Records) {
   EXPECT_EQ(samples[0].answer, "A");
 }
 
+TEST_F(DatasetTest, ImageSamplesAreRejectedByName) {
+  expect_error(R"({"problem_id": 4, "problem": "q", "data_type": "image", "solution": "A", "path": "a.mp4"})",
+               1, "data_type", "only video samples");
+}
+
 TEST_F(DatasetTest, PlainAnswersAreKeptAsWritten) {
   std::vector<Sample> samples = read(
       R"({"id": "1", "video": "a.mp4", "question": "Q", "answer": " 42 "})" "\n"

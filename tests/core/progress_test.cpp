@@ -22,8 +22,8 @@ TEST(ProgressFormat, KnownTotal) {
 }
 
 TEST(ProgressFormat, NoBarAtWidthZero) {
-  EXPECT_EQ(format_progress("eval", 3, 12, 6.0, "video", 0),
-            "eval 3/12 video (25%), 2.0 video/s, elapsed 0:06, ETA 0:18");
+  EXPECT_EQ(format_progress("eval", 6, 24, 3.0, "video", 0),
+            "eval 6/24 video (25%), 2.0 video/s, elapsed 0:03, ETA 0:09");
 }
 
 TEST(ProgressFormat, SlowRatesReadAsSecondsPerStepAndHoursShow) {

@@ -1,14 +1,10 @@
 // safetensors read/write against independent references: files whose bytes the test builds by hand
 // (the format as written down, not as our writer happens to produce it), our writer's output
 // parsed by hand, and /proc/self/maps to prove the zero-copy claim.
-#include "core/error.h"
-#include "core/mapped_file.h"
 #include "core/safetensors.h"
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
-
 #include <stdlib.h>
 
 #include <algorithm>
@@ -18,10 +14,14 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <tuple>
 #include <vector>
+
+#include "core/error.h"
+#include "core/mapped_file.h"
 
 namespace lvrl::safetensors {
 namespace {
@@ -71,11 +71,13 @@ bool lies_in_mapping_of(const std::string& path, const void* ptr, size_t size) {
   std::string line;
   const auto address = reinterpret_cast<uintptr_t>(ptr);
   while (std::getline(maps, line)) {
-    if (line.size() < canonical.size() || line.compare(line.size() - canonical.size(), canonical.size(), canonical) != 0) {
+    if (line.size() < canonical.size() ||
+        line.compare(line.size() - canonical.size(), canonical.size(), canonical) != 0) {
       continue;
     }
     uintptr_t begin = 0, end = 0;
-    if (std::sscanf(line.c_str(), "%lx-%lx", &begin, &end) == 2 && address >= begin && address + size <= end) {
+    if (std::sscanf(line.c_str(), "%lx-%lx", &begin, &end) == 2 && address >= begin &&
+        address + size <= end) {
       return true;
     }
   }
@@ -104,18 +106,25 @@ void expect_same_bits(const at::Tensor& actual, const at::Tensor& expected, cons
 // Values spread over the dtype's range (64-bit integers beyond 2^53, negative where signed).
 at::Tensor random_tensor(at::ScalarType dtype, at::IntArrayRef shape) {
   switch (dtype) {
-    case at::kBool: return at::randint(0, 2, shape, at::kLong).to(dtype);
-    case at::kByte: return at::randint(0, 256, shape, at::kLong).to(dtype);
-    case at::kChar: return at::randint(-128, 128, shape, at::kLong).to(dtype);
-    case at::kShort: return at::randint(-32768, 32768, shape, at::kLong).to(dtype);
-    case at::kInt: return at::randint(-(1ll << 31), 1ll << 31, shape, at::kLong).to(dtype);
-    case at::kLong: return at::randint(-(1ll << 62), 1ll << 62, shape, at::kLong);
-    default: return (at::randn(shape, at::kDouble) * 1000).to(dtype);
+    case at::kBool:
+      return at::randint(0, 2, shape, at::kLong).to(dtype);
+    case at::kByte:
+      return at::randint(0, 256, shape, at::kLong).to(dtype);
+    case at::kChar:
+      return at::randint(-128, 128, shape, at::kLong).to(dtype);
+    case at::kShort:
+      return at::randint(-32768, 32768, shape, at::kLong).to(dtype);
+    case at::kInt:
+      return at::randint(-(1ll << 31), 1ll << 31, shape, at::kLong).to(dtype);
+    case at::kLong:
+      return at::randint(-(1ll << 62), 1ll << 62, shape, at::kLong);
+    default:
+      return (at::randn(shape, at::kDouble) * 1000).to(dtype);
   }
 }
 
-const std::vector<at::ScalarType> kEveryDtype = {at::kBool, at::kByte,  at::kChar,     at::kShort,
-                                                 at::kInt,  at::kLong,  at::kHalf,     at::kBFloat16,
+const std::vector<at::ScalarType> kEveryDtype = {at::kBool,  at::kByte,  at::kChar, at::kShort,
+                                                 at::kInt,   at::kLong,  at::kHalf, at::kBFloat16,
                                                  at::kFloat, at::kDouble};
 
 TEST(SafetensorsTest, RoundTripsEveryDtypeAndShape) {
@@ -145,14 +154,16 @@ TEST(SafetensorsTest, RoundTripsNonContiguousInputs) {
   at::manual_seed(2);
   const at::Tensor base = at::randn({6, 8});
   const TensorMap tensors = {
-      {"transposed", base.t()},                                   // [8, 6], strides (1, 8)
-      {"strided", base.slice(1, 1, 8, 3)},                        // [6, 3], every third column
-      {"offset", base.narrow(0, 2, 3)},                           // storage offset 16
-      {"expanded", at::arange(4, at::kInt).expand({3, 4})},       // stride 0 along dim 0
+      {"transposed", base.t()},                              // [8, 6], strides (1, 8)
+      {"strided", base.slice(1, 1, 8, 3)},                   // [6, 3], every third column
+      {"offset", base.narrow(0, 2, 3)},                      // storage offset 16
+      {"expanded", at::arange(4, at::kInt).expand({3, 4})},  // stride 0 along dim 0
       {"permuted_bf16", at::randn({2, 3, 4}).to(at::kBFloat16).permute({2, 0, 1})},
   };
   for (const auto& [name, tensor] : tensors) {
-    if (name != "offset") ASSERT_FALSE(tensor.is_contiguous()) << name;
+    if (name != "offset") {
+      ASSERT_FALSE(tensor.is_contiguous()) << name;
+    }
   }
   const std::string path = dir.file("strided.safetensors");
   save(path, tensors);
@@ -206,19 +217,23 @@ TEST(SafetensorsTest, InPlaceUpdateOfALoadedTensorLeavesTheFileAlone) {
 // The file as the format describes it, byte by byte; each tensor's raw little-endian bytes are
 // written out from the IEEE / two's-complement encodings of the literal values checked below.
 TEST(SafetensorsTest, ReadsAFileBuiltByHand) {
-  const std::string data = std::string("\x00\x00\x00\x00\x00\x00\x04\x40", 8)  // f64 2.5     [0, 8)
-                           + std::string("\xfe\xff\xff\xff\xff\xff\xff\xff"     // i64 -2      [8, 24)
-                                         "\x00\x00\x00\x00\x00\x01\x00\x00", 16)  //   2^40
-                           + std::string("\x00\x00\xc0\x3f"                        // f32 1.5     [24, 36)
-                                         "\x00\x00\x00\xc0"                        //     -2
-                                         "\x00\x00\x80\x3e", 12)                   //     0.25
-                           + std::string("\xfd\xff\xff\xff", 4)                    // i32 -3      [36, 40)
-                           + std::string("\x80\x3f\x00\xbf", 4)                    // bf16 1 -0.5 [40, 44)
-                           + std::string("\x00\x3c\x00\xc0", 4)                    // f16 1 -2    [44, 48)
-                           + std::string("\x02\x01\xff\xff", 4)                    // i16 258 -1  [48, 52)
-                           + std::string("\x07\xff", 2)                            // u8 7 255    [52, 54)
-                           + std::string("\x80\x05", 2)                            // i8 -128 5   [54, 56)
-                           + std::string("\x01\x00\x01", 3);                       // bool        [56, 59)
+  // clang-format off
+  const std::string data(
+      "\x00\x00\x00\x00\x00\x00\x04\x40"  // f64 2.5           [0, 8)
+      "\xfe\xff\xff\xff\xff\xff\xff\xff"  // i64 -2            [8, 24)
+      "\x00\x00\x00\x00\x00\x01\x00\x00"  //     2^40
+      "\x00\x00\xc0\x3f"                  // f32 1.5           [24, 36)
+      "\x00\x00\x00\xc0"                  //     -2
+      "\x00\x00\x80\x3e"                  //     0.25
+      "\xfd\xff\xff\xff"                  // i32 -3            [36, 40)
+      "\x80\x3f\x00\xbf"                  // bf16 1, -0.5      [40, 44)
+      "\x00\x3c\x00\xc0"                  // f16 1, -2         [44, 48)
+      "\x02\x01\xff\xff"                  // i16 258, -1       [48, 52)
+      "\x07\xff"                          // u8 7, 255         [52, 54)
+      "\x80\x05"                          // i8 -128, 5        [54, 56)
+      "\x01\x00\x01",                     // bool 1, 0, 1      [56, 59)
+      59);
+  // clang-format on
   ASSERT_EQ(data.size(), 59u);
   std::string header = R"({
     "i64": {"dtype": "I64", "shape": [2], "data_offsets": [8, 24]},
@@ -243,8 +258,8 @@ TEST(SafetensorsTest, ReadsAFileBuiltByHand) {
   EXPECT_EQ(file->metadata(), (Metadata{{"format", "pt"}, {"note", "built by hand"}}));
   std::vector<std::string> order;
   for (const TensorInfo& info : file->tensors()) order.push_back(info.name);
-  EXPECT_EQ(order, (std::vector<std::string>{"f64", "i64", "f32", "i32", "bf16", "f16", "i16", "u8",
-                                             "i8", "bool", "empty"}));
+  EXPECT_EQ(order, (std::vector<std::string>{"f64", "i64", "f32", "i32", "bf16", "f16", "i16", "u8", "i8",
+                                             "bool", "empty"}));
 
   const auto expect = [&](const std::string& name, const at::Tensor& expected) {
     const at::Tensor actual = file->get(name);
@@ -264,6 +279,54 @@ TEST(SafetensorsTest, ReadsAFileBuiltByHand) {
   expect("i8", at::tensor(std::vector<int8_t>{-128, 5}));
   expect("bool", at::tensor(std::vector<int64_t>{1, 0, 1}).to(at::kBool));
   expect("empty", at::empty({0, 3}, at::kFloat));
+}
+
+// Byte strings from the reference (Rust) crate's own unit tests (safetensors/src/tensor.rs), with
+// the verdicts it asserts: we accept and reject the same files.
+TEST(SafetensorsTest, AgreesWithTheReferenceCratesTestVectors) {
+  TempDir dir;
+  const std::string path = dir.file("vector.safetensors");
+  const auto loads = [&](const std::string& bytes) {
+    write_bytes(path, bytes);
+    try {
+      load(path);
+      return true;
+    } catch (const InputError&) {
+      return false;
+    }
+  };
+#define BYTES(literal) std::string(literal, sizeof(literal) - 1)
+  const std::string i32_2x2 = BYTES(
+      "<\x00\x00\x00\x00\x00\x00\x00{\"test\":{\"dtype\":\"I32\",\"shape\":[2,2],\"data_offsets\":[0,16]}}");
+  const std::string zeros16(16, '\0');
+  EXPECT_TRUE(loads(i32_2x2 + zeros16));
+  EXPECT_TRUE(
+      loads(BYTES("8\x00\x00\x00\x00\x00\x00\x00{\"test\":{\"dtype\":\"I32\",\"shape\":[],"
+                  "\"data_offsets\":[0,4]}}\x00\x00\x00\x00")));
+  EXPECT_TRUE(loads(BYTES("\x06\x00\x00\x00\x00\x00\x00\x00{}\x0D\x20\x09\x0A")));  // whitespace after
+  EXPECT_TRUE(loads(BYTES("\x06\x00\x00\x00\x00\x00\x00\x00\x09\x0A{}\x0D\x20")));  // and before
+  EXPECT_TRUE(
+      loads(BYTES("<\x00\x00\x00\x00\x00\x00\x00{\"test\":{\"dtype\":\"I32\",\"shape\":[2,0],"
+                  "\"data_offsets\":[0, 0]}}")));
+  EXPECT_FALSE(
+      loads(BYTES("<\x00\x00\x00\x00\x00\x00\x00{\"test\":{\"dtype\":\"I32\",\"shape\":[2,2],"
+                  "\"data_offsets\":[0, 4]}}")));  // size mismatch
+  EXPECT_FALSE(loads(BYTES("O\x00\x00\x00\x00\x00\x00\x00{\"test\":{\"dtype\":\"I32\",\"shape\":[2,"
+                           "18446744073709551614],\"data_offsets\":[0,16]}}") +
+                     zeros16));  // overflow
+  EXPECT_FALSE(loads(BYTES("N\x00\x00\x00\x00\x00\x00\x00{\"test\":{\"dtype\":\"I32\",\"shape\":[2,"
+                           "9223372036854775807],\"data_offsets\":[0,16]}}") +
+                     zeros16));
+  EXPECT_FALSE(loads(i32_2x2 + zeros16 + "extra_bogus_data_for_polyglot_file"));
+  EXPECT_FALSE(loads(i32_2x2 + zeros16.substr(0, 14)));  // 2 bytes missing
+  std::string huge_length = i32_2x2 + zeros16;
+  huge_length.replace(5, 3, "\xff\xff\xff");
+  EXPECT_FALSE(loads(huge_length));
+  EXPECT_FALSE(loads(""));
+  EXPECT_FALSE(loads(BYTES("<\x00\x00\x00\x00\x00\x00\x00")));
+  EXPECT_FALSE(loads(BYTES("\x01\x00\x00\x00\x00\x00\x00\x00\xff")));  // header not UTF-8
+  EXPECT_FALSE(loads(BYTES("\x01\x00\x00\x00\x00\x00\x00\x00{")));
+#undef BYTES
 }
 
 // Writers that do not pad (MLX) leave tensors at odd addresses: those come back as aligned copies.
@@ -287,10 +350,10 @@ TEST(SafetensorsTest, WriterOutputFollowsTheFormat) {
   at::manual_seed(3);
   const TensorMap tensors = {
       {"mask", at::tensor(std::vector<int64_t>{1, 0, 1}).to(at::kBool)},  // 1-byte elements
-      {"half", at::randn({5}).to(at::kHalf)},                            // 2
-      {"b32", at::randn({3}).to(at::kInt)},                              // 4
+      {"half", at::randn({5}).to(at::kHalf)},                             // 2
+      {"b32", at::randn({3}).to(at::kInt)},                               // 4
       {"a32", at::randn({2, 3})},                                         // 4
-      {"z64", at::randn({3}, at::kDouble)},                              // 8
+      {"z64", at::randn({3}, at::kDouble)},                               // 8
       {"scalar", at::scalar_tensor(7, at::kLong)},                        // 8, 0-dim
       {"none", at::empty({0, 4}, at::kBFloat16)},                         // 2, no bytes
   };
@@ -312,7 +375,7 @@ TEST(SafetensorsTest, WriterOutputFollowsTheFormat) {
 
   EXPECT_EQ(header.at("__metadata__"), nlohmann::json({{"format", "pt"}, {"step", "12"}}));
   const std::map<std::string, std::string> expected_dtype = {
-      {"mask", "BOOL"}, {"half", "F16"}, {"b32", "I32"}, {"a32", "F32"},
+      {"mask", "BOOL"}, {"half", "F16"},   {"b32", "I32"},  {"a32", "F32"},
       {"z64", "F64"},   {"scalar", "I64"}, {"none", "BF16"}};
   struct Entry {
     uint64_t begin, end;
@@ -393,7 +456,8 @@ TEST(SafetensorsTest, ReplacesAFileAtomically) {
 TEST(SafetensorsTest, RejectsTensorsItCannotSaveAndLeavesNothingBehind) {
   TempDir dir;
   const std::string path = dir.file("bad.safetensors");
-  const auto expect_rejected = [&](const TensorMap& tensors, const std::string& key, const std::string& problem) {
+  const auto expect_rejected = [&](const TensorMap& tensors, const std::string& key,
+                                   const std::string& problem) {
     try {
       save(path, tensors);
       FAIL() << "expected InputError about " << problem;
