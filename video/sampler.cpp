@@ -1,0 +1,392 @@
+// The frame-exact sampler. Targets are visited in increasing time. For each, we seek to the last
+// keyframe at or before it only when that keyframe lies past everything fed to the decoder so far
+// (otherwise decoding forward is cheaper), then decode forward, keeping the last frame whose pts <= t
+// as the candidate until a later frame (or the end of the stream) proves it final.
+//
+// Correctness rules, each learned from a reader that got it wrong:
+// - After a seek, packets before the first keyframe are dropped and frames presented before that
+//   keyframe are discarded: open-GOP leading frames reference the previous GOP and decode garbled.
+//   A target falling among them is served by seeking one keyframe earlier.
+// - A seek that lands late (container indexes hold dts; MPEG-TS seeks by pts approximately) shows up
+//   as a first frame past the target with no candidate: seek one keyframe earlier and retry.
+// - Non-reference packets that cannot be any target's answer are skipped (AVDISCARD_NONREF): a
+//   packet with pts p is the answer for the first target t >= p only if no packet fed since the seek
+//   has pts in (p, t]. Reference frames are always decoded, so later frames stay exact.
+// - A damaged packet or a frame the decoder flags as corrupt starts a damaged span that lasts until
+//   a keyframe fed after it is presented; frames in it are never returned, and a warning names it.
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <set>
+
+#include "core/error.h"
+#include "core/log.h"
+#include "video/av_check.h"
+#include "video/demuxer.h"
+#include "video/frame_converter.h"
+#include "video/qwen_preprocess.h"
+#include "video/sampling.h"
+
+extern "C" {
+#include <libavcodec/avcodec.h>
+#include <libavformat/avformat.h>
+}
+
+namespace lvrl::video {
+namespace {
+constexpr int64_t kNoTs = std::numeric_limits<int64_t>::min();
+
+int64_t frame_pts(const AVFrame* frame) {
+  if (frame->best_effort_timestamp != AV_NOPTS_VALUE) return frame->best_effort_timestamp;
+  if (frame->pts != AV_NOPTS_VALUE) return frame->pts;
+  return frame->pkt_dts != AV_NOPTS_VALUE ? frame->pkt_dts : kNoTs;
+}
+
+int64_t packet_pts(const AVPacket* packet) {
+  return packet->pts != AV_NOPTS_VALUE ? packet->pts : kNoTs;
+}
+
+// Resolves sorted target timestamps (stream time base) to converted frames.
+class Sampler {
+ public:
+  Sampler(Demuxer& demuxer, std::vector<int64_t> targets, FrameConverter& converter, at::Tensor rows,
+          std::vector<double>& times, std::vector<std::string>& warnings, DecodeStats& stats)
+      : demuxer_(demuxer),
+        decoder_(demuxer.decoder()),
+        targets_(std::move(targets)),
+        converter_(converter),
+        rows_(rows),
+        times_(times),
+        warnings_(warnings),
+        stats_(stats),
+        frame_(make_frame()),
+        candidate_(make_frame()),
+        packet_(make_packet()) {}
+
+  void run_exact();
+  void run_keyframes();
+
+ private:
+  void seek(size_t keyframe);
+  void maybe_seek();
+  bool seek_earlier();       // false when already at the first keyframe
+  AVFrame* next_frame();     // nullptr at the end of the stream
+  void feed_packet();
+  bool skippable(int64_t pts) const;
+  void emit(size_t target, const AVFrame* frame);
+  void note_damage(int64_t ts, const std::string& what);
+  bool damaged_frame(const AVFrame* frame, int64_t pts);
+  double seconds(int64_t ts) const { return ts == kNoTs ? std::nan("") : demuxer_.seconds(ts); }
+
+  Demuxer& demuxer_;
+  AVCodecContext* decoder_;
+  std::vector<int64_t> targets_;  // ascending, unique
+  FrameConverter& converter_;
+  at::Tensor rows_;               // [targets, H, W, 3] uint8
+  std::vector<double>& times_;    // [targets] seconds of the frame emitted for each
+  std::vector<std::string>& warnings_;
+  DecodeStats& stats_;
+
+  FramePtr frame_, candidate_;
+  PacketPtr packet_;
+  bool have_candidate_ = false;
+  size_t next_ = 0;                 // first unresolved target
+  bool at_start_ = true;            // decoding from the stream's first packet
+  size_t seek_key_ = 0;             // keyframe of the last seek
+  size_t key_cap_ = SIZE_MAX;       // for the current target: seek no later than this keyframe
+  bool need_key_ = false;           // after a seek: drop packets until a keyframe
+  int64_t floor_ = kNoTs;           // after a seek: frames presented before this are discarded
+  double position_ = -INFINITY;     // greatest presentation time fed since the last seek, seconds
+  std::set<int64_t> fed_pts_;       // pts of packets fed since the last seek
+  bool draining_ = false;
+  bool damaged_ = false;
+  int64_t damage_start_ = kNoTs, recovery_pts_ = kNoTs;
+  int64_t last_emitted_pts_ = kNoTs;
+  int decode_errors_in_a_row_ = 0;
+};
+
+void Sampler::seek(size_t keyframe) {
+  LVRL_DEBUG("seek to keyframe {} at {:.3f} s (target {:.3f} s)", keyframe, demuxer_.keyframes()[keyframe].time_s, next_ < targets_.size() ? seconds(targets_[next_]) : -1.0);
+  demuxer_.seek_to_keyframe(keyframe);
+  ++stats_.seeks;
+  seek_key_ = keyframe;
+  at_start_ = keyframe == 0;
+  need_key_ = true;
+  floor_ = kNoTs;
+  position_ = demuxer_.keyframes()[keyframe].time_s;
+  fed_pts_.clear();
+  have_candidate_ = false;
+  draining_ = false;
+}
+
+void Sampler::maybe_seek() {
+  double target_s = demuxer_.seconds(targets_[next_]);
+  size_t key = std::min(demuxer_.keyframe_at_or_before(target_s), key_cap_);
+  // Seek only past what the decoder has already been fed: behind it, decoding forward is cheaper.
+  if (key > 0 && demuxer_.keyframes()[key].time_s > position_ && (key > seek_key_ || at_start_)) seek(key);
+}
+
+bool Sampler::seek_earlier() {
+  if (seek_key_ == 0 || at_start_) return false;
+  key_cap_ = seek_key_ - 1;
+  seek(key_cap_);
+  return true;
+}
+
+bool Sampler::skippable(int64_t pts) const {
+  if (pts == kNoTs) return false;
+  if (floor_ != kNoTs && pts < floor_) return true;  // discarded anyway
+  auto first_at_or_after = std::lower_bound(targets_.begin() + next_, targets_.end(), pts);
+  if (first_at_or_after == targets_.end()) return true;  // no target can use it
+  auto later = fed_pts_.upper_bound(pts);
+  return later != fed_pts_.end() && *later <= *first_at_or_after;
+}
+
+void Sampler::note_damage(int64_t ts, const std::string& what) {
+  if (!damaged_) {
+    damage_start_ = ts;
+    warnings_.push_back(fmt::format("{}: {} at {:.3f} s; frames are skipped until the next keyframe",
+                                    demuxer_.path(), what, seconds(ts)));
+  }
+  damaged_ = true;
+  recovery_pts_ = kNoTs;
+}
+
+bool Sampler::damaged_frame(const AVFrame* frame, int64_t pts) {
+  if ((frame->flags & AV_FRAME_FLAG_CORRUPT) || frame->decode_error_flags != 0) {
+    note_damage(pts, "corrupt frame");
+    return true;
+  }
+  if (!damaged_) return false;
+  if (recovery_pts_ != kNoTs && pts >= recovery_pts_) {
+    damaged_ = false;
+    warnings_.back() += fmt::format(" (damaged span {:.3f} s to {:.3f} s)", seconds(damage_start_), seconds(pts));
+    return false;
+  }
+  return true;
+}
+
+void Sampler::feed_packet() {
+  AVPacket* packet = packet_.get();
+  int rc = demuxer_.read_packet(packet);
+  if (rc == AVERROR_INVALIDDATA) {
+    note_damage(fed_pts_.empty() ? kNoTs : *fed_pts_.rbegin(), "unreadable packet");
+    return;
+  }
+  if (rc < 0) {
+    if (rc != AVERROR_EOF) {
+      warnings_.push_back(fmt::format("{}: read error after {:.3f} s, treated as the end: {}", demuxer_.path(),
+                                      position_, av_error_text(rc)));
+    }
+    avcodec_send_packet(decoder_, nullptr);  // drain what the decoder holds
+    draining_ = true;
+    return;
+  }
+  ++stats_.packets_read;
+  int64_t pts = packet_pts(packet);
+  bool key = packet->flags & AV_PKT_FLAG_KEY;
+  if (need_key_) {
+    if (!key) {
+      av_packet_unref(packet);
+      return;
+    }
+    need_key_ = false;
+    floor_ = pts;
+  }
+  if (key && damaged_ && recovery_pts_ == kNoTs) recovery_pts_ = pts == kNoTs ? INT64_MIN + 1 : pts;
+  if (pts != kNoTs) {
+    position_ = std::max(position_, demuxer_.seconds(pts));
+    fed_pts_.insert(pts);
+  }
+  decoder_->skip_frame = skippable(pts) ? AVDISCARD_NONREF : AVDISCARD_DEFAULT;
+  rc = avcodec_send_packet(decoder_, packet);
+  av_packet_unref(packet);
+  if (rc < 0 && rc != AVERROR(EAGAIN) && !(floor_ != kNoTs && pts != kNoTs && pts < floor_)) {
+    note_damage(pts, "undecodable packet (" + av_error_text(rc) + ")");
+  }
+}
+
+AVFrame* Sampler::next_frame() {
+  while (true) {
+    av_frame_unref(frame_.get());
+    int rc = avcodec_receive_frame(decoder_, frame_.get());
+    if (rc == 0) {
+      ++stats_.frames_decoded;
+      decode_errors_in_a_row_ = 0;
+      return frame_.get();
+    }
+    if (rc == AVERROR_EOF) return nullptr;
+    if (rc != AVERROR(EAGAIN)) {
+      note_damage(kNoTs, "decoder error (" + av_error_text(rc) + ")");
+      if (++decode_errors_in_a_row_ > 1000) return nullptr;
+      continue;
+    }
+    if (draining_) return nullptr;
+    feed_packet();
+  }
+}
+
+void Sampler::emit(size_t target, const AVFrame* frame) {
+  int64_t pts = frame_pts(frame);
+  if (target > 0 && pts == last_emitted_pts_) {
+    rows_[target].copy_(rows_[target - 1]);  // several targets on one frame: convert once
+  } else {
+    converter_.convert(frame, rows_[target]);
+  }
+  times_[target] = demuxer_.seconds(pts);
+  last_emitted_pts_ = pts;
+}
+
+void Sampler::run_exact() {
+  while (next_ < targets_.size()) {
+    maybe_seek();
+    AVFrame* frame = next_frame();
+    if (frame == nullptr) {  // end of stream: the candidate is the last frame for every later target
+      if (!have_candidate_) {
+        if (seek_earlier()) continue;
+        throw InputError({demuxer_.path(), 0, "", fmt::format("{:.3f} s", seconds(targets_[next_]))},
+                         "no decodable frame at or before this time");
+      }
+      double last = demuxer_.seconds(frame_pts(candidate_.get()));
+      if (demuxer_.seconds(targets_.back()) > last + 1.0) {
+        warnings_.push_back(fmt::format("{}: frames end at {:.3f} s; later targets (up to {:.3f} s) get the last frame",
+                                        demuxer_.path(), last, demuxer_.seconds(targets_.back())));
+      }
+      for (; next_ < targets_.size(); ++next_) emit(next_, candidate_.get());
+      return;
+    }
+    int64_t pts = frame_pts(frame);
+    if (pts == kNoTs) {
+      note_damage(kNoTs, "frame without any timestamp");
+      continue;
+    }
+    if (floor_ != kNoTs && pts < floor_) continue;  // open-GOP leading frame after a seek
+    if (damaged_frame(frame, pts)) continue;
+    bool restarted = false;
+    while (next_ < targets_.size() && pts > targets_[next_]) {
+      if (have_candidate_) {
+        emit(next_, candidate_.get());
+      } else if (at_start_) {
+        emit(next_, frame);  // the target precedes the first frame
+      } else {
+        restarted = seek_earlier();  // landed late: the answer lies before this keyframe
+        LVRL_ASSERT(restarted, "late landing without an earlier keyframe");
+        break;
+      }
+      ++next_;
+      key_cap_ = SIZE_MAX;
+    }
+    if (restarted || next_ == targets_.size()) continue;
+    av_frame_unref(candidate_.get());
+    LVRL_AV_CHECK(av_frame_ref(candidate_.get(), frame));
+    have_candidate_ = true;
+  }
+}
+
+void Sampler::run_keyframes() {
+  // Per keyframe: seek, send its one packet, drain. Draining makes the decoder give the frame up at
+  // once instead of waiting for reorder-delay frames that keyframe-only decoding never sends.
+  size_t previous_key = SIZE_MAX;
+  AVPacket* packet = packet_.get();
+  for (next_ = 0; next_ < targets_.size(); ++next_) {
+    size_t key = demuxer_.keyframe_at_or_before(demuxer_.seconds(targets_[next_]));
+    if (key == previous_key) {
+      rows_[next_].copy_(rows_[next_ - 1]);
+      times_[next_] = times_[next_ - 1];
+      continue;
+    }
+    previous_key = key;
+    seek(key);
+    int rc = 0;
+    while ((rc = demuxer_.read_packet(packet)) == 0 && !(packet->flags & AV_PKT_FLAG_KEY)) av_packet_unref(packet);
+    LVRL_DEBUG("after seek {} first key packet pts {} dts {}", key, packet->pts, packet->dts);
+    ++stats_.packets_read;
+    AVFrame* frame = nullptr;
+    if (rc == 0) {
+      int64_t key_pts = packet_pts(packet);
+      rc = avcodec_send_packet(decoder_, packet);
+      av_packet_unref(packet);
+      avcodec_send_packet(decoder_, nullptr);
+      while (rc >= 0 && (rc = avcodec_receive_frame(decoder_, frame_.get())) == 0) {
+        ++stats_.frames_decoded;
+        int64_t pts = frame_pts(frame_.get());
+        if (pts != kNoTs && (key_pts == kNoTs || pts >= key_pts) && !damaged_frame(frame_.get(), pts)) {
+          frame = frame_.get();
+          break;
+        }
+        av_frame_unref(frame_.get());
+      }
+    }
+    if (frame == nullptr) {
+      throw InputError({demuxer_.path(), 0, "", fmt::format("{:.3f} s", demuxer_.keyframes()[key].time_s)},
+                       "the keyframe at this time does not decode");
+    }
+    emit(next_, frame);
+    av_frame_unref(frame_.get());
+  }
+}
+
+std::pair<int, int> output_size(const VideoInfo& info, const OutputSize& size, int64_t frames) {
+  if (size.width > 0 || size.height > 0) {
+    if (size.width <= 0 || size.height <= 0 || size.width > 16384 || size.height > 16384) {
+      throw InputError({"", 0, "size", fmt::format("{}x{}", size.width, size.height)},
+                       "expected both width and height in 1..16384");
+    }
+    return {size.width, size.height};
+  }
+  auto [height, width] =
+      video_frame_size(info.height, info.width, frames, size.min_pixels, size.max_pixels, size.total_pixels);
+  return {width, height};
+}
+}  // namespace
+
+SampledFrames sample_frames(const std::string& path, const SamplingPlan& plan, const OutputSize& size,
+                            const SampleOptions& options) {
+  Demuxer demuxer(path, options.open);
+  const VideoInfo& info = demuxer.info();
+  SampledFrames result;
+  result.info = info;
+  result.targets = plan.targets(info.duration_s);
+  const int64_t count = static_cast<int64_t>(result.targets.size());
+  auto [width, height] = output_size(info, size, count);
+
+  double estimate = std::max<double>(info.frame_count, info.duration_s * std::max(info.frame_rate, 1.0));
+  demuxer.set_packet_budget(options.packet_budget > 0 ? options.packet_budget
+                                                      : 4 * static_cast<int64_t>(estimate) + 10000);
+
+  // Targets in stream ticks, sorted and unique; `slot[i]` maps request i to its unique target.
+  std::vector<int64_t> ticks(count);
+  for (int64_t i = 0; i < count; ++i) {
+    // The frame for t has pts <= t: round the target down to a tick, forgiving float noise.
+    double exact = result.targets[i] / av_q2d(demuxer.stream()->time_base);
+    ticks[i] = demuxer.timestamp(0) + static_cast<int64_t>(std::floor(exact + 1e-6));
+  }
+  std::vector<int64_t> unique = ticks;
+  std::sort(unique.begin(), unique.end());
+  unique.erase(std::unique(unique.begin(), unique.end()), unique.end());
+
+  FrameConverter converter(width, height, info.rotation);
+  at::Tensor rows = at::empty({static_cast<int64_t>(unique.size()), height, width, 3}, at::kByte);
+  std::vector<double> times(unique.size());
+  Sampler sampler(demuxer, unique, converter, rows, times, result.warnings, result.stats);
+  if (options.accuracy == Accuracy::Keyframe) {
+    sampler.run_keyframes();
+  } else {
+    sampler.run_exact();
+  }
+
+  std::vector<int64_t> slot(count);
+  for (int64_t i = 0; i < count; ++i) {
+    slot[i] = std::lower_bound(unique.begin(), unique.end(), ticks[i]) - unique.begin();
+  }
+  at::Tensor index = at::tensor(slot, at::kLong);
+  result.frames = rows.index_select(0, index);
+  result.timestamps = at::tensor(times, at::kDouble).index_select(0, index);
+  return result;
+}
+
+}  // namespace lvrl::video

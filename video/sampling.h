@@ -1,0 +1,90 @@
+// Frame-exact sampling. A plan becomes target timestamps (seconds from the first frame; VFR-safe,
+// container frame counts are never trusted); the frame for target t is the last frame whose pts <= t
+// (the first frame when t precedes it). Targets are visited in increasing order, seeking to a
+// keyframe only when that costs less than decoding forward, and only the chosen frames are
+// converted to RGB (with the stream's colour matrix and range, rotation applied).
+#pragma once
+
+#include <ATen/Tensor.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "video/probe.h"
+
+namespace lvrl::video {
+
+class SamplingPlan {
+ public:
+  // N targets at the centres of N equal spans of [0, duration): t_i = (i + 0.5)·duration/N.
+  static SamplingPlan uniform(int64_t frames);
+  // One target every 1/fps seconds from 0 while t < duration; more than max_frames (> 0) of them
+  // become uniform(max_frames) instead.
+  static SamplingPlan at_fps(double fps, int64_t max_frames = 0);
+  // Explicit targets, seconds from the first frame, in any order; frames come back in this order.
+  static SamplingPlan at_times(std::vector<double> seconds);
+
+  std::vector<double> targets(double duration_s) const;
+  std::string describe() const;  // "uniform 64", "fps 1 max 3600", "timestamps [0.5, 1.25]"
+
+ private:
+  enum class Kind { Uniform, Fps, Timestamps } kind_ = Kind::Uniform;
+  int64_t frames_ = 0;
+  double fps_ = 0;
+  std::vector<double> times_;
+};
+
+// Output size: explicit width × height (both > 0), or Qwen smart_resize of the displayed size with
+// the per-frame pixel bounds and a total-pixel budget across all frames (video/qwen_preprocess.h).
+struct OutputSize {
+  int width = 0, height = 0;
+  int64_t min_pixels = 128 * 28 * 28;
+  int64_t max_pixels = 768 * 28 * 28;
+  int64_t total_pixels = 90316800;  // 128000·28²·0.9, qwen-vl-utils' budget
+};
+
+enum class Accuracy {
+  Exact,     // the last frame with pts <= target
+  Keyframe,  // the nearest keyframe at or before the target: far faster, not exact
+};
+
+struct SampleOptions {
+  OpenOptions open;
+  Accuracy accuracy = Accuracy::Exact;
+  int64_t packet_budget = 0;  // packets one call may read; 0 = 4 × the stream's packets + 10000
+};
+
+struct DecodeStats {
+  int64_t packets_read = 0;
+  int64_t frames_decoded = 0;
+  int64_t seeks = 0;
+};
+
+struct SampledFrames {
+  at::Tensor frames;      // [N, H, W, 3] uint8 RGB, N = number of targets
+  at::Tensor timestamps;  // [N] float64: pts of each returned frame, seconds from the first frame
+  std::vector<double> targets;        // [N] the requested times, same order
+  std::vector<std::string> warnings;  // damaged spans that were skipped, with their times
+  DecodeStats stats;
+  VideoInfo info;
+};
+
+// Throws InputError (file + reason) for unusable input. A partially damaged file yields the frames
+// that decode plus warnings naming the damaged span; a target with no decodable frame at or before
+// it (and none after) is an error, never a substituted frame.
+SampledFrames sample_frames(const std::string& path, const SamplingPlan& plan, const OutputSize& size,
+                            const SampleOptions& options = {});
+
+// Many videos at once, one decoder thread each, `parallel` videos in flight. Each result is either
+// frames or the error text for that file (other files still succeed).
+struct BatchResult {
+  std::string path;
+  bool ok = false;
+  SampledFrames sampled;
+  std::string error;
+};
+std::vector<BatchResult> sample_many(const std::vector<std::string>& paths, const SamplingPlan& plan,
+                                     const OutputSize& size, int parallel, SampleOptions options = {});
+
+}  // namespace lvrl::video

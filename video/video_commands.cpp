@@ -1,0 +1,108 @@
+// `lvrl video probe FILE` and `lvrl video sample FILE ... --out OUT.safetensors`.
+#include <ATen/ATen.h>
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <iostream>
+#include <sstream>
+
+#include "core/command.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/safetensors.h"
+#include "video/probe.h"
+#include "video/sampling.h"
+
+namespace lvrl::video {
+namespace {
+const RegisterCommand probe_command("video probe", "Print a video's properties as JSON", [](CLI::App& app) {
+  auto file = std::make_shared<std::string>();
+  app.add_option("FILE", *file, "video file")->required();
+  return [file] {
+    std::cout << probe(*file).to_json().dump(2) << "\n";
+    return 0;
+  };
+});
+
+struct SampleArgs {
+  std::string file, out, timestamps, accuracy = "exact";
+  int64_t frames = 0, max_frames = 0, max_pixels = 0;
+  double fps = 0;
+  int width = 0, height = 0, threads = 0;
+};
+
+std::vector<double> parse_times(const std::string& text) {
+  std::vector<double> times;
+  std::istringstream in(text);
+  for (std::string item; std::getline(in, item, ',');) {
+    try {
+      size_t used = 0;
+      times.push_back(std::stod(item, &used));
+      if (used != item.size()) throw std::invalid_argument(item);
+    } catch (const std::exception&) {
+      throw InputError({"", 0, "--timestamps", item}, "expected comma-separated seconds, e.g. 0.5,12,30.25");
+    }
+  }
+  return times;
+}
+
+int run_sample(const SampleArgs& args) {
+  SamplingPlan plan = args.frames > 0      ? SamplingPlan::uniform(args.frames)
+                      : args.fps > 0       ? SamplingPlan::at_fps(args.fps, args.max_frames)
+                                           : SamplingPlan::at_times(parse_times(args.timestamps));
+  OutputSize size;
+  size.width = args.width;
+  size.height = args.height;
+  if (args.max_pixels > 0) size.max_pixels = args.max_pixels;
+  SampleOptions options;
+  options.open.threads = args.threads;
+  options.accuracy = args.accuracy == "keyframe" ? Accuracy::Keyframe : Accuracy::Exact;
+
+  auto start = std::chrono::steady_clock::now();
+  SampledFrames sampled = sample_frames(args.file, plan, size, options);
+  double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  for (const std::string& warning : sampled.warnings) LVRL_WARN("{}", warning);
+
+  safetensors::save(args.out, {{"frames", sampled.frames}, {"timestamps", sampled.timestamps}},
+                    {{"source", args.file}, {"plan", plan.describe()}, {"accuracy", args.accuracy}});
+  std::cout << fmt::format("sampled {} frames {}x{} ({}) from {} in {:.3f} s: decoded {} frames, {} seeks, "
+                           "{} packets, {} warnings -> {}\n",
+                           sampled.frames.size(0), sampled.frames.size(2), sampled.frames.size(1), plan.describe(),
+                           args.file, elapsed, sampled.stats.frames_decoded, sampled.stats.seeks,
+                           sampled.stats.packets_read, sampled.warnings.size(), args.out);
+  return 0;
+}
+
+const RegisterCommand sample_command(
+    "video sample", "Sample frames (uniform, fps or explicit times) into a safetensors file", [](CLI::App& app) {
+      auto args = std::make_shared<SampleArgs>();
+      app.add_option("FILE", args->file, "video file")->required();
+      auto* frames = app.add_option("--frames", args->frames, "N frames uniform over the duration")->check(CLI::PositiveNumber);
+      auto* fps = app.add_option("--fps", args->fps, "one frame every 1/F seconds")->check(CLI::PositiveNumber);
+      auto* times = app.add_option("--timestamps", args->timestamps, "explicit times in seconds: t1,t2,...");
+      frames->excludes(fps)->excludes(times);
+      fps->excludes(times);
+      app.add_option("--max-frames", args->max_frames, "with --fps: at most M frames (then uniform)")
+          ->needs(fps)->check(CLI::PositiveNumber);
+      auto* width = app.add_option("--width", args->width, "output width")->check(CLI::Range(1, 16384));
+      auto* height = app.add_option("--height", args->height, "output height")->check(CLI::Range(1, 16384));
+      width->needs(height);
+      height->needs(width);
+      app.add_option("--max-pixels", args->max_pixels, "Qwen smart_resize: at most P pixels per frame")
+          ->excludes(width)->check(CLI::PositiveNumber);
+      app.add_option("--threads", args->threads, "decoder threads (0 = auto)")->check(CLI::NonNegativeNumber);
+      app.add_option("--accuracy", args->accuracy, "exact (default) or keyframe (nearest keyframe at or before)")
+          ->check(CLI::IsMember({"exact", "keyframe"}));
+      app.add_option("--out", args->out, "output .safetensors: frames uint8 [N,H,W,3], timestamps float64 [N]")
+          ->required();
+      return [args] {
+        if (args->frames == 0 && args->fps == 0 && args->timestamps.empty()) {
+          throw InputError({"", 0, "plan", ""}, "give one of --frames N, --fps F or --timestamps t1,t2,..");
+        }
+        return run_sample(*args);
+      };
+    });
+}  // namespace
+}  // namespace lvrl::video
