@@ -121,6 +121,7 @@ void Sampler::seek(size_t keyframe) {
   fed_pts_.clear();
   have_candidate_ = false;
   draining_ = false;
+  damaged_ = false;  // a keyframe starts clean; the damaged span was already reported
 }
 
 void Sampler::maybe_seek() {
@@ -303,7 +304,6 @@ void Sampler::run_keyframes() {
     seek(key);
     int rc = 0;
     while ((rc = demuxer_.read_packet(packet)) == 0 && !(packet->flags & AV_PKT_FLAG_KEY)) av_packet_unref(packet);
-    LVRL_DEBUG("after seek {} first key packet pts {} dts {}", key, packet->pts, packet->dts);
     ++stats_.packets_read;
     AVFrame* frame = nullptr;
     if (rc == 0) {
