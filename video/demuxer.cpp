@@ -51,6 +51,7 @@ Demuxer::Demuxer(const std::string& path, const OpenOptions& options) : path_(pa
     open_input(options);
     open_decoder(options);
     build_keyframe_index();
+    find_origin();
     describe();
   } catch (...) {
     avcodec_free_context(&decoder_);
@@ -108,7 +109,7 @@ void Demuxer::open_input(const OpenOptions& options) {
     format_->streams[i]->discard = static_cast<int>(i) == stream_index_ ? AVDISCARD_DEFAULT : AVDISCARD_ALL;
   }
   stream_ = format_->streams[stream_index_];
-  start_pts_ = stream_->start_time != AV_NOPTS_VALUE ? stream_->start_time : 0;
+  origin_pts_ = stream_->start_time != AV_NOPTS_VALUE ? stream_->start_time : 0;  // until find_origin()
 
   const AVCodecParameters* par = stream_->codecpar;
   if (par->width <= 0 || par->height <= 0 || par->width > kMaxSide || par->height > kMaxSide ||
@@ -135,6 +136,7 @@ void Demuxer::open_decoder(const OpenOptions& options) {
                                     : std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, 4);
   decoder_->thread_count = threads;
   decoder_->thread_type = FF_THREAD_FRAME | FF_THREAD_SLICE;  // frame threading: several times faster
+
   int rc = avcodec_open2(decoder_, codec, nullptr);
   if (rc < 0) {
     throw InputError({path_, 0, "", codec->name}, "cannot open the decoder: " + av_error_text(rc));
@@ -142,48 +144,100 @@ void Demuxer::open_decoder(const OpenOptions& options) {
 }
 
 void Demuxer::build_keyframe_index() {
-  int entries = avformat_index_get_entries_count(stream_);
-  for (int i = 0; i < entries; ++i) {
-    const AVIndexEntry* entry = avformat_index_get_entry(stream_, i);
-    if ((entry->flags & AVINDEX_KEYFRAME) && !(entry->flags & AVINDEX_DISCARD_FRAME)) {
-      keyframes_.push_back({entry->timestamp, seconds(entry->timestamp)});
-    }
-  }
-  if (keyframes_.empty()) {
-    // No container index (MPEG-TS, raw streams, files without cues): a demux-only scan, cheap next to
-    // decoding. It also gives the true frame count and end time.
-    PacketPtr packet = make_packet();
-    int64_t frames = 0, end_pts = AV_NOPTS_VALUE;
-    // Every packet takes at least a byte of the file: a scan past that many is a looping demuxer.
-    int64_t file_bytes = format_->pb != nullptr ? avio_size(format_->pb) : -1;
-    set_packet_budget(file_bytes > 0 ? file_bytes + 10000 : INT64_MAX);
-    while (true) {
-      int rc = read_packet(packet.get());
-      if (rc == AVERROR_EOF) break;
-      if (rc < 0) {
-        if (rc == AVERROR_EXIT) throw InputError({path_, 0, "", ""}, "I/O deadline passed while scanning");
-        break;  // a damaged tail: the index covers what precedes it
+  // MP4/MOV sample tables and AVI idx1 list every packet; other indexes (Matroska cues) are sparse.
+  std::string name = format_->iformat->name;
+  bool complete_index = name.find("mov") != std::string::npos || name == "avi";
+  if (complete_index) {
+    int entries = avformat_index_get_entries_count(stream_);
+    for (int i = 0; i < entries; ++i) {
+      const AVIndexEntry* entry = avformat_index_get_entry(stream_, i);
+      if ((entry->flags & AVINDEX_KEYFRAME) && !(entry->flags & AVINDEX_DISCARD_FRAME)) {
+        keyframes_.push_back({entry->timestamp, -1, 0});
       }
-      ++frames;
-      int64_t ts = packet->pts != AV_NOPTS_VALUE ? packet->pts : packet->dts;
-      if (ts != AV_NOPTS_VALUE) {
-        if (packet->flags & AV_PKT_FLAG_KEY) keyframes_.push_back({ts, seconds(ts)});
-        end_pts = std::max(end_pts == AV_NOPTS_VALUE ? ts : end_pts, ts + std::max<int64_t>(packet->duration, 0));
-      }
-      av_packet_unref(packet.get());
     }
-    packets_read_ = 0;
-    info_.frame_count = frames;
-    if (end_pts != AV_NOPTS_VALUE) info_.duration_s = seconds(end_pts);
-    std::sort(keyframes_.begin(), keyframes_.end(),
-              [](const Keyframe& a, const Keyframe& b) { return a.seek_ts < b.seek_ts; });
-    if (frames == 0) throw InputError({path_, 0, "", ""}, "the video stream holds no frames");
-    if (keyframes_.empty()) throw InputError({path_, 0, "", ""}, "the video stream holds no keyframe");
-    seek_to_keyframe(0);
+    index_holds_dts_ = !keyframes_.empty();
   }
+  if (keyframes_.empty()) scan_keyframes();
+  std::sort(keyframes_.begin(), keyframes_.end(),
+            [](const Keyframe& a, const Keyframe& b) { return a.seek_ts < b.seek_ts; });
   keyframes_.erase(std::unique(keyframes_.begin(), keyframes_.end(),
                                [](const Keyframe& a, const Keyframe& b) { return a.seek_ts == b.seek_ts; }),
                    keyframes_.end());
+}
+
+void Demuxer::scan_keyframes() {
+  // A demux-only pass: cheap next to decoding, and it gives the true frame count and end time.
+  std::string name = format_->iformat->name;
+  byte_seek_ = !(format_->iformat->flags & AVFMT_NO_BYTE_SEEK) &&
+               (name == "mpegts" || name == "mpeg" || name == "h264" || name == "hevc" || name == "m4v");
+  PacketPtr packet = make_packet();
+  int64_t frames = 0, end_pts = AV_NOPTS_VALUE;
+  // Every packet takes at least a byte of the file: a scan past that many is a looping demuxer.
+  int64_t file_bytes = format_->pb != nullptr ? avio_size(format_->pb) : -1;
+  set_packet_budget(file_bytes > 0 ? file_bytes + 10000 : INT64_MAX);
+  while (true) {
+    int rc = read_packet(packet.get());
+    if (rc == AVERROR_EOF) break;
+    if (rc < 0) break;  // a damaged tail: the index covers what precedes it
+    ++frames;
+    int64_t ts = packet->pts != AV_NOPTS_VALUE ? packet->pts : packet->dts;
+    if (ts != AV_NOPTS_VALUE) {
+      if (packet->flags & AV_PKT_FLAG_KEY) keyframes_.push_back({ts, packet->pos, 0});
+      int64_t end = ts + std::max<int64_t>(packet->duration, 0);
+      end_pts = end_pts == AV_NOPTS_VALUE ? end : std::max(end_pts, end);
+    }
+    av_packet_unref(packet.get());
+  }
+  packets_read_ = 0;
+  info_.frame_count = frames;
+  if (frames == 0) throw InputError({path_, 0, "", ""}, "the video stream holds no frames");
+  if (keyframes_.empty()) throw InputError({path_, 0, "", ""}, "the video stream holds no keyframe");
+  scan_end_pts_ = end_pts;
+}
+
+void Demuxer::find_origin() {
+  // Decode the first frame once: containers' start_time and decoders' best-effort guesses disagree
+  // (AVI with B-frames guesses pts one frame late), so "seconds from the first frame" is measured.
+  seek_to_keyframe(0);
+  PacketPtr packet = make_packet();
+  FramePtr frame = make_frame();
+  set_packet_budget(10000);
+  bool draining = false, delay_known = false;
+  while (true) {
+    int rc = avcodec_receive_frame(decoder_, frame.get());
+    if (rc == 0) {
+      int64_t pts = frame->best_effort_timestamp != AV_NOPTS_VALUE ? frame->best_effort_timestamp : frame->pts;
+      if (pts != AV_NOPTS_VALUE) {
+        origin_pts_ = pts;
+        break;
+      }
+      av_frame_unref(frame.get());
+      continue;
+    }
+    if (rc == AVERROR_EOF || (rc != AVERROR(EAGAIN) && draining)) {
+      throw InputError({path_, 0, "", ""}, "no frame of the video stream decodes");
+    }
+    if (draining) continue;
+    rc = read_packet(packet.get());
+    if (rc < 0) {
+      avcodec_send_packet(decoder_, nullptr);
+      draining = true;
+      continue;
+    }
+    if (packet->pts == AV_NOPTS_VALUE) packets_have_pts_ = false;
+    if (!delay_known && packet->pts != AV_NOPTS_VALUE && packet->dts != AV_NOPTS_VALUE) {
+      reorder_delay_ = packet->pts - packet->dts;  // the first keyframe's: encoders keep it constant
+      delay_known = true;
+    }
+    avcodec_send_packet(decoder_, packet.get());  // errors here surface as no frame at all
+    av_packet_unref(packet.get());
+  }
+  packets_read_ = 0;
+  // A dts index is shifted to presentation times by the reorder delay (exact for constant-delay
+  // encoders; the sampler never relies on it for correctness, only to choose where to seek).
+  for (Keyframe& key : keyframes_) key.time_s = seconds(key.seek_ts + (index_holds_dts_ ? reorder_delay_ : 0));
+  if (scan_end_pts_ != AV_NOPTS_VALUE) info_.duration_s = seconds(scan_end_pts_);
+  seek_to_keyframe(0);
 }
 
 void Demuxer::describe() {
@@ -207,13 +261,14 @@ void Demuxer::describe() {
   info_.width = swapped ? par->height : par->width;
   info_.height = swapped ? par->width : par->height;
 
-  info_.start_s = stream_->start_time != AV_NOPTS_VALUE ? stream_->start_time * av_q2d(stream_->time_base) : 0;
-  if (info_.duration_s <= 0) {
+  info_.start_s = origin_pts_ * av_q2d(stream_->time_base);
+  if (info_.duration_s <= 0) {  // no scan: the container's word, measured from our origin
     if (stream_->duration != AV_NOPTS_VALUE && stream_->duration > 0) {
-      info_.duration_s = stream_->duration * av_q2d(stream_->time_base);
+      int64_t stream_start = stream_->start_time != AV_NOPTS_VALUE ? stream_->start_time : origin_pts_;
+      info_.duration_s = seconds(stream_start + stream_->duration);
     } else if (format_->duration != AV_NOPTS_VALUE && format_->duration > 0) {
       double format_start = format_->start_time != AV_NOPTS_VALUE ? format_->start_time / double(AV_TIME_BASE) : 0;
-      info_.duration_s = format_->duration / double(AV_TIME_BASE) - (info_.start_s - format_start);
+      info_.duration_s = format_start + format_->duration / double(AV_TIME_BASE) - info_.start_s;
     }
   }
   AVRational rate = stream_->avg_frame_rate.num > 0 ? stream_->avg_frame_rate : stream_->r_frame_rate;
@@ -256,18 +311,28 @@ int Demuxer::read_packet(AVPacket* packet) {
 
 void Demuxer::seek_to_keyframe(size_t index) {
   LVRL_ASSERT(index < keyframes_.size(), "keyframe index out of range");
-  // Aim halfway to the next keyframe: demuxers take the seek time as a pts, while container indexes
-  // often hold dts (the mov demuxer subtracts its dts shift before searching), so aiming at the
-  // index value itself can land one keyframe early. Anything in the keyframe's GOP lands on it.
-  int64_t ts = keyframes_[index].seek_ts;
-  int64_t gap = index + 1 < keyframes_.size() ? keyframes_[index + 1].seek_ts - ts : timestamp(1.0) - timestamp(0);
-  int64_t aim = ts + std::max<int64_t>(gap / 2, 0);
+  const Keyframe& key = keyframes_[index];
   arm_deadline();
-  int rc = avformat_seek_file(format_, stream_index_, INT64_MIN, aim, aim, 0);
-  if (rc < 0) rc = av_seek_frame(format_, stream_index_, aim, AVSEEK_FLAG_BACKWARD);
-  if (rc < 0 && index == 0) rc = avformat_seek_file(format_, -1, INT64_MIN, 0, 0, AVSEEK_FLAG_BYTE);
+  int rc = -1;
+  if (byte_seek_ && key.pos >= 0) {
+    // Timestamp seeks in MPEG-TS bisect on pts and land anywhere; the scan knows the exact byte.
+    rc = av_seek_frame(format_, stream_index_, key.pos, AVSEEK_FLAG_BYTE);
+  }
   if (rc < 0) {
-    throw InputError({path_, 0, "", fmt::format("{:.3f} s", keyframes_[index].time_s)},
+    // Demuxers take the seek time as a pts. A dts index (the mov demuxer subtracts its dts shift
+    // before searching) would land one keyframe early at the index value itself: aim halfway into
+    // the keyframe's GOP instead, which lands on it. The first keyframe: aim at it (nothing earlier).
+    int64_t aim = key.seek_ts;
+    if (index_holds_dts_ && index > 0) {
+      int64_t gap = index + 1 < keyframes_.size() ? keyframes_[index + 1].seek_ts - key.seek_ts
+                                                  : timestamp(1.0) - timestamp(0);
+      aim += std::max<int64_t>(gap / 2, 0);
+    }
+    rc = avformat_seek_file(format_, stream_index_, INT64_MIN, aim, aim, 0);
+    if (rc < 0) rc = av_seek_frame(format_, stream_index_, aim, AVSEEK_FLAG_BACKWARD);
+  }
+  if (rc < 0) {
+    throw InputError({path_, 0, "", fmt::format("{:.3f} s", key.time_s)},
                      "cannot seek to this keyframe: " + av_error_text(rc));
   }
   avcodec_flush_buffers(decoder_);
@@ -279,10 +344,10 @@ size_t Demuxer::keyframe_at_or_before(double time_s) const {
   return after == keyframes_.begin() ? 0 : static_cast<size_t>(after - keyframes_.begin() - 1);
 }
 
-double Demuxer::seconds(int64_t ts) const { return (ts - start_pts_) * av_q2d(stream_->time_base); }
+double Demuxer::seconds(int64_t ts) const { return (ts - origin_pts_) * av_q2d(stream_->time_base); }
 
 int64_t Demuxer::timestamp(double s) const {
-  return start_pts_ + static_cast<int64_t>(std::llround(s / av_q2d(stream_->time_base)));
+  return origin_pts_ + static_cast<int64_t>(std::llround(s / av_q2d(stream_->time_base)));
 }
 
 }  // namespace lvrl::video

@@ -32,8 +32,10 @@ FramePtr make_frame();
 PacketPtr make_packet();
 
 struct Keyframe {
-  int64_t seek_ts;  // timestamp to seek to, stream time base (the container index's, often a dts)
-  double time_s;    // the same, seconds from the first frame
+  int64_t seek_ts;   // the index's timestamp, stream time base: a dts for MP4/MOV/AVI indexes, else a pts
+  int64_t pos = -1;  // byte position (scanned indexes), -1 unknown
+  double time_s;     // presentation time, seconds from the first frame (a dts index shifted by the
+                     // stream's reorder delay; AVI without pts: decode time)
 };
 
 class Demuxer {
@@ -56,17 +58,23 @@ class Demuxer {
   void set_packet_budget(int64_t packets) { packet_budget_ = packets; }
   int64_t packets_read() const { return packets_read_; }
 
+  // False when packets carry no pts (AVI with B-frames): frame times are then guessed from the decode
+  // history, which a seek throws away, so such streams are decoded forward from the start.
+  bool timestamps_survive_seeks() const { return packets_have_pts_; }
+
   // Repositions at keyframe `index` of keyframes() (0 = the start of the stream) and flushes the
   // decoder.
   void seek_to_keyframe(size_t index);
 
-  // Keyframes in ascending time: the container's index when it has one, else a demux-only scan
-  // (the scan leaves the demuxer at the start of the stream).
+  // Keyframes in ascending time: the container's index where it lists every sample (MP4/MOV, AVI),
+  // else a demux-only scan (Matroska cues list one keyframe per cluster, MPEG-TS has no index).
   const std::vector<Keyframe>& keyframes() const { return keyframes_; }
   // The last keyframe at or before `time_s` (0 when `time_s` precedes them all).
   size_t keyframe_at_or_before(double time_s) const;
 
-  double seconds(int64_t ts) const;   // stream time base → seconds from the first frame
+  // Stream time base → seconds from the first frame: the first frame presented is 0 by definition
+  // (decoded once at open), whatever start_time the container claims.
+  double seconds(int64_t ts) const;
   int64_t timestamp(double s) const;  // the inverse
   const VideoInfo& info() const { return info_; }
 
@@ -74,6 +82,8 @@ class Demuxer {
   void open_input(const OpenOptions& options);
   void open_decoder(const OpenOptions& options);
   void build_keyframe_index();
+  void scan_keyframes();
+  void find_origin();
   void describe();
   void arm_deadline();
   static int interrupt(void* self);
@@ -83,12 +93,17 @@ class Demuxer {
   AVCodecContext* decoder_ = nullptr;
   AVStream* stream_ = nullptr;
   int stream_index_ = -1;
-  int64_t start_pts_ = 0;
+  int64_t origin_pts_ = 0;         // pts of the first frame presented
+  bool index_holds_dts_ = false;   // container index (MP4/MOV/AVI): seek times are decode times
+  bool byte_seek_ = false;
+  bool packets_have_pts_ = true;
+  int64_t reorder_delay_ = 0;      // pts - dts of the first keyframe         // scanned MPEG-TS / elementary streams: seek to byte positions
   int64_t timeout_us_ = 0;
   int64_t deadline_us_ = 0;  // av_gettime_relative() after which blocking I/O is interrupted
   int64_t packet_budget_ = 0;
   int64_t packets_read_ = 0;
   std::vector<Keyframe> keyframes_;
+  int64_t scan_end_pts_ = INT64_MIN;  // end of the last packet seen by the scan (INT64_MIN: no scan)
   VideoInfo info_;
 };
 

@@ -28,7 +28,8 @@ struct VideoInfo {
   double frame_rate = 0;   // average frames per second
   int64_t frame_count = -1;  // what the container claims; -1 unknown. Never trusted for sampling.
   int64_t keyframe_count = 0;
-  std::vector<double> keyframe_times;  // seconds relative to start_s, ascending
+  std::vector<double> keyframe_times;  // presentation times, seconds from the first frame, ascending
+                                       // (AVI streams without pts: decode times)
   std::string pixel_format;            // e.g. "yuv420p10le"
   std::string color_matrix;            // e.g. "bt709", "unknown"
   std::string color_range;             // "tv", "pc" or "unknown"

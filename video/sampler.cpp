@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <deque>
 #include <limits>
 #include <numeric>
 #include <set>
@@ -64,11 +65,13 @@ class Sampler {
         warnings_(warnings),
         stats_(stats),
         frame_(make_frame()),
-        candidate_(make_frame()),
-        packet_(make_packet()) {}
+        packet_(make_packet()),
+        emitted_pts_(targets_.size(), kNoTs),
+        frame_rate_(demuxer.info().frame_rate > 0 ? demuxer.info().frame_rate : 30.0) {}
 
   void run_exact();
   void run_keyframes();
+  AVFrame* decode_keyframe(size_t key);  // the keyframe's own frame, nullptr when it does not decode
 
  private:
   void seek(size_t keyframe);
@@ -78,7 +81,27 @@ class Sampler {
   void feed_packet();
   bool skippable(int64_t pts) const;
   void emit(size_t target, const AVFrame* frame);
-  void note_damage(int64_t ts, const std::string& what);
+  int64_t output_pts(AVFrame* frame);  // the frame's pts, extrapolated when the decoder gives none
+  // Damage found at `ts`: by an error (`flagged_frame` false: the bad packet is one of those still in
+  // flight) or on a frame the decoder flagged (the bad packet is that frame's own; its dependents are
+  // every packet fed after it).
+  void note_damage(int64_t ts, const std::string& what, bool flagged_frame = false);
+  void roll_back(int64_t suspect);  // forget frames (and re-resolve targets) presented at or after
+  // After a seek, open-GOP leading frames (presented before the keyframe) decode with missing
+  // references and report errors that are no damage: an error while nothing in flight lies past
+  // the keyframe is theirs.
+  bool leading_frame_error() const {
+    if (!warming_up_ || floor_ == kNoTs) return false;
+    for (size_t i = fed_log_.size() - std::min(fed_log_.size(), in_flight()); i < fed_log_.size(); ++i) {
+      if (fed_log_[i] > floor_) return false;
+    }
+    return true;
+  }
+  size_t in_flight() const {
+    // Frame threads report a packet's decode error when the packet thread_count - 1 later is
+    // submitted: the bad packet is among the last thread_count fed.
+    return (decoder_->active_thread_type & FF_THREAD_FRAME) ? std::max(decoder_->thread_count, 1) : 1;
+  }
   bool damaged_frame(const AVFrame* frame, int64_t pts);
   double seconds(int64_t ts) const { return ts == kNoTs ? std::nan("") : demuxer_.seconds(ts); }
 
@@ -91,9 +114,14 @@ class Sampler {
   std::vector<std::string>& warnings_;
   DecodeStats& stats_;
 
-  FramePtr frame_, candidate_;
+  FramePtr frame_;
   PacketPtr packet_;
-  bool have_candidate_ = false;
+  // Recent clean frames since the last seek, newest last: the newest is the candidate. Kept a few
+  // deep so damage found late (frame threads report errors packets later) can be rolled back.
+  std::deque<FramePtr> history_;
+  std::deque<int64_t> fed_log_;      // pts of the last packets fed since the seek, decode order
+  std::vector<int64_t> emitted_pts_;  // [targets] pts of the frame each resolved target got
+  double frame_rate_;
   size_t next_ = 0;                 // first unresolved target
   bool at_start_ = true;            // decoding from the stream's first packet
   size_t seek_key_ = 0;             // keyframe of the last seek
@@ -103,10 +131,22 @@ class Sampler {
   double position_ = -INFINITY;     // greatest presentation time fed since the last seek, seconds
   std::set<int64_t> fed_pts_;       // pts of packets fed since the last seek
   bool draining_ = false;
-  bool damaged_ = false;
-  int64_t damage_start_ = kNoTs, recovery_pts_ = kNoTs;
+  // Damage: a span [begin, end) of presentation times, open (end unknown) until the next keyframe is
+  // fed, plus every packet fed while a span is open (dependents of the bad packet presented before
+  // it, like B-frames, are fed after it).
+  struct Span {
+    int64_t begin, end;
+    size_t warning;  // index into warnings_
+  };
+  std::vector<Span> spans_;
+  bool span_open_ = false;
+  std::set<int64_t> tainted_;
   int64_t last_emitted_pts_ = kNoTs;
   int decode_errors_in_a_row_ = 0;
+  bool warming_up_ = false;          // after a seek, until a frame at or past floor_: errors belong
+                                     // to open-GOP leading frames missing their references
+  int64_t last_output_pts_ = kNoTs;  // for frames the decoder hands out without any timestamp
+  bool keyframes_only_ = false;      // Accuracy::Keyframe on a stream we cannot seek in
 };
 
 void Sampler::seek(size_t keyframe) {
@@ -119,12 +159,18 @@ void Sampler::seek(size_t keyframe) {
   floor_ = kNoTs;
   position_ = demuxer_.keyframes()[keyframe].time_s;
   fed_pts_.clear();
-  have_candidate_ = false;
+  fed_log_.clear();
+  history_.clear();
   draining_ = false;
-  damaged_ = false;  // a keyframe starts clean; the damaged span was already reported
+  spans_.clear();  // a keyframe starts clean; the damage was already reported
+  span_open_ = false;
+  tainted_.clear();
+  warming_up_ = true;
+  last_output_pts_ = kNoTs;
 }
 
 void Sampler::maybe_seek() {
+  if (!demuxer_.timestamps_survive_seeks()) return;
   double target_s = demuxer_.seconds(targets_[next_]);
   size_t key = std::min(demuxer_.keyframe_at_or_before(target_s), key_cap_);
   // Seek only past what the decoder has already been fed: behind it, decoding forward is cheaper.
@@ -147,28 +193,51 @@ bool Sampler::skippable(int64_t pts) const {
   return later != fed_pts_.end() && *later <= *first_at_or_after;
 }
 
-void Sampler::note_damage(int64_t ts, const std::string& what) {
-  if (!damaged_) {
-    damage_start_ = ts;
-    warnings_.push_back(fmt::format("{}: {} at {:.3f} s; frames are skipped until the next keyframe",
-                                    demuxer_.path(), what, seconds(ts)));
+void Sampler::note_damage(int64_t ts, const std::string& what, bool flagged_frame) {
+  std::vector<int64_t> suspects;
+  auto own = std::find(fed_log_.begin(), fed_log_.end(), ts);
+  if (flagged_frame && own != fed_log_.end()) {
+    suspects.assign(own, fed_log_.end());
+  } else {
+    suspects.assign(fed_log_.end() - std::min(fed_log_.size(), in_flight()), fed_log_.end());
+    if (ts != kNoTs) suspects.push_back(ts);
   }
-  damaged_ = true;
-  recovery_pts_ = kNoTs;
+  int64_t suspect = suspects.empty() ? kNoTs : *std::min_element(suspects.begin(), suspects.end());
+  if (span_open_) {
+    spans_.back().begin = suspect == kNoTs ? spans_.back().begin : std::min(spans_.back().begin, suspect);
+  } else {
+    warnings_.push_back(fmt::format("{}: {} at {:.3f} s; frames are skipped until the next keyframe",
+                                    demuxer_.path(), what, seconds(ts != kNoTs ? ts : suspect)));
+    spans_.push_back({suspect == kNoTs ? INT64_MIN : suspect, INT64_MAX, warnings_.size() - 1});
+    span_open_ = true;
+  }
+  tainted_.insert(suspects.begin(), suspects.end());
+  if (suspect != kNoTs) roll_back(suspect);
+}
+
+void Sampler::roll_back(int64_t suspect) {
+  while (!history_.empty() && frame_pts(history_.back().get()) >= suspect) history_.pop_back();
+  for (size_t target = next_; target-- > 0 && emitted_pts_[target] != kNoTs && emitted_pts_[target] >= suspect;) {
+    if (history_.empty()) {
+      warnings_.push_back(fmt::format("{}: the frame for {:.3f} s may be damaged: no clean frame before it is left",
+                                      demuxer_.path(), seconds(targets_[target])));
+      break;
+    }
+    last_emitted_pts_ = kNoTs;  // force a fresh conversion
+    emit(target, history_.back().get());
+  }
 }
 
 bool Sampler::damaged_frame(const AVFrame* frame, int64_t pts) {
   if ((frame->flags & AV_FRAME_FLAG_CORRUPT) || frame->decode_error_flags != 0) {
-    note_damage(pts, "corrupt frame");
+    note_damage(pts, "corrupt frame", /*flagged_frame=*/true);
     return true;
   }
-  if (!damaged_) return false;
-  if (recovery_pts_ != kNoTs && pts >= recovery_pts_) {
-    damaged_ = false;
-    warnings_.back() += fmt::format(" (damaged span {:.3f} s to {:.3f} s)", seconds(damage_start_), seconds(pts));
-    return false;
+  if (tainted_.count(pts) != 0) return true;
+  for (const Span& span : spans_) {
+    if (pts >= span.begin && pts < span.end) return true;
   }
-  return true;
+  return false;
 }
 
 void Sampler::feed_packet() {
@@ -198,15 +267,23 @@ void Sampler::feed_packet() {
     need_key_ = false;
     floor_ = pts;
   }
-  if (key && damaged_ && recovery_pts_ == kNoTs) recovery_pts_ = pts == kNoTs ? INT64_MIN + 1 : pts;
+  if (span_open_ && key && pts != kNoTs) {
+    Span& span = spans_.back();
+    span.end = pts;
+    span_open_ = false;
+    warnings_[span.warning] += fmt::format(" (damaged span {:.3f} s to {:.3f} s)", seconds(span.begin), seconds(pts));
+  }
+  if (span_open_ && pts != kNoTs) tainted_.insert(pts);
   if (pts != kNoTs) {
     position_ = std::max(position_, demuxer_.seconds(pts));
     fed_pts_.insert(pts);
+    fed_log_.push_back(pts);
+    if (fed_log_.size() > 64) fed_log_.pop_front();  // past the decoder's reorder and thread depth
   }
   decoder_->skip_frame = skippable(pts) ? AVDISCARD_NONREF : AVDISCARD_DEFAULT;
   rc = avcodec_send_packet(decoder_, packet);
   av_packet_unref(packet);
-  if (rc < 0 && rc != AVERROR(EAGAIN) && !(floor_ != kNoTs && pts != kNoTs && pts < floor_)) {
+  if (rc < 0 && rc != AVERROR(EAGAIN) && !leading_frame_error()) {
     note_damage(pts, "undecodable packet (" + av_error_text(rc) + ")");
   }
 }
@@ -222,13 +299,28 @@ AVFrame* Sampler::next_frame() {
     }
     if (rc == AVERROR_EOF) return nullptr;
     if (rc != AVERROR(EAGAIN)) {
-      note_damage(kNoTs, "decoder error (" + av_error_text(rc) + ")");
+      if (!leading_frame_error()) note_damage(last_output_pts_, "decoder error (" + av_error_text(rc) + ")");
       if (++decode_errors_in_a_row_ > 1000) return nullptr;
       continue;
     }
     if (draining_) return nullptr;
     feed_packet();
   }
+}
+
+int64_t Sampler::output_pts(AVFrame* frame) {
+  int64_t pts = frame_pts(frame);
+  if (pts == kNoTs && last_output_pts_ != kNoTs) {
+    // The last frames of a stream without pts (AVI) leave the decoder with no timestamp at all:
+    // they follow the previous frame by one frame duration.
+    int64_t step = frame->pkt_duration > 0 ? frame->pkt_duration : demuxer_.timestamp(1.0 / frame_rate_) - demuxer_.timestamp(0);
+    pts = last_output_pts_ + std::max<int64_t>(step, 1);
+  }
+  if (pts != kNoTs) {
+    frame->best_effort_timestamp = pts;  // so emit() and the candidate see the same time
+    last_output_pts_ = pts;
+  }
+  return pts;
 }
 
 void Sampler::emit(size_t target, const AVFrame* frame) {
@@ -239,6 +331,7 @@ void Sampler::emit(size_t target, const AVFrame* frame) {
     converter_.convert(frame, rows_[target]);
   }
   times_[target] = demuxer_.seconds(pts);
+  emitted_pts_[target] = pts;
   last_emitted_pts_ = pts;
 }
 
@@ -247,30 +340,32 @@ void Sampler::run_exact() {
     maybe_seek();
     AVFrame* frame = next_frame();
     if (frame == nullptr) {  // end of stream: the candidate is the last frame for every later target
-      if (!have_candidate_) {
+      if (history_.empty()) {
         if (seek_earlier()) continue;
         throw InputError({demuxer_.path(), 0, "", fmt::format("{:.3f} s", seconds(targets_[next_]))},
                          "no decodable frame at or before this time");
       }
-      double last = demuxer_.seconds(frame_pts(candidate_.get()));
+      const AVFrame* last_frame = history_.back().get();
+      double last = demuxer_.seconds(frame_pts(last_frame));
       if (demuxer_.seconds(targets_.back()) > last + 1.0) {
         warnings_.push_back(fmt::format("{}: frames end at {:.3f} s; later targets (up to {:.3f} s) get the last frame",
                                         demuxer_.path(), last, demuxer_.seconds(targets_.back())));
       }
-      for (; next_ < targets_.size(); ++next_) emit(next_, candidate_.get());
+      for (; next_ < targets_.size(); ++next_) emit(next_, last_frame);
       return;
     }
-    int64_t pts = frame_pts(frame);
+    int64_t pts = output_pts(frame);
     if (pts == kNoTs) {
       note_damage(kNoTs, "frame without any timestamp");
       continue;
     }
     if (floor_ != kNoTs && pts < floor_) continue;  // open-GOP leading frame after a seek
+    warming_up_ = false;
     if (damaged_frame(frame, pts)) continue;
     bool restarted = false;
     while (next_ < targets_.size() && pts > targets_[next_]) {
-      if (have_candidate_) {
-        emit(next_, candidate_.get());
+      if (!history_.empty()) {
+        emit(next_, history_.back().get());
       } else if (at_start_) {
         emit(next_, frame);  // the target precedes the first frame
       } else {
@@ -282,17 +377,45 @@ void Sampler::run_exact() {
       key_cap_ = SIZE_MAX;
     }
     if (restarted || next_ == targets_.size()) continue;
-    av_frame_unref(candidate_.get());
-    LVRL_AV_CHECK(av_frame_ref(candidate_.get(), frame));
-    have_candidate_ = true;
+    if (keyframes_only_ && !frame->key_frame) continue;
+    FramePtr kept = make_frame();
+    LVRL_AV_CHECK(av_frame_ref(kept.get(), frame));
+    history_.push_back(std::move(kept));
+    if (history_.size() > 8) history_.pop_front();
   }
 }
 
-void Sampler::run_keyframes() {
-  // Per keyframe: seek, send its one packet, drain. Draining makes the decoder give the frame up at
+AVFrame* Sampler::decode_keyframe(size_t key) {
+  // Seek, send the keyframe's one packet, drain: draining makes the decoder give the frame up at
   // once instead of waiting for reorder-delay frames that keyframe-only decoding never sends.
-  size_t previous_key = SIZE_MAX;
+  seek(key);
   AVPacket* packet = packet_.get();
+  int rc = 0;
+  while ((rc = demuxer_.read_packet(packet)) == 0 && !(packet->flags & AV_PKT_FLAG_KEY)) av_packet_unref(packet);
+  if (rc < 0) return nullptr;
+  ++stats_.packets_read;
+  int64_t key_pts = packet_pts(packet);
+  rc = avcodec_send_packet(decoder_, packet);
+  av_packet_unref(packet);
+  avcodec_send_packet(decoder_, nullptr);
+  while (rc >= 0 && (rc = avcodec_receive_frame(decoder_, frame_.get())) == 0) {
+    ++stats_.frames_decoded;
+    int64_t pts = output_pts(frame_.get());
+    if (pts != kNoTs && (key_pts == kNoTs || pts >= key_pts) && !damaged_frame(frame_.get(), pts)) {
+      return frame_.get();
+    }
+    av_frame_unref(frame_.get());
+  }
+  return nullptr;
+}
+
+void Sampler::run_keyframes() {
+  if (!demuxer_.timestamps_survive_seeks()) {
+    keyframes_only_ = true;  // decode forward, taking only keyframes as candidates
+    run_exact();
+    return;
+  }
+  size_t previous_key = SIZE_MAX;
   for (next_ = 0; next_ < targets_.size(); ++next_) {
     size_t key = demuxer_.keyframe_at_or_before(demuxer_.seconds(targets_[next_]));
     if (key == previous_key) {
@@ -301,26 +424,9 @@ void Sampler::run_keyframes() {
       continue;
     }
     previous_key = key;
-    seek(key);
-    int rc = 0;
-    while ((rc = demuxer_.read_packet(packet)) == 0 && !(packet->flags & AV_PKT_FLAG_KEY)) av_packet_unref(packet);
-    ++stats_.packets_read;
-    AVFrame* frame = nullptr;
-    if (rc == 0) {
-      int64_t key_pts = packet_pts(packet);
-      rc = avcodec_send_packet(decoder_, packet);
-      av_packet_unref(packet);
-      avcodec_send_packet(decoder_, nullptr);
-      while (rc >= 0 && (rc = avcodec_receive_frame(decoder_, frame_.get())) == 0) {
-        ++stats_.frames_decoded;
-        int64_t pts = frame_pts(frame_.get());
-        if (pts != kNoTs && (key_pts == kNoTs || pts >= key_pts) && !damaged_frame(frame_.get(), pts)) {
-          frame = frame_.get();
-          break;
-        }
-        av_frame_unref(frame_.get());
-      }
-    }
+    AVFrame* frame = decode_keyframe(key);
+    // Index times may be decode times: a keyframe presented after the target is not "at or before".
+    while (frame != nullptr && key > 0 && frame_pts(frame) > targets_[next_]) frame = decode_keyframe(--key);
     if (frame == nullptr) {
       throw InputError({demuxer_.path(), 0, "", fmt::format("{:.3f} s", demuxer_.keyframes()[key].time_s)},
                        "the keyframe at this time does not decode");
