@@ -132,8 +132,9 @@ void Demuxer::open_decoder(const OpenOptions& options) {
   LVRL_ASSERT(decoder_ != nullptr, "avcodec_alloc_context3: out of memory");
   LVRL_AV_CHECK(avcodec_parameters_to_context(decoder_, par));
   decoder_->pkt_timebase = stream_->time_base;
+  // Auto: one more thread than cores, as FFmpeg's own auto setting does (keeps the pipeline full).
   int threads = options.threads > 0 ? options.threads
-                                    : std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, 4);
+                                    : std::clamp(static_cast<int>(std::thread::hardware_concurrency()) + 1, 2, 8);
   decoder_->thread_count = threads;
   decoder_->thread_type = FF_THREAD_FRAME | FF_THREAD_SLICE;  // frame threading: several times faster
 

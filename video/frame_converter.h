@@ -5,6 +5,9 @@
 
 #include <ATen/Tensor.h>
 
+#include <cstdint>
+#include <vector>
+
 extern "C" {
 struct AVFrame;
 struct SwsContext;
@@ -27,6 +30,7 @@ class FrameConverter {
   int width_, height_, rotation_;
   SwsContext* sws_ = nullptr;
   at::Tensor upright_;  // [h, w, 3] before rotation (only when rotating)
+  std::vector<uint8_t> scratch_;  // swscale's output, rows padded to 64 bytes
 };
 
 }  // namespace lvrl::video

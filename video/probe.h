@@ -13,7 +13,7 @@ namespace lvrl::video {
 
 struct OpenOptions {
   double io_timeout_s = 30;  // any open or single read blocking longer than this fails
-  int threads = 0;           // decoder threads; 0 = up to 4 by the cores available
+  int threads = 0;           // decoder threads; 0 = cores + 1 (at most 8)
 };
 
 struct VideoInfo {

@@ -489,9 +489,17 @@ SampledFrames sample_frames(const std::string& path, const SamplingPlan& plan, c
   for (int64_t i = 0; i < count; ++i) {
     slot[i] = std::lower_bound(unique.begin(), unique.end(), ticks[i]) - unique.begin();
   }
-  at::Tensor index = at::tensor(slot, at::kLong);
-  result.frames = rows.index_select(0, index);
-  result.timestamps = at::tensor(times, at::kDouble).index_select(0, index);
+  at::Tensor timestamps = at::tensor(times, at::kDouble);
+  bool identity = static_cast<int64_t>(unique.size()) == count;
+  for (int64_t i = 0; identity && i < count; ++i) identity = slot[i] == i;
+  if (identity) {  // uniform and fps plans: no copy of what may be gigabytes of frames
+    result.frames = rows;
+    result.timestamps = timestamps;
+  } else {
+    at::Tensor index = at::tensor(slot, at::kLong);
+    result.frames = rows.index_select(0, index);
+    result.timestamps = timestamps.index_select(0, index);
+  }
   return result;
 }
 
