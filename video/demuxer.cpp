@@ -137,6 +137,10 @@ void Demuxer::open_decoder(const OpenOptions& options) {
                                     : std::clamp(static_cast<int>(std::thread::hardware_concurrency()) + 1, 2, 8);
   decoder_->thread_count = threads;
   decoder_->thread_type = FF_THREAD_FRAME | FF_THREAD_SLICE;  // frame threading: several times faster
+  // Report bitstream errors instead of concealing them: a concealed frame shows another frame's
+  // picture under this one's timestamp (frame threads do not reliably flag it), exactly the
+  // substitution we must never return.
+  decoder_->err_recognition |= AV_EF_EXPLODE;
 
   int rc = avcodec_open2(decoder_, codec, nullptr);
   if (rc < 0) {

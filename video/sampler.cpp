@@ -77,6 +77,8 @@ class Sampler {
   void seek(size_t keyframe);
   void maybe_seek();
   bool seek_earlier();       // false when already at the first keyframe
+  bool retreat();            // an error in the first GOP after a seek: decode from one keyframe earlier
+  void decode_error(int64_t ts, const std::string& what, bool flagged_frame);
   AVFrame* next_frame();     // nullptr at the end of the stream
   void feed_packet();
   bool skippable(int64_t pts) const;
@@ -147,10 +149,15 @@ class Sampler {
                                      // to open-GOP leading frames missing their references
   int64_t last_output_pts_ = kNoTs;  // for frames the decoder hands out without any timestamp
   bool keyframes_only_ = false;      // Accuracy::Keyframe on a stream we cannot seek in
+  bool exact_mode_ = false;          // run_exact: may retreat to earlier keyframes
+  bool first_gop_ = false;           // since the last seek, no second keyframe fed yet
+  size_t first_target_since_seek_ = 0;
+  std::set<size_t> unclean_keys_;    // keyframes a seek cannot start from cleanly
 };
 
 void Sampler::seek(size_t keyframe) {
-  LVRL_DEBUG("seek to keyframe {} at {:.3f} s (target {:.3f} s)", keyframe, demuxer_.keyframes()[keyframe].time_s, next_ < targets_.size() ? seconds(targets_[next_]) : -1.0);
+  LVRL_DEBUG("seek to keyframe {} at {:.3f} s (target {:.3f} s)", keyframe, demuxer_.keyframes()[keyframe].time_s,
+             next_ < targets_.size() ? seconds(targets_[next_]) : -1.0);
   demuxer_.seek_to_keyframe(keyframe);
   ++stats_.seeks;
   seek_key_ = keyframe;
@@ -166,6 +173,8 @@ void Sampler::seek(size_t keyframe) {
   span_open_ = false;
   tainted_.clear();
   warming_up_ = true;
+  first_gop_ = keyframe > 0;
+  first_target_since_seek_ = next_;
   last_output_pts_ = kNoTs;
 }
 
@@ -173,8 +182,28 @@ void Sampler::maybe_seek() {
   if (!demuxer_.timestamps_survive_seeks()) return;
   double target_s = demuxer_.seconds(targets_[next_]);
   size_t key = std::min(demuxer_.keyframe_at_or_before(target_s), key_cap_);
+  while (key > 0 && unclean_keys_.count(key) != 0) --key;
   // Seek only past what the decoder has already been fed: behind it, decoding forward is cheaper.
   if (key > 0 && demuxer_.keyframes()[key].time_s > position_ && (key > seek_key_ || at_start_)) seek(key);
+}
+
+bool Sampler::retreat() {
+  // Errors in the first GOP after a seek are references the seek skipped (open GOPs, B-frames that
+  // reach back past the keyframe), not damage: decode from the keyframe before instead, re-resolving
+  // the targets this GOP served. Real damage shows up again once decoding runs through the GOP.
+  if (!exact_mode_ || !first_gop_ || seek_key_ == 0) return false;
+  unclean_keys_.insert(seek_key_);
+  for (size_t target = first_target_since_seek_; target < next_; ++target) emitted_pts_[target] = kNoTs;
+  next_ = first_target_since_seek_;
+  last_emitted_pts_ = kNoTs;
+  key_cap_ = seek_key_ - 1;
+  seek(key_cap_);
+  return true;
+}
+
+void Sampler::decode_error(int64_t ts, const std::string& what, bool flagged_frame) {
+  if (leading_frame_error() || retreat()) return;
+  note_damage(ts, what, flagged_frame);
 }
 
 bool Sampler::seek_earlier() {
@@ -230,7 +259,7 @@ void Sampler::roll_back(int64_t suspect) {
 
 bool Sampler::damaged_frame(const AVFrame* frame, int64_t pts) {
   if ((frame->flags & AV_FRAME_FLAG_CORRUPT) || frame->decode_error_flags != 0) {
-    note_damage(pts, "corrupt frame", /*flagged_frame=*/true);
+    decode_error(pts, "corrupt frame", /*flagged_frame=*/true);
     return true;
   }
   if (tainted_.count(pts) != 0) return true;
@@ -266,6 +295,8 @@ void Sampler::feed_packet() {
     }
     need_key_ = false;
     floor_ = pts;
+  } else if (key) {
+    first_gop_ = false;
   }
   if (span_open_ && key && pts != kNoTs) {
     Span& span = spans_.back();
@@ -283,8 +314,8 @@ void Sampler::feed_packet() {
   decoder_->skip_frame = skippable(pts) ? AVDISCARD_NONREF : AVDISCARD_DEFAULT;
   rc = avcodec_send_packet(decoder_, packet);
   av_packet_unref(packet);
-  if (rc < 0 && rc != AVERROR(EAGAIN) && !leading_frame_error()) {
-    note_damage(pts, "undecodable packet (" + av_error_text(rc) + ")");
+  if (rc < 0 && rc != AVERROR(EAGAIN)) {
+    decode_error(pts, "undecodable packet (" + av_error_text(rc) + ")", false);
   }
 }
 
@@ -299,7 +330,7 @@ AVFrame* Sampler::next_frame() {
     }
     if (rc == AVERROR_EOF) return nullptr;
     if (rc != AVERROR(EAGAIN)) {
-      if (!leading_frame_error()) note_damage(last_output_pts_, "decoder error (" + av_error_text(rc) + ")");
+      decode_error(last_output_pts_, "decoder error (" + av_error_text(rc) + ")", false);
       if (++decode_errors_in_a_row_ > 1000) return nullptr;
       continue;
     }
@@ -336,6 +367,7 @@ void Sampler::emit(size_t target, const AVFrame* frame) {
 }
 
 void Sampler::run_exact() {
+  exact_mode_ = true;
   while (next_ < targets_.size()) {
     maybe_seek();
     AVFrame* frame = next_frame();
