@@ -39,6 +39,8 @@
 #include <thread>
 #include <vector>
 
+#include "bench/bench_report.h"
+
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 using lvrl::model::TokenId;
@@ -192,32 +194,6 @@ std::string load_average() {  // the 1-minute figure: this machine is shared, so
   return one.empty() ? "?" : one;
 }
 
-std::string cpu_name() {
-  std::ifstream in("/proc/cpuinfo");
-  for (std::string line; std::getline(in, line);) {
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  }
-  return "unknown CPU";
-}
-
-// Replaces (or appends) the "## tokenizer" section of a markdown file, keeping the other sections.
-void write_results(const std::string& path, const std::string& section) {
-  std::string text;
-  if (std::ifstream in(path); in) text.assign(std::istreambuf_iterator<char>(in), {});
-  if (text.empty())
-    text = "# Benchmark results\n\nFigures from `tools/bench.sh`; each section belongs to one benchmark.\n";
-  const std::string heading = "## tokenizer";
-  size_t begin = text.find("\n" + heading + "\n");
-  if (begin == std::string::npos) {
-    if (text.back() != '\n') text += "\n";
-    text += "\n" + section;
-  } else {
-    size_t end = text.find("\n## ", begin + 1);
-    text = text.substr(0, begin + 1) + section + (end == std::string::npos ? "" : text.substr(end));
-  }
-  std::ofstream(path) << text;
-}
-
 Config parse(int argc, char** argv) {
   Config config;
   for (int i = 1; i < argc; ++i) {
@@ -311,7 +287,7 @@ int main(int argc, char** argv) {
   double ours_mbs = mb / ours.best, node_mbs = mb / node["best_seconds"].get<double>();
   double ratio = ours_mbs / node_mbs;
   bool target_met = ours_mbs >= kTargetMbPerSecond;
-  std::string cpu = cpu_name();
+  std::string cpu = lvrl::bench::cpu_model();
   std::string load_after = load_average();
   unsigned cores = std::thread::hardware_concurrency();
   std::string node_version = run("node --version 2>&1");
@@ -349,7 +325,7 @@ int main(int argc, char** argv) {
                     mb / node["first_seconds"].get<double>(), node["load_seconds"].get<double>());
     section += fmt::format("Ratio lvrl / Node.js: **{:.1f}x**. Target >= 5 MB/s on one core: {}.\n", ratio,
                            target_met ? "met" : "MISSED");
-    write_results(config.results, section);
+    lvrl::bench::replace_results_section(config.results, "## tokenizer", section);
     fmt::print("wrote {}\n", config.results);
   }
 

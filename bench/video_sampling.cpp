@@ -40,6 +40,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/bench_report.h"
 #include "video/av_check.h"
 #include "video/sampling.h"
 
@@ -322,33 +323,6 @@ std::string verdict(bool met) {
   return met ? "met" : "MISSED";
 }
 
-std::string read_first_line(const std::string& path, const std::string& prefix = "") {
-  std::ifstream in(path);
-  for (std::string line; std::getline(in, line);) {
-    if (prefix.empty()) return line;
-    if (line.rfind(prefix, 0) == 0) return line.substr(line.find(':') + 2);
-  }
-  return "unknown";
-}
-
-// Replaces (or appends) the "## video_sampling" section of a markdown file, keeping the rest.
-void write_results(const std::string& path, const std::string& section) {
-  std::string text;
-  if (std::ifstream in(path); in) text.assign(std::istreambuf_iterator<char>(in), {});
-  if (text.empty())
-    text = "# Benchmark results\n\nFigures from `tools/bench.sh`; each section belongs to one benchmark.\n";
-  const std::string heading = "## video_sampling";
-  size_t begin = text.find("\n" + heading + "\n");
-  if (begin == std::string::npos) {
-    if (text.back() != '\n') text += "\n";
-    text += "\n" + section;
-  } else {
-    size_t end = text.find("\n## ", begin + 1);
-    text = text.substr(0, begin + 1) + section + (end == std::string::npos ? "" : text.substr(end));
-  }
-  std::ofstream(path) << text;
-}
-
 Config parse(int argc, char** argv) {
   Config config;
   const char* env = std::getenv("LVRL_BENCH_QUICK");
@@ -390,8 +364,8 @@ Config parse(int argc, char** argv) {
 
 int run(const Config& config) {
   av_log_set_level(AV_LOG_ERROR);
-  const std::string load_before = read_first_line("/proc/loadavg");
-  const std::string cpu = read_first_line("/proc/cpuinfo", "model name");
+  const std::string load_before = lvrl::bench::first_line("/proc/loadavg");
+  const std::string cpu = lvrl::bench::cpu_model();
   const unsigned cores = std::thread::hardware_concurrency();
 
   // Sizes: the issue's, or a smoke test under a minute once the cache is warm.
@@ -622,7 +596,7 @@ int run(const Config& config) {
                          {"ratio", ours_rate / b_rate}};
   }
 
-  const std::string load_after = read_first_line("/proc/loadavg");
+  const std::string load_after = lvrl::bench::first_line("/proc/loadavg");
   // Other work on the machine skews every time here (and favours PyAV's 3 auto threads over our 2).
   const double busiest = std::max(std::atof(load_before.c_str()), std::atof(load_after.c_str()));
   const std::string busy = busiest > 1.0 ? fmt::format(
@@ -646,8 +620,8 @@ int run(const Config& config) {
         "## video_sampling\n\n"
         "**{} run** ({}), {}: {} cores, {}; load average before {} / after {}; repeat {} (min taken). "
         "PyAV {} (Debian python3-av) with frame threading (`thread_type = \"AUTO\"`). Every contender "
-        "converts the chosen frames to RGB 448×252 (PyAV `reformat(interpolation=\"BICUBIC\")`; lvrl bicubic "
-        "with accurate rounding and full chroma). Frames: {}. "
+        "converts the chosen frames to RGB 448×252 (PyAV `reformat(interpolation=\"BICUBIC\")`; lvrl swscale "
+        "bicubic). Frames: {}. "
         "Run: `build/bench/bench_video_sampling{} --results bench/RESULTS.md`.{}\n\n"
         "{}\n{}\n"
         "(c) counts every frame from a target's keyframe to it; lvrl skips non-reference frames no target "
@@ -657,7 +631,7 @@ int run(const Config& config) {
         config.quick ? "not the issue's figures" : "the issue's sizes", date, cores, cpu, load_before,
         load_after, config.repeat, pyav_version, frames_ok ? "all exact" : "WRONG",
         config.quick ? " --quick" : "", busy, table, targets_text);
-    write_results(config.results, section);
+    lvrl::bench::replace_results_section(config.results, "## video_sampling", section);
     fmt::print("wrote {}\n", config.results);
   }
 

@@ -4,6 +4,8 @@
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
+
+#include "tests/core/test_files.h"
 #include <stdlib.h>
 
 #include <cstring>
@@ -23,23 +25,9 @@ namespace {
 
 using safetensors::TensorMap;
 
-class TempDir {
+class TempDir : public testing_files::TempDir {
  public:
-  TempDir() {
-    char pattern[] = "/tmp/lvrl_checkpoint_XXXXXX";
-    const char* made = ::mkdtemp(pattern);
-    if (made == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = made;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
+  TempDir() : testing_files::TempDir("lvrl_checkpoint") {}
 };
 
 std::set<std::string> files_in(const std::string& dir) {

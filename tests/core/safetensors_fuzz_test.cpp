@@ -5,6 +5,8 @@
 // Reproduce a failure with LVRL_FUZZ_SEED=<printed seed>; the failing mutant is also kept on disk.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
+
+#include "tests/core/test_files.h"
 #include <stdlib.h>
 
 #include <chrono>
@@ -28,17 +30,8 @@ constexpr int kMaxMutants = 3000;
 constexpr double kMaxSeconds = 3.0;
 constexpr uint32_t kDefaultSeed = 20240611;
 
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
-
-void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
+using testing_files::read_bytes;
+using testing_files::write_bytes;
 
 uint64_t header_length_of(const std::string& bytes) {
   uint64_t length = 0;

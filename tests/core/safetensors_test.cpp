@@ -5,6 +5,8 @@
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
+
+#include "tests/core/test_files.h"
 #include <stdlib.h>
 
 #include <algorithm>
@@ -26,36 +28,13 @@
 namespace lvrl::safetensors {
 namespace {
 
-class TempDir {
+class TempDir : public testing_files::TempDir {
  public:
-  TempDir() {
-    char pattern[] = "/tmp/lvrl_safetensors_XXXXXX";
-    const char* made = ::mkdtemp(pattern);
-    if (made == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = made;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
+  TempDir() : testing_files::TempDir("lvrl_safetensors") {}
 };
 
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
-
-void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
+using testing_files::read_bytes;
+using testing_files::write_bytes;
 
 std::string u64_le(uint64_t value) {
   std::string bytes(8, '\0');

@@ -1,0 +1,43 @@
+// What every benchmark reports besides its figures: the machine, and its own section of
+// bench/RESULTS.md (rewritten in place, other benchmarks' sections kept).
+#pragma once
+
+#include <fstream>
+#include <iterator>
+#include <string>
+
+namespace lvrl::bench {
+
+// The first line of `path` starting with `prefix` (the text after its ':' when there is one), or the
+// first line when `prefix` is empty: "model name" of /proc/cpuinfo, /proc/loadavg.
+inline std::string first_line(const std::string& path, const std::string& prefix = "") {
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);) {
+    if (prefix.empty()) return line;
+    if (line.rfind(prefix, 0) == 0) return line.substr(line.find(':') + 2);
+  }
+  return "unknown";
+}
+
+inline std::string cpu_model() { return first_line("/proc/cpuinfo", "model name"); }
+
+// Replaces the section that starts with `heading` ("## name") up to the next "## ", or appends it.
+inline void replace_results_section(const std::string& path, const std::string& heading,
+                                    const std::string& section) {
+  std::string text;
+  if (std::ifstream in(path); in) text.assign(std::istreambuf_iterator<char>(in), {});
+  if (text.empty()) {
+    text = "# Benchmark results\n\nFigures from `tools/bench.sh`; each section belongs to one benchmark.\n";
+  }
+  size_t begin = text.find("\n" + heading + "\n");
+  if (begin == std::string::npos) {
+    if (text.back() != '\n') text += "\n";
+    text += "\n" + section;
+  } else {
+    size_t end = text.find("\n## ", begin + 1);
+    text = text.substr(0, begin + 1) + section + (end == std::string::npos ? "" : text.substr(end));
+  }
+  std::ofstream(path) << text;
+}
+
+}  // namespace lvrl::bench
