@@ -13,7 +13,8 @@ echo
 cat <<'NOTE'
 == not built yet
 The RL fine-tuning job (`lvrl launch` on configs/demo.yaml: tiny Qwen2.5-VL, synthetic videos,
-rollout and trainer processes over private Redis servers) needs video/ sampling, the model,
-sequence parallelism, the cache, rollout and trainer. This demo runs it once they exist; until
-then it shows the binary, its commands and the resolved demo config.
+rollout and trainer processes over private Redis servers) still needs the model, sequence
+parallelism, `lvrl preprocess`, rollout and trainer; video sampling, the tokenizer and the Redis
+cache are built (`lvrl video`, `lvrl tokenize`, `lvrl cache`). This demo runs the job once it
+exists; until then it shows the binary, its commands and the resolved demo config.
 NOTE
