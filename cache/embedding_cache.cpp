@@ -262,53 +262,53 @@ EmbeddingCache::Loaded EmbeddingCache::load(RedisClient& client, const std::stri
   return out;
 }
 
+EmbeddingCache::Loaded EmbeddingCache::load_settled(RedisClient& client, const std::string& key,
+                                                   const char* operation) {
+  // A read that spans a reconnect may mix a restarted server's state with the old one: read again.
+  for (int attempt = 1; attempt <= options_.attempts; ++attempt) {
+    const uint64_t generation = client.generation();
+    Loaded loaded = load(client, key);
+    if (client.generation() == generation) return loaded;
+    LVRL_WARN("embedding cache: reconnected while reading {}; reading it again (attempt {} of {})", key, attempt,
+              options_.attempts);
+  }
+  fail_redis(fmt::format("EmbeddingCache::{} {}", operation, key),
+             fmt::format("{}: the connection dropped during each of {} reads", endpoint().describe(),
+                         options_.attempts));
+}
+
 std::optional<CachedEmbedding> EmbeddingCache::get(const std::string& key) {
   check_key(key);
   RedisPool::Lease lease = pool_.acquire();
   RedisClient& client = *lease;
-  for (int attempt = 1; attempt <= options_.attempts; ++attempt) {
-    const uint64_t generation = client.generation();
-    Loaded loaded = load(client, key);
-    if (client.generation() != generation) {
-      LVRL_WARN("embedding cache: reconnected while reading {}; reading it again (attempt {} of {})", key, attempt,
-                options_.attempts);
-      continue;
-    }
-    switch (loaded.status) {
-      case Loaded::Status::Miss:
-        ++misses_;
-        return std::nullopt;
-      case Loaded::Status::Broken:
-        LVRL_WARN("embedding cache: entry {} is broken ({}); deleting it", key, loaded.problem);
-        delete_entry(client, key, loaded.manifest_text, loaded.manifest ? &*loaded.manifest : nullptr);
-        ++broken_;
-        ++misses_;
-        return std::nullopt;
-      case Loaded::Status::Hit:
-        ++hits_;
-        bytes_read_ += loaded.manifest->bytes;
-        return CachedEmbedding{std::move(loaded.tensor), std::move(*loaded.manifest)};
-    }
+  Loaded loaded = load_settled(client, key, "get");
+  switch (loaded.status) {
+    case Loaded::Status::Miss:
+      ++misses_;
+      return std::nullopt;
+    case Loaded::Status::Broken:
+      LVRL_WARN("embedding cache: entry {} is broken ({}); deleting it", key, loaded.problem);
+      delete_entry(client, key, loaded.manifest_text, loaded.manifest ? &*loaded.manifest : nullptr);
+      ++broken_;
+      ++misses_;
+      return std::nullopt;
+    case Loaded::Status::Hit:
+      break;
   }
-  fail_redis("EmbeddingCache::get " + key, fmt::format("{}: the connection dropped during each of {} reads",
-                                                       endpoint().describe(), options_.attempts));
+  ++hits_;
+  bytes_read_ += loaded.manifest->bytes;
+  return CachedEmbedding{std::move(loaded.tensor), std::move(*loaded.manifest)};
 }
 
 std::string EmbeddingCache::verify(const std::string& key, bool delete_broken) {
   check_key(key);
   RedisPool::Lease lease = pool_.acquire();
   RedisClient& client = *lease;
-  for (int attempt = 1; attempt <= options_.attempts; ++attempt) {
-    const uint64_t generation = client.generation();
-    Loaded loaded = load(client, key);
-    if (client.generation() != generation) continue;
-    if (loaded.status == Loaded::Status::Miss) return "no such entry";
-    if (loaded.status == Loaded::Status::Hit) return "";
-    if (delete_broken) delete_entry(client, key, loaded.manifest_text, loaded.manifest ? &*loaded.manifest : nullptr);
-    return loaded.problem;
-  }
-  fail_redis("EmbeddingCache::verify " + key, fmt::format("{}: the connection dropped during each of {} reads",
-                                                          endpoint().describe(), options_.attempts));
+  Loaded loaded = load_settled(client, key, "verify");
+  if (loaded.status == Loaded::Status::Miss) return "no such entry";
+  if (loaded.status == Loaded::Status::Hit) return "";
+  if (delete_broken) delete_entry(client, key, loaded.manifest_text, loaded.manifest ? &*loaded.manifest : nullptr);
+  return loaded.problem;
 }
 
 bool EmbeddingCache::chunks_present(RedisClient& client, const std::string& key, const CacheManifest& manifest) {

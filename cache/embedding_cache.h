@@ -106,6 +106,7 @@ class EmbeddingCache {
  private:
   struct Loaded;
   Loaded load(RedisClient& client, const std::string& key);
+  Loaded load_settled(RedisClient& client, const std::string& key, const char* operation);  // no reconnect inside
   bool chunks_present(RedisClient& client, const std::string& key, const CacheManifest& manifest);
   void delete_entry(RedisClient& client, const std::string& key, const std::string& manifest_text,
                     const CacheManifest* manifest);
