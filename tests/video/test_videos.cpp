@@ -19,6 +19,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <sstream>
@@ -654,54 +655,56 @@ std::string shape_report(const video::SampledFrames& got, const std::string& pat
 }
 }  // namespace
 
-std::string exactness_report(const video::SampledFrames& got, const std::string& path, int rotation,
-                             const std::string& full_plan) {
-  const std::string plan = shortened(full_plan);
-  std::string shape = shape_report(got, path, plan);
+namespace {
+// Checks every returned frame with `mismatch(i, reference, timestamps)` (an empty string when frame i
+// is right) and lists the first 8 problems.
+std::string frame_report(const video::SampledFrames& got, const std::string& path, const std::string& full_label,
+                         const std::function<std::string(size_t, const ReferenceFrames&, const double*)>& mismatch) {
+  const std::string label = shortened(full_label);
+  std::string shape = shape_report(got, path, label);
   if (!shape.empty()) return shape;
   const ReferenceFrames& reference = reference_frames(path);
   const double* timestamps = got.timestamps.data_ptr<double>();
   std::ostringstream text;
   int mismatches = 0;
   for (size_t i = 0; i < got.targets.size(); ++i) {
-    const double target = got.targets[i];
-    const int64_t expected = expected_frame(reference.times, target);
-    const int index = frame_index(got.frames, static_cast<int64_t>(i), rotation);
-    const double time = timestamps[i];
-    if (index == expected && std::fabs(time - reference.times[expected]) <= 1e-3) continue;
-    if (++mismatches <= 8) {
-      text << path << " [" << plan << "] frame " << i << ": target " << target << " s -> expected frame "
-           << expected << " (pts " << reference.times[expected] << " s), got frame "
-           << (index < 0 ? std::string("unreadable") : std::to_string(index)) << " with timestamp " << time
-           << " s (reference frame at that time: " << frame_at_time(reference.times, time) << ")\n";
-    }
+    std::string problem = mismatch(i, reference, timestamps);
+    if (!problem.empty() && ++mismatches <= 8) text << path << " [" << label << "] frame " << i << problem << "\n";
   }
   if (mismatches > 8) text << "... " << mismatches - 8 << " more mismatches\n";
   return text.str();
 }
+}  // namespace
+
+std::string exactness_report(const video::SampledFrames& got, const std::string& path, int rotation,
+                             const std::string& full_plan) {
+  return frame_report(got, path, full_plan, [&](size_t i, const ReferenceFrames& reference, const double* timestamps) {
+    const double target = got.targets[i];
+    const int64_t expected = expected_frame(reference.times, target);
+    const int index = frame_index(got.frames, static_cast<int64_t>(i), rotation);
+    const double time = timestamps[i];
+    if (index == expected && std::fabs(time - reference.times[expected]) <= 1e-3) return std::string();
+    std::ostringstream text;
+    text << ": target " << target << " s -> expected frame " << expected << " (pts " << reference.times[expected]
+         << " s), got frame " << (index < 0 ? std::string("unreadable") : std::to_string(index))
+         << " with timestamp " << time << " s (reference frame at that time: " << frame_at_time(reference.times, time)
+         << ")";
+    return text.str();
+  });
+}
 
 std::string consistency_report(const video::SampledFrames& got, const std::string& path, int rotation,
                                const std::string& full_what) {
-  const std::string what = shortened(full_what);
-  std::string shape = shape_report(got, path, what);
-  if (!shape.empty()) return shape;
-  const ReferenceFrames& reference = reference_frames(path);
-  const double* timestamps = got.timestamps.data_ptr<double>();
-  std::ostringstream text;
-  int mismatches = 0;
-  for (size_t i = 0; i < got.targets.size(); ++i) {
+  return frame_report(got, path, full_what, [&](size_t i, const ReferenceFrames& reference, const double* timestamps) {
     const int index = frame_index(got.frames, static_cast<int64_t>(i), rotation);
     const int64_t at_time = frame_at_time(reference.times, timestamps[i]);
-    if (index >= 0 && index == at_time) continue;
-    if (++mismatches <= 8) {
-      text << path << " [" << what << "] frame " << i << " (target " << got.targets[i] << " s): timestamp "
-           << timestamps[i] << " s is reference frame " << at_time << " but the picture shows "
-           << (index < 0 ? std::string("no readable index (damaged or substituted)") : "frame " + std::to_string(index))
-           << "\n";
-    }
-  }
-  if (mismatches > 8) text << "... " << mismatches - 8 << " more mismatches\n";
-  return text.str();
+    if (index >= 0 && index == at_time) return std::string();
+    std::ostringstream text;
+    text << " (target " << got.targets[i] << " s): timestamp " << timestamps[i] << " s is reference frame " << at_time
+         << " but the picture shows "
+         << (index < 0 ? std::string("no readable index (damaged or substituted)") : "frame " + std::to_string(index));
+    return text.str();
+  });
 }
 
 }  // namespace lvrl::testing_video
