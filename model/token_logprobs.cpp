@@ -1,0 +1,96 @@
+// Chunked log-softmax gather with a recomputing backward.
+//
+// Forward, per chunk of rows: z = (h Wᵀ)/T in the accumulation dtype, lse = logsumexp(z),
+// out = z[target] − lse. Only lse [N] is kept. Backward, per chunk: recompute z, p = exp(z − lse),
+// g_z = g·(onehot(target) − p)/T, then dh = g_z W and dW += g_zᵀ h. Peak extra memory is one chunk's
+// [chunk, V] logits in each direction.
+#include "model/token_logprobs.h"
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+#include <torch/csrc/autograd/custom_function.h>
+
+#include "core/error.h"
+#include "core/tensor_format.h"
+
+namespace lvrl::model {
+
+namespace {
+
+at::ScalarType accumulation_dtype(const at::Tensor& t) {
+  return t.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+}
+
+class ChunkedLogprobs : public torch::autograd::Function<ChunkedLogprobs> {
+ public:
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& hidden, const at::Tensor& weight,
+                            const at::Tensor& targets, double temperature, int64_t chunk) {
+    const at::ScalarType acc = accumulation_dtype(hidden);
+    const int64_t rows = hidden.size(0);
+    at::Tensor out = at::empty({rows}, hidden.options().dtype(acc));
+    at::Tensor lse = at::empty({rows}, hidden.options().dtype(acc));
+    at::Tensor weight_acc = weight.to(acc);
+    for (int64_t start = 0; start < rows; start += chunk) {
+      const int64_t n = std::min(chunk, rows - start);
+      at::Tensor z = at::matmul(hidden.narrow(0, start, n).to(acc), weight_acc.t()) / temperature;  // [n, V]
+      at::Tensor chunk_lse = at::logsumexp(z, -1);
+      lse.narrow(0, start, n).copy_(chunk_lse);
+      out.narrow(0, start, n).copy_(z.gather(1, targets.narrow(0, start, n).unsqueeze(1)).squeeze(1) - chunk_lse);
+    }
+    ctx->save_for_backward({hidden, weight, targets, lse});
+    ctx->saved_data["temperature"] = temperature;
+    ctx->saved_data["chunk"] = chunk;
+    return out;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const at::Tensor& hidden = saved[0];
+    const at::Tensor& weight = saved[1];
+    const at::Tensor& targets = saved[2];
+    const at::Tensor& lse = saved[3];
+    const double temperature = ctx->saved_data["temperature"].toDouble();
+    const int64_t chunk = ctx->saved_data["chunk"].toInt();
+    const at::ScalarType acc = lse.scalar_type();
+    const at::Tensor grad_out = grads[0].to(acc);
+    const int64_t rows = hidden.size(0);
+    at::Tensor weight_acc = weight.to(acc);
+    at::Tensor grad_hidden = at::empty_like(hidden);
+    at::Tensor grad_weight = at::zeros_like(weight_acc);
+    for (int64_t start = 0; start < rows; start += chunk) {
+      const int64_t n = std::min(chunk, rows - start);
+      at::Tensor h = hidden.narrow(0, start, n).to(acc);
+      at::Tensor z = at::matmul(h, weight_acc.t()) / temperature;                        // [n, V]
+      at::Tensor g = grad_out.narrow(0, start, n).unsqueeze(1);                           // [n, 1]
+      at::Tensor grad_z = at::exp(z - lse.narrow(0, start, n).unsqueeze(1)).mul_(-g);     // −g·p
+      grad_z.scatter_add_(1, targets.narrow(0, start, n).unsqueeze(1), g);                // + g·onehot
+      grad_z.div_(temperature);
+      grad_hidden.narrow(0, start, n).copy_(at::matmul(grad_z, weight_acc));
+      grad_weight.addmm_(grad_z.t(), h);
+    }
+    return {grad_hidden, grad_weight.to(weight.scalar_type()), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+}  // namespace
+
+at::Tensor token_logprobs(const at::Tensor& hidden, const at::Tensor& weight, const at::Tensor& targets,
+                          const LogprobOptions& options) {
+  LVRL_ASSERT(hidden.dim() == 2 && weight.dim() == 2 && hidden.size(1) == weight.size(1) && targets.dim() == 1 &&
+                  targets.size(0) == hidden.size(0) && targets.scalar_type() == at::kLong,
+              fmt::format("token_logprobs(hidden {}, weight {}, targets {} {})", hidden.sizes(), weight.sizes(),
+                          targets.sizes(), targets.scalar_type()));
+  LVRL_ASSERT(options.temperature > 0 && options.chunk > 0,
+              fmt::format("temperature {} chunk {}", options.temperature, options.chunk));
+  if (targets.numel() > 0) {
+    const int64_t low = targets.min().item<int64_t>(), high = targets.max().item<int64_t>();
+    if (low < 0 || high >= weight.size(0)) {
+      throw InputError({"", 0, "target token", std::to_string(low < 0 ? low : high)},
+                       fmt::format("outside the vocabulary of {} tokens", weight.size(0)));
+    }
+  }
+  return ChunkedLogprobs::apply(hidden, weight, targets.to(hidden.device()), options.temperature, options.chunk);
+}
+
+}  // namespace lvrl::model

@@ -1,0 +1,114 @@
+#include "model/weights.h"
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+
+#include <filesystem>
+#include <set>
+
+#include "core/checkpoint.h"
+#include "core/error.h"
+#include "core/log.h"
+
+namespace lvrl::model {
+
+namespace {
+bool starts_with(const std::string& s, const std::string& prefix) {
+  return s.compare(0, prefix.size(), prefix) == 0;
+}
+
+std::string dtype_json_name(at::ScalarType dtype) {
+  switch (dtype) {
+    case at::kFloat: return "float32";
+    case at::kBFloat16: return "bfloat16";
+    case at::kHalf: return "float16";
+    case at::kDouble: return "float64";
+    default: throw InputError({"", 0, "dtype", c10::toString(dtype)}, "not a floating-point dtype for weights");
+  }
+}
+
+std::string shape_text(at::IntArrayRef sizes) {
+  return fmt::format("[{}]", fmt::join(sizes, ", "));
+}
+}  // namespace
+
+std::string canonical_tensor_name(const std::string& name) {
+  if (starts_with(name, "model.visual.")) return name.substr(6);                       // → visual.*
+  if (starts_with(name, "model.language_model.")) return "model." + name.substr(21);  // → model.*
+  return name;
+}
+
+void load_weights(QwenVLImpl& model, const safetensors::TensorMap& tensors, const std::string& source) {
+  std::map<std::string, std::pair<std::string, at::Tensor>> by_name;  // canonical → (stored name, tensor)
+  for (const auto& [name, tensor] : tensors) {
+    auto [it, fresh] = by_name.emplace(canonical_tensor_name(name), std::make_pair(name, tensor));
+    if (!fresh) {
+      throw InputError({source, 0, name, ""}, fmt::format("duplicates tensor '{}' under another naming scheme",
+                                                          it->second.first));
+    }
+  }
+  at::NoGradGuard no_grad;
+  std::set<std::string> used;
+  for (auto& item : model.named_parameters()) {
+    const std::string& name = item.key();
+    auto found = by_name.find(name);
+    if (found == by_name.end()) {
+      throw InputError({source, 0, name, ""}, "missing from the checkpoint");
+    }
+    const auto& [stored_name, tensor] = found->second;
+    at::Tensor& param = item.value();
+    if (!at::isFloatingType(tensor.scalar_type())) {
+      throw InputError({source, 0, stored_name, c10::toString(tensor.scalar_type())},
+                       "holds a non-floating-point dtype");
+    }
+    if (tensor.sizes() != param.sizes()) {
+      throw InputError({source, 0, stored_name, shape_text(tensor.sizes())},
+                       fmt::format("has the wrong shape; the model's config expects {}", shape_text(param.sizes())));
+    }
+    param.copy_(tensor);
+    used.insert(name);
+  }
+  for (const auto& [name, entry] : by_name) {
+    if (used.count(name)) continue;
+    if (name == "lm_head.weight" && model.config().text.tie_word_embeddings) {
+      // Some exporters write the tied head anyway; accept it only if it is the embedding.
+      if (at::equal(entry.second.to(at::kFloat), model.model->embed_tokens->weight.to(at::kFloat))) continue;
+      throw InputError({source, 0, entry.first, ""},
+                       "differs from model.embed_tokens.weight but the config ties them (tie_word_embeddings)");
+    }
+    throw InputError({source, 0, entry.first, ""}, "is not a tensor of this model (Qwen2.5-VL with this config)");
+  }
+}
+
+safetensors::TensorMap state_dict(const QwenVLImpl& model, c10::optional<at::ScalarType> dtype) {
+  safetensors::TensorMap out;
+  for (const auto& item : model.named_parameters()) {
+    at::Tensor value = item.value().detach().to(at::kCPU);
+    if (dtype) value = value.to(*dtype);
+    out.emplace(item.key(), value.contiguous());
+  }
+  return out;
+}
+
+QwenVL load_model(const std::string& dir, at::ScalarType dtype, const at::Device& device) {
+  QwenConfig config = QwenConfig::load(dir);
+  QwenVL model(config);
+  safetensors::TensorMap tensors = checkpoint::load(dir);
+  load_weights(*model, tensors, dir);
+  model->to(device, dtype);
+  model->set_attention(make_default_attention(device));
+  LVRL_DEBUG("loaded {} ({} tensors) as {} on {}", dir, tensors.size(), c10::toString(dtype), device.str());
+  return model;
+}
+
+void save_model(const QwenVLImpl& model, const std::string& dir, c10::optional<at::ScalarType> dtype,
+                uint64_t max_shard_bytes) {
+  safetensors::TensorMap tensors = state_dict(model, dtype);
+  QwenConfig config = model.config();
+  config.torch_dtype = dtype_json_name(tensors.begin()->second.scalar_type());
+  std::filesystem::create_directories(dir);
+  checkpoint::save(dir, tensors, max_shard_bytes);
+  config.save(dir);
+}
+
+}  // namespace lvrl::model
