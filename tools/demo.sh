@@ -1,20 +1,58 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds, and runs the main job on the embedded default config.
+# Installs what is missing, builds, and runs the demo job on the embedded default config
+# (configs/demo.yaml): synthetic videos and a dataset, a tiny Qwen2.5-VL (`lvrl model init`),
+# a private Redis cache server, `lvrl preprocess` into it (twice: the second run skips every cached
+# video), and the cache's contents. The RL fine-tuning job joins this script when rollout and
+# trainer land.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 lvrl="$LVRL_BUILD_DIR/lvrl"
+config="$LVRL_ROOT/configs/demo.yaml"
+run_dir="$LVRL_ROOT/runs/demo"
+mkdir -p "$run_dir/videos"
+cd "$LVRL_ROOT"
 
-echo "== lvrl $("$lvrl" --version | cut -d' ' -f2): the commands built so far"
-"$lvrl" --help
-echo
-echo "== the demo config, resolved (configs/demo.yaml)"
-"$lvrl" config show --config "$LVRL_ROOT/configs/demo.yaml"
-echo
-cat <<'NOTE'
-== not built yet
-The RL fine-tuning job (`lvrl launch` on configs/demo.yaml: tiny Qwen2.5-VL, synthetic videos,
-rollout and trainer processes over private Redis servers) still needs the model, sequence
-parallelism, `lvrl preprocess`, rollout and trainer; video sampling, the tokenizer and the Redis
-cache are built (`lvrl video`, `lvrl tokenize`, `lvrl cache`). This demo runs the job once it
-exists; until then it shows the binary, its commands and the resolved demo config.
-NOTE
+echo "== lvrl $("$lvrl" --version | cut -d' ' -f2)"
+"$lvrl" --help | sed -n '/Subcommands/,$p'
+
+echo "== synthetic videos and dataset ($run_dir)"
+: >"$run_dir/dataset.jsonl"
+for i in 0 1 2 3; do
+  video="$run_dir/videos/clip$i.mp4"
+  [[ -s $video ]] || ffmpeg -loglevel error -y -f lavfi -i "testsrc2=size=320x240:rate=30:duration=$((3 + i))" \
+    -vf "hue=h=$((i * 90))" -c:v libx264 -pix_fmt yuv420p "$video"
+  printf '{"id":"demo-%d","video":"clip%d.mp4","question":"Which colour dominates?","options":["A. red","B. green","C. blue","D. grey"],"answer":"A"}\n' \
+    "$i" "$i" >>"$run_dir/dataset.jsonl"
+done
+# A record whose video is missing: preprocess reports it and carries on (never a substitute).
+echo '{"id":"demo-missing","video":"gone.mp4","question":"?","answer":"A"}' >>"$run_dir/dataset.jsonl"
+wc -l "$run_dir/dataset.jsonl"
+
+echo "== tiny model ($run_dir/model)"
+tokenizer_dir=$(node "$LVRL_ROOT/tests/model/tokenizer_reference.mjs" fetch "$LVRL_BUILD_DIR/npm" | tail -1)
+"$lvrl" model init --preset tiny --out "$run_dir/model" --tokenizer "$tokenizer_dir" --force
+"$lvrl" model info "$run_dir/model" --frames 16 --frame-size 224x224
+
+echo "== private Redis cache server (unix socket in $run_dir)"
+socket="$run_dir/cache.sock"
+password=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
+redis-server --port 0 --unixsocket "$socket" --unixsocketperm 700 --requirepass "$password" \
+  --save '' --appendonly no --maxmemory 1gb --maxmemory-policy allkeys-lru --daemonize no \
+  --logfile "$run_dir/cache.log" &
+redis_pid=$!
+trap 'kill $redis_pid 2>/dev/null || true' EXIT
+for _ in $(seq 50); do [[ -S $socket ]] && break; sleep 0.1; done
+url="unix://$socket?password=$password"
+
+echo "== lvrl preprocess (exit 3 expected: one record's video is missing)"
+status=0
+"$lvrl" preprocess --config "$config" "redis.cache_url=$url" || status=$?
+[[ $status == 3 ]] || { echo "demo: preprocess exited $status, expected 3"; exit 1; }
+echo "== lvrl preprocess again: every cached video is skipped"
+status=0
+"$lvrl" preprocess --config "$config" "redis.cache_url=$url" || status=$?
+[[ $status == 3 ]] || { echo "demo: preprocess exited $status, expected 3"; exit 1; }
+echo "== the cache"
+"$lvrl" cache stats --url "$url"
+"$lvrl" cache verify --url "$url"
+echo "== demo done (the RL job — rollout and trainer — is not built yet)"

@@ -1,0 +1,433 @@
+// Sequence-parallel attention: Ulysses all-to-all around a ring over chunks (sp_attention.h).
+//
+// Two autograd functions, composed:
+//
+//  * HeadsToSequence / SequenceToHeads — the Ulysses all-to-all and its inverse, each the other's
+//    backward. Which heads go where is an index map per destination rank (`HeadRouting`): query and
+//    output heads are a partition (uneven H via split sizes), K/V heads may repeat across ranks
+//    (H_kv < U, or a rank's query heads straddling K/V groups), and the inverse sums repeats with
+//    index_add in rank order, which is exactly the gradient of the replication.
+//
+//  * RingAttention — the ring over the layout's chunks. Forward: K/V (packed as one [2, ...]
+//    tensor, so one exchange per hop) travel R−1 hops; the next hop is posted before the current
+//    block is computed (double buffering). Every (q chunk, k chunk) pair is cut to its real tokens
+//    — padding sits at the end of the global sequence, so a chunk's real tokens are a prefix — and
+//    then run Full, Causal (same chunk) or skipped (k chunk after the q chunk), from the chunks'
+//    global order. Cutting instead of passing key_lengths matters for the diagonal pair: the
+//    blockwise kernel aligns causal masks bottom-right at the key length, which would shift the
+//    diagonal of a padded chunk. Partial (out, lse) merge in the accumulation type (fp32; fp64 for
+//    fp64 inputs) with a -inf-safe logaddexp. Backward: every pair gets the global out/lse (so pair
+//    gradients add up exactly), dq accumulates at home, dK/dV accumulators ride the ring with K/V
+//    and are home after R hops.
+//
+// Padded query rows never enter a kernel (out 0, lse −inf) and padded keys are never read, so padding
+// gets exactly zero gradient whatever dout holds there.
+//
+// The returned AttentionResult carries `out` only (lse undefined): handing the lse back through the
+// Ulysses all-to-all would cost a collective the model never needs.
+#include "sp/sp_attention.h"
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+#include <torch/csrc/autograd/custom_function.h>
+
+#include <algorithm>
+#include <cmath>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/error.h"
+#include "sp/comm.h"
+
+namespace lvrl::sp {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+at::ScalarType accumulate_type(at::ScalarType type) {
+  return type == at::kDouble ? at::kDouble : at::kFloat;
+}
+
+// Non-tensor state an autograd function needs in backward rides in ctx->saved_data as a capsule.
+template <typename T>
+c10::intrusive_ptr<T> from_capsule(const at::IValue& value) {
+  return c10::static_intrusive_pointer_cast<T>(value.toCapsule());
+}
+
+// ---- Ulysses: heads ↔ sequence ------------------------------------------------------------------
+
+// Which heads of a [B, l, H_x, D] tensor each rank of the Ulysses group receives.
+struct HeadRouting : torch::CustomClassHolder {
+  std::shared_ptr<Mesh> mesh;
+  int64_t heads = 0;                           // H_x on the sequence side
+  std::vector<std::vector<int64_t>> heads_of;  // [U] global head ids per rank (in local order)
+  std::vector<at::Tensor> index_of;            // [U] the same as int64 tensors
+
+  int size() const { return mesh->ulysses_size(); }
+  int rank() const { return mesh->ulysses_rank(); }
+  int64_t count(int u) const { return static_cast<int64_t>(heads_of[u].size()); }
+};
+
+c10::intrusive_ptr<HeadRouting> make_routing(std::shared_ptr<Mesh> mesh, int64_t heads,
+                                             std::vector<std::vector<int64_t>> heads_of) {
+  auto routing = c10::make_intrusive<HeadRouting>();
+  routing->mesh = std::move(mesh);
+  routing->heads = heads;
+  for (const auto& ids : heads_of) routing->index_of.push_back(at::tensor(ids, at::kLong));
+  routing->heads_of = std::move(heads_of);
+  return routing;
+}
+
+// Query heads split as evenly as H allows: the first H % U ranks get one more.
+std::vector<std::vector<int64_t>> split_query_heads(int64_t heads, int ranks) {
+  std::vector<std::vector<int64_t>> split(ranks);
+  int64_t next = 0;
+  for (int u = 0; u < ranks; ++u) {
+    const int64_t count = heads / ranks + (u < heads % ranks ? 1 : 0);
+    for (int64_t h = 0; h < count; ++h) split[u].push_back(next++);
+  }
+  return split;
+}
+
+// The K/V heads each rank needs for its query heads, listed so that local query head h' reads local
+// K/V head h' / (H_u / H_kv,u) — the GQA rule of the local kernel. A rank whose query heads cover
+// whole or equal parts of consecutive K/V groups gets each of those K/V heads once; otherwise it gets
+// one K/V head per query head (group size 1).
+std::vector<std::vector<int64_t>> kv_heads_for(const std::vector<std::vector<int64_t>>& query_heads,
+                                               int64_t heads, int64_t kv_heads) {
+  const int64_t group = heads / kv_heads;
+  std::vector<std::vector<int64_t>> needed;
+  for (const auto& q : query_heads) {
+    std::vector<int64_t> kv;
+    if (!q.empty()) {
+      const int64_t first = q.front() / group, last = q.back() / group;
+      const int64_t count = last - first + 1;
+      bool standard = static_cast<int64_t>(q.size()) % count == 0;
+      const int64_t local_group = standard ? static_cast<int64_t>(q.size()) / count : 1;
+      for (size_t h = 0; standard && h < q.size(); ++h) {
+        standard = q[h] / group == first + static_cast<int64_t>(h) / local_group;
+      }
+      if (standard) {
+        for (int64_t j = first; j <= last; ++j) kv.push_back(j);
+      } else {
+        for (int64_t h : q) kv.push_back(h / group);
+      }
+    }
+    needed.push_back(std::move(kv));
+  }
+  return needed;
+}
+
+// x [B, l, H_x, D] sequence-sharded → [B, U·l, H_me, D]: this rank's heads over the group's sequence.
+at::Tensor heads_to_sequence(const HeadRouting& routing, const at::Tensor& x) {
+  const int ranks = routing.size(), me = routing.rank();
+  const int64_t batch = x.size(0), local = x.size(1), dim = x.size(3);
+  std::vector<at::Tensor> blocks;
+  std::vector<int64_t> send_sizes, recv_sizes;
+  for (int u = 0; u < ranks; ++u) {
+    blocks.push_back(x.index_select(2, routing.index_of[u]).reshape({-1}));  // [B·l·H_u·D]
+    send_sizes.push_back(batch * local * routing.count(u) * dim);
+    recv_sizes.push_back(batch * local * routing.count(me) * dim);
+  }
+  const at::Tensor received = all_to_all(routing.mesh->ulysses(), at::cat(blocks), send_sizes, recv_sizes);
+  // [U (source = position in the group's sequence), B, l, H_me, D] → [B, U·l, H_me, D]
+  return received.view({ranks, batch, local, routing.count(me), dim})
+      .permute({1, 0, 2, 3, 4})
+      .reshape({batch, ranks * local, routing.count(me), dim});
+}
+
+// The inverse: y [B, U·l, H_me, D] → [B, l, H_x, D], heads that several ranks held summed.
+at::Tensor sequence_to_heads(const HeadRouting& routing, const at::Tensor& y) {
+  const int ranks = routing.size(), me = routing.rank();
+  const int64_t batch = y.size(0), local = y.size(1) / ranks, dim = y.size(3);
+  LVRL_ASSERT(y.size(1) == ranks * local && y.size(2) == routing.count(me),
+              fmt::format("Ulysses all-to-all: {} is not [B, U·l, H_me = {}, D] for U = {}",
+                          c10::str(y.sizes()), routing.count(me), ranks));
+  // [B, U, l, H_me, D] → [U, B, l, H_me, D]: block r goes back to rank r.
+  const at::Tensor send =
+      y.reshape({batch, ranks, local, routing.count(me), dim}).transpose(0, 1).contiguous();
+  std::vector<int64_t> send_sizes, recv_sizes;
+  for (int u = 0; u < ranks; ++u) {
+    send_sizes.push_back(batch * local * routing.count(me) * dim);
+    recv_sizes.push_back(batch * local * routing.count(u) * dim);
+  }
+  const at::Tensor received = all_to_all(routing.mesh->ulysses(), send.view({-1}), send_sizes, recv_sizes);
+  at::Tensor x = at::zeros({batch, local, routing.heads, dim}, y.options());
+  int64_t offset = 0;
+  for (int u = 0; u < ranks; ++u) {
+    const int64_t count = recv_sizes[u];
+    x.index_add_(2, routing.index_of[u],
+                 received.narrow(0, offset, count).view({batch, local, routing.count(u), dim}));
+    offset += count;
+  }
+  return x;
+}
+
+class HeadsToSequence : public torch::autograd::Function<HeadsToSequence> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x,
+                            c10::intrusive_ptr<HeadRouting> routing) {
+    at::NoGradGuard no_grad;
+    at::Tensor y = heads_to_sequence(*routing, x);
+    ctx->saved_data["routing"] = at::IValue::make_capsule(routing);
+    return y;
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto routing = from_capsule<HeadRouting>(ctx->saved_data["routing"]);
+    return {sequence_to_heads(*routing, grads[0]), at::Tensor()};
+  }
+};
+
+class SequenceToHeads : public torch::autograd::Function<SequenceToHeads> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& y,
+                            c10::intrusive_ptr<HeadRouting> routing) {
+    at::NoGradGuard no_grad;
+    at::Tensor x = sequence_to_heads(*routing, y);
+    ctx->saved_data["routing"] = at::IValue::make_capsule(routing);
+    return x;
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto routing = from_capsule<HeadRouting>(ctx->saved_data["routing"]);
+    return {heads_to_sequence(*routing, grads[0].contiguous()), at::Tensor()};
+  }
+};
+
+// ---- Ring over chunks ---------------------------------------------------------------------------
+
+struct RingPlan : torch::CustomClassHolder {
+  std::shared_ptr<Mesh> mesh;
+  SequenceLayout layout;
+  model::MaskKind mask = model::MaskKind::Full;
+  double scale = 0;
+  model::BlockwiseOptions options;
+
+  int size() const { return mesh->ring_size(); }
+  int rank() const { return mesh->ring_rank(); }
+  // Real tokens of global chunk `chunk` (a prefix of it).
+  int64_t real_tokens(int64_t chunk) const {
+    const int64_t c = layout.chunk_length();
+    return std::clamp<int64_t>(layout.length - chunk * c, 0, c);
+  }
+};
+
+// One (q chunk, k chunk) pair: where its rows sit locally and how it is masked.
+struct ChunkPair {
+  int64_t q_offset = 0, queries = 0;  // rows [q_offset, q_offset + queries) of the local q
+  int64_t k_offset = 0, keys = 0;     // rows [k_offset, k_offset + keys) of the K/V block
+  model::AttentionSpec spec;
+};
+
+// The pairs of this rank's q chunks with the chunks of ring position `source`'s K/V block that
+// hold anything visible.
+std::vector<ChunkPair> chunk_pairs(const RingPlan& plan, int source) {
+  const int64_t c = plan.layout.chunk_length();
+  const std::vector<int64_t> q_chunks = plan.layout.ring_chunks(plan.rank());
+  const std::vector<int64_t> k_chunks = plan.layout.ring_chunks(source);
+  std::vector<ChunkPair> pairs;
+  for (size_t a = 0; a < q_chunks.size(); ++a) {
+    for (size_t b = 0; b < k_chunks.size(); ++b) {
+      ChunkPair pair;
+      pair.q_offset = static_cast<int64_t>(a) * c;
+      pair.k_offset = static_cast<int64_t>(b) * c;
+      pair.queries = plan.real_tokens(q_chunks[a]);
+      pair.keys = plan.real_tokens(k_chunks[b]);
+      pair.spec.scale = plan.scale;
+      if (pair.queries == 0 || pair.keys == 0) continue;
+      if (plan.mask == model::MaskKind::Causal) {
+        if (k_chunks[b] > q_chunks[a]) continue;
+        // Same chunk: equal real lengths, so the kernel's bottom-right diagonal is the main one.
+        if (k_chunks[b] == q_chunks[a]) pair.spec.mask = model::MaskKind::Causal;
+      }
+      pairs.push_back(std::move(pair));
+    }
+  }
+  return pairs;
+}
+
+// Folds a partial result into the running one, rows of one q chunk:
+//   lse = logaddexp(lse_acc, lse_part),  out = e^(lse_acc − lse)·out_acc + e^(lse_part − lse)·out_part.
+// Rows where both are −inf stay (0, −inf): the exponents are taken against 0 there, never −inf − −inf.
+void merge_partial(at::Tensor out_acc, at::Tensor lse_acc, const at::Tensor& out_part,
+                   const at::Tensor& lse_part) {
+  // out_acc [B, n, h, D] and lse_acc [B, h, n] are views into the accumulators.
+  const at::Tensor part = lse_part.to(lse_acc.scalar_type());
+  at::Tensor top = at::maximum(lse_acc, part);
+  top.masked_fill_(top.isneginf(), 0);
+  const at::Tensor lse = (lse_acc - top).exp_().add_((part - top).exp_()).log_().add_(top);  // [B, h, n]
+  const at::Tensor safe = lse.masked_fill(lse.isneginf(), 0);
+  const at::Tensor keep = (lse_acc - safe).exp_().permute({0, 2, 1}).unsqueeze(-1);  // [B, n, h, 1]
+  const at::Tensor take = (part - safe).exp_().permute({0, 2, 1}).unsqueeze(-1);     // [B, n, h, 1]
+  out_acc.mul_(keep).add_(out_part.to(out_acc.scalar_type()).mul_(take));
+  lse_acc.copy_(lse);
+}
+
+class RingAttention : public torch::autograd::Function<RingAttention> {
+ public:
+  // q [B, n, h, D], k/v [B, n, h_kv, D] (n = the group's chunk sequence) → {out [B, n, h, D] in q's
+  // dtype, lse [B, h, n] in the accumulation type}. K/V travel in their own dtype; the kernels get
+  // accumulation-type copies, so partial outputs merge unrounded (a no-op for fp32 / fp64).
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& q, const at::Tensor& k,
+                               const at::Tensor& v, c10::intrusive_ptr<RingPlan> plan) {
+    at::NoGradGuard no_grad;
+    const int ranks = plan->size(), me = plan->rank();
+    const at::ScalarType type = accumulate_type(q.scalar_type());
+    at::Tensor out = at::zeros(q.sizes(), q.options().dtype(type));  // [B, n, h, D]
+    at::Tensor lse =
+        at::full({q.size(0), q.size(2), q.size(1)}, -INFINITY, q.options().dtype(type));  // [B, h, n]
+    if (q.size(2) > 0) {  // a rank without heads (H < U) skips, as does its whole ring group
+      const at::Tensor q_acc = q.to(type);
+      at::Tensor kv = at::stack({k, v}).contiguous();  // [2, B, n, h_kv, D], one message per hop
+      for (int step = 0; step < ranks; ++step) {
+        std::optional<RingExchange> next;
+        if (step + 1 < ranks) next.emplace(plan->mesh->ring(), kv, kv, /*tag=*/0);
+        const at::Tensor kv_acc = kv.to(type);
+        for (const ChunkPair& pair : chunk_pairs(*plan, (me - step + ranks) % ranks)) {
+          const model::AttentionResult part = model::blockwise_attention_forward(
+              q_acc.narrow(1, pair.q_offset, pair.queries), kv_acc[0].narrow(1, pair.k_offset, pair.keys),
+              kv_acc[1].narrow(1, pair.k_offset, pair.keys), pair.spec, plan->options);
+          merge_partial(out.narrow(1, pair.q_offset, pair.queries),
+                        lse.narrow(2, pair.q_offset, pair.queries), part.out, part.lse);
+        }
+        if (next) kv = next->wait();
+      }
+    }
+    ctx->save_for_backward({q, k, v, out, lse});  // out in the accumulation type
+    ctx->saved_data["plan"] = at::IValue::make_capsule(plan);
+    ctx->set_materialize_grads(false);
+    return {out.to(q.scalar_type()), lse};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const variable_list saved = ctx->get_saved_variables();
+    const at::Tensor &q = saved[0], &k = saved[1], &v = saved[2], &out = saved[3], &lse = saved[4];
+    const auto plan = from_capsule<RingPlan>(ctx->saved_data["plan"]);
+    const int ranks = plan->size(), me = plan->rank();
+    const at::ScalarType type = accumulate_type(q.scalar_type());
+    const at::Tensor dout = grads[0].defined() ? grads[0].to(type) : at::zeros_like(out);
+    const at::Tensor& dlse = grads[1];
+    const at::Tensor q_acc = q.to(type);
+    at::Tensor dq = at::zeros(q.sizes(), q.options().dtype(type));     // [B, n, h, D]
+    at::Tensor kv = at::stack({k, v}).contiguous();                    // [2, B, n, h_kv, D]
+    at::Tensor dkv = at::zeros(kv.sizes(), kv.options().dtype(type));  // travels with kv
+    if (q.size(2) > 0) {
+      for (int step = 0; step < ranks; ++step) {
+        std::optional<RingExchange> next;
+        if (step + 1 < ranks) next.emplace(plan->mesh->ring(), kv, kv, /*tag=*/0);
+        const at::Tensor kv_acc = kv.to(type);
+        for (const ChunkPair& pair : chunk_pairs(*plan, (me - step + ranks) % ranks)) {
+          auto rows = [&](const at::Tensor& x) { return x.narrow(1, pair.q_offset, pair.queries); };
+          auto lse_rows = [&](const at::Tensor& x) {
+            return x.defined() ? x.narrow(2, pair.q_offset, pair.queries) : at::Tensor();
+          };
+          auto keys = [&](const at::Tensor& x) { return x.narrow(1, pair.k_offset, pair.keys); };
+          const model::AttentionGrads g = model::blockwise_attention_backward(
+              rows(q_acc), keys(kv_acc[0]), keys(kv_acc[1]), rows(out), lse_rows(lse), rows(dout),
+              lse_rows(dlse), pair.spec, plan->options);
+          rows(dq).add_(g.dq);
+          keys(dkv[0]).add_(g.dk);
+          keys(dkv[1]).add_(g.dv);
+        }
+        // R hops bring every accumulator home: after step s this rank holds block (me − s − 1)'s.
+        if (ranks > 1) dkv = RingExchange(plan->mesh->ring(), dkv, dkv, /*tag=*/1).wait();
+        if (next) kv = next->wait();
+      }
+    }
+    return {dq.to(q.scalar_type()), dkv[0].to(k.scalar_type()), dkv[1].to(v.scalar_type()), at::Tensor()};
+  }
+};
+
+}  // namespace
+
+SequenceParallelAttention::SequenceParallelAttention(std::shared_ptr<Mesh> mesh, SpMode mode,
+                                                     model::BlockwiseOptions local)
+    : mesh_(std::move(mesh)), mode_(mode), local_(local) {
+  LVRL_ASSERT(mesh_ != nullptr, "SequenceParallelAttention needs a mesh");
+  const bool ulysses_only = mode_ == SpMode::Ulysses && mesh_->ring_size() != 1;
+  const bool ring_only = (mode_ == SpMode::Ring || mode_ == SpMode::Zigzag) && mesh_->ulysses_size() != 1;
+  if (ulysses_only || ring_only) {
+    throw InputError({"", 0, "mode", sp_mode_name(mode_)},
+                     fmt::format("does not run on a mesh with Ulysses degree {} and ring degree {} (ulysses "
+                                 "needs R = 1, ring and zigzag need U = 1; hybrid takes any U × R)",
+                                 mesh_->ulysses_size(), mesh_->ring_size()));
+  }
+  layout_ = SequenceLayout::make(mode_, mesh_->ulysses_size(), mesh_->ring_size(), 0, false);
+}
+
+std::string SequenceParallelAttention::name() const {
+  return fmt::format("sp-{}(U={},R={})", sp_mode_name(mode_), mesh_->ulysses_size(), mesh_->ring_size());
+}
+
+model::AttentionResult SequenceParallelAttention::forward(const at::Tensor& q, const at::Tensor& k,
+                                                          const at::Tensor& v,
+                                                          const model::AttentionSpec& spec) {
+  model::check_attention_inputs(q, k, v, spec);
+  const int64_t heads = q.size(2), kv_heads = k.size(2);
+  LVRL_ASSERT(
+      layout_.mode == mode_ && layout_.ulysses == mesh_->ulysses_size() && layout_.ring == mesh_->ring_size(),
+      fmt::format("SP attention {}: layout is {} with U = {}, R = {}", name(), sp_mode_name(layout_.mode),
+                  layout_.ulysses, layout_.ring));
+  LVRL_ASSERT(q.size(1) == layout_.local_length() && k.size(1) == layout_.local_length(),
+              fmt::format("SP attention {}: q {} / k {} do not hold the layout's {} local tokens", name(),
+                          c10::str(q.sizes()), c10::str(k.sizes()), layout_.local_length()));
+  LVRL_ASSERT((spec.mask == model::MaskKind::Causal) == layout_.causal,
+              fmt::format("SP attention {}: the spec's mask and the layout's causal flag ({}) differ", name(),
+                          layout_.causal));
+  LVRL_ASSERT(!spec.cu_seqlens.defined() && !spec.key_lengths.defined(),
+              "SP attention: cu_seqlens / key_lengths are not supported");
+
+  auto plan = c10::make_intrusive<RingPlan>();
+  plan->mesh = mesh_;
+  plan->layout = layout_;
+  plan->mask = spec.mask;
+  plan->scale = spec.scale > 0 ? spec.scale : 1.0 / std::sqrt(static_cast<double>(q.size(3)));
+  plan->options = local_;
+
+  if (mesh_->ulysses_size() == 1) {
+    return {RingAttention::apply(q, k, v, plan)[0], at::Tensor()};
+  }
+  const auto query_heads = split_query_heads(heads, mesh_->ulysses_size());
+  const auto q_routing = make_routing(mesh_, heads, query_heads);
+  const auto kv_routing = make_routing(mesh_, kv_heads, kv_heads_for(query_heads, heads, kv_heads));
+  const at::Tensor q_group = HeadsToSequence::apply(q, q_routing);   // [B, U·l, H_u, D]
+  const at::Tensor k_group = HeadsToSequence::apply(k, kv_routing);  // [B, U·l, H_kv,u, D]
+  const at::Tensor v_group = HeadsToSequence::apply(v, kv_routing);
+  const at::Tensor out_group = RingAttention::apply(q_group, k_group, v_group, plan)[0];
+  return {SequenceToHeads::apply(out_group, q_routing), at::Tensor()};
+}
+
+int64_t SequenceParallelAttention::expected_bytes(int64_t batch, int64_t heads, int64_t kv_heads,
+                                                  int64_t head_dim, int64_t element_bytes) const {
+  const int U = mesh_->ulysses_size(), R = mesh_->ring_size(), me = mesh_->ulysses_rank();
+  const int64_t local = layout_.local_length();
+  // Heads this rank computes (H_me, H_kv,me) and the head-slots it sends the others in the
+  // heads → sequence direction (Σ_{u≠me} H_u, Σ_{u≠me} H_kv,u; the design note's (U−1)/U·H when even).
+  int64_t q_heads = heads, q_others = 0, kv_here = kv_heads, kv_others = 0;
+  if (U > 1) {
+    const auto query_heads = split_query_heads(heads, U);
+    const auto kv_of = kv_heads_for(query_heads, heads, kv_heads);
+    q_heads = static_cast<int64_t>(query_heads[me].size());
+    kv_here = static_cast<int64_t>(kv_of[me].size());
+    for (int u = 0; u < U; ++u) {
+      if (u == me) continue;
+      q_others += static_cast<int64_t>(query_heads[u].size());
+      kv_others += static_cast<int64_t>(kv_of[u].size());
+    }
+  }
+  const int64_t token_bytes = batch * local * head_dim * element_bytes;  // one head of one shard
+  // Ulysses: q and dout, k and v go heads → sequence (forward, backward); out and dq, dk and dv
+  // come back sequence → heads ((U−1) blocks of this rank's heads each).
+  const int64_t ulysses = token_bytes * 2 * (q_others + kv_others + (U - 1) * (q_heads + kv_here));
+  // Ring: K/V blocks of the group's chunk sequence, R−1 hops forward and backward; dK/dV (in the
+  // accumulation type: at least fp32) R hops.
+  const int64_t block = batch * static_cast<int64_t>(U) * local * kv_here * head_dim;  // elements of K (or V)
+  const int64_t ring = q_heads == 0 ? 0
+                                    : 2 * block * (R - 1) * element_bytes * 2 +
+                                          2 * block * (R > 1 ? R : 0) * std::max<int64_t>(element_bytes, 4);
+  return ulysses + ring;
+}
+
+}  // namespace lvrl::sp

@@ -1,0 +1,61 @@
+// A VLM batch under sequence parallelism (MR-SP): the vision tower encodes each rank's share of the
+// video frames (stage 1), and the language model runs on each rank's share of the tokens (stage 2).
+//
+// Everything position-dependent is decided on the whole sequence before the split: the M-RoPE ids
+// (get_rope_index needs every vision block), the label shift (the target of position i is token
+// i+1, which may live on another rank), and which positions carry a loss. Each rank then embeds
+// only its tokens, gathering the video-embedding rows its <|video_pad|> positions need. Log-probs
+// are computed where the hidden states are, for the rows that carry a loss; only those per-token
+// values travel (never logits).
+#pragma once
+
+#include <ATen/Tensor.h>
+
+#include <memory>
+#include <vector>
+
+#include "model/qwen_vl.h"
+#include "sp/layout.h"
+#include "sp/mesh.h"
+#include "sp/sp_attention.h"
+
+namespace lvrl::sp {
+
+// MR-SP stage 1: the temporal slices of all videos (in order) are split into SP-size contiguous
+// runs, each rank encodes its run, and the rows are all-gathered: [Σ t·h·w/4, D] on every rank,
+// equal to model.encode_video on all frames (attention never crosses temporal slices). Gradients
+// reaching the gathered rows are summed over the SP group and sent back to the rank that encoded
+// them, so a trained tower receives what single-device training would give it.
+at::Tensor encode_video_sharded(model::QwenVLImpl& model, const at::Tensor& pixel_values,
+                                const std::vector<model::GridTHW>& grids, const Mesh& mesh);
+
+struct ShardedSequence {
+  SequenceLayout layout;
+  at::Tensor embeds;     // [B, l, D] this rank's input embeddings (padding rows zero)
+  at::Tensor positions;  // [3, B, l] M-RoPE ids taken from the whole sequence (padding: 1)
+  at::Tensor targets;    // [B, l] int64 next token of each position (0 where none)
+  at::Tensor loss_mask;  // [B, l] bool: the position's next-token prediction is scored
+};
+
+// input: full sequences [B, S] (right-padded rows via attention_mask); video_embeds [Σ tokens, D]
+// for the <|video_pad|> positions (from encode_video_sharded, or the cache); loss_mask [B, S] bool
+// marks the *tokens* to be scored (a token at j is predicted at position j−1; j = 0 cannot be).
+ShardedSequence shard_sequence(model::QwenVLImpl& model, const model::ModelInput& input,
+                               const at::Tensor& video_embeds, const at::Tensor& loss_mask, const Mesh& mesh,
+                               SpMode mode);
+
+// Installs `attention` (with the shard's layout) as the model's text attention, runs the language
+// model on this rank's shard and returns the log-probs of the targets at this rank's positions,
+// [B, l] (0 where loss_mask is false), differentiable. Every SP rank must call it together.
+at::Tensor sharded_token_logprobs(model::QwenVLImpl& model, const ShardedSequence& shard,
+                                  const std::shared_ptr<SequenceParallelAttention>& attention,
+                                  const model::LogprobOptions& options = {});
+
+// Every rank's [B, l] values → the full [B, S] tensor of per-token values (position order), on
+// every rank. Values only (no gradient), for rollout log-probs and checks.
+at::Tensor gather_sequence(const at::Tensor& local, const SequenceLayout& layout, const Mesh& mesh);
+
+// Sums every parameter's gradient over the SP group (each rank saw only its tokens).
+void all_reduce_gradients(torch::nn::Module& module, const Mesh& mesh);
+
+}  // namespace lvrl::sp

@@ -1,0 +1,284 @@
+// `lvrl preprocess` end to end: the real binary over a private redis-server, a tiny Qwen2.5-VL
+// checkpoint and synthetic videos, plus the inputs it must report and skip (missing, truncated,
+// too short). Checks the summary, that the cache holds exactly the keys of the good videos, that a
+// cached embedding is what the model computes in-process from the same frames, and that a run
+// killed after its first commit resumes to the same key set, skipping what was committed.
+#include "tools/preprocess.h"
+
+#include <ATen/ATen.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cache/content_key.h"
+#include "cache/embedding_cache.h"
+#include "core/config.h"
+#include "core/hash.h"
+#include "model/qwen_vl.h"
+#include "model/weights.h"
+#include "tests/cache/redis_test_support.h"
+#include "tests/core/test_files.h"
+#include "tests/video/test_videos.h"
+
+extern char** environ;
+
+namespace lvrl::tools {
+namespace {
+using cache::EmbeddingCache;
+namespace tv = testing_video;
+
+struct Invocation {
+  int exit_code = -1;  // -1: killed
+  std::string out, err;
+  nlohmann::json summary;  // the last stdout line, when it is JSON
+};
+
+// Starts `lvrl preprocess` with stdout/stderr in files; returns its pid.
+pid_t spawn_preprocess(const std::vector<std::string>& args, const std::string& out_path,
+                       const std::string& err_path) {
+  std::vector<std::string> argv_text = {LVRL_BINARY, "preprocess"};
+  argv_text.insert(argv_text.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (std::string& arg : argv_text) argv.push_back(arg.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                   0600);
+  posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                   0600);
+  pid_t pid = -1;
+  int rc = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0) throw std::runtime_error("posix_spawn " + std::string(LVRL_BINARY) + " failed");
+  return pid;
+}
+
+Invocation collect(pid_t pid, const std::string& out_path, const std::string& err_path) {
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  Invocation run;
+  run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  run.out = testing_files::read_bytes(out_path);
+  run.err = testing_files::read_bytes(err_path);
+  size_t end = run.out.find_last_not_of('\n');
+  if (end != std::string::npos) {
+    size_t begin = run.out.rfind('\n', end);
+    std::string last = run.out.substr(begin == std::string::npos ? 0 : begin + 1,
+                                      end + 1 - (begin == std::string::npos ? 0 : begin + 1));
+    run.summary = nlohmann::json::parse(last, nullptr, /*allow_exceptions=*/false);
+  }
+  return run;
+}
+
+class PreprocessTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    // The checkpoint: a tiny model, weights from a fixed seed. Tokenizer files are not needed.
+    model::QwenVL model(model::QwenConfig::preset("tiny"));
+    model::init_weights(*model, 7);
+    model_dir_ = work_.file("model");
+    model::save_model(*model, model_dir_);
+
+    // Four good videos (distinct bytes), one named by two records, and three that must fail.
+    for (tv::VideoSpec spec :
+         {tv::VideoSpec{"pre_a"}, tv::VideoSpec{"pre_b"}, tv::VideoSpec{"pre_c"}, tv::VideoSpec{"pre_d"}}) {
+      if (spec.name == "pre_b") spec.frames = 90, spec.width = 176, spec.height = 112;
+      if (spec.name == "pre_c") spec.frames = 48, spec.rate = "24";
+      if (spec.name == "pre_d") spec.frames = 75, spec.width = 128, spec.height = 128, spec.gop = 10;
+      good_.push_back(tv::make_video(spec));
+    }
+    tv::VideoSpec short_spec{"pre_short"};
+    short_spec.frames = 1;
+    short_ = tv::make_video(short_spec);
+    std::string bytes = tv::read_file(good_[0]);
+    truncated_ = tv::write_file("pre_truncated.mp4", bytes.substr(0, bytes.size() * 2 / 5));
+    missing_ = tv::video_dir() + "/pre_missing.mp4";
+
+    auto name = [](const std::string& path) { return path.substr(path.rfind('/') + 1); };
+    std::ofstream dataset(work_.file("dataset.jsonl"));
+    const std::vector<std::pair<std::string, std::string>> records = {
+        {"a", name(good_[0])},           {"missing", "pre_missing.mp4"}, {"b", name(good_[1])},
+        {"truncated", name(truncated_)}, {"c", name(good_[2])},          {"a2", name(good_[0])},
+        {"short", name(short_)},         {"d", name(good_[3])}};
+    for (const auto& [id, video] : records) {
+      dataset << nlohmann::json{{"id", id}, {"video", video}, {"question", "What is shown?"}, {"answer", "A"}}
+                     .dump()
+              << "\n";
+    }
+    dataset.close();
+    config_path_ = work_.file("preprocess.yaml");
+    std::ofstream(config_path_) << "log:\n  level: warn\n"
+                                << "data:\n  path: " << work_.file("dataset.jsonl")
+                                << "\n  video_dir: " << tv::video_dir() << "\nmodel:\n  path: " << model_dir_
+                                << "\n"
+                                << "redis:\n  cache_url: \"" << server_.endpoint().url() << "\"\n"
+                                << "preprocess:\n  min_pixels: 3136\n  max_pixels: 12544\n  threads: 1\n";
+  }
+
+  std::vector<std::string> args(const std::string& ns) const {
+    return {"--config", config_path_, "redis.namespace=" + ns};
+  }
+
+  Invocation preprocess(const std::string& ns) {
+    const std::string out = work_.file(ns + ".out"), err = work_.file(ns + ".err");
+    return collect(spawn_preprocess(args(ns), out, err), out, err);
+  }
+
+  EmbeddingCache cache(const std::string& ns) {
+    cache::EmbeddingCacheOptions options;
+    options.ns = ns;
+    return EmbeddingCache(server_.endpoint(), options, cache::testing::quick_options());
+  }
+
+  std::set<std::string> keys(const std::string& ns) {
+    std::set<std::string> out;
+    for (const cache::CacheEntry& entry : cache(ns).list()) {
+      EXPECT_EQ(entry.problem, "") << entry.key;
+      out.insert(entry.key);
+    }
+    return out;
+  }
+
+  // The recipe exactly as the binary resolves it from the same config.
+  VideoRecipe recipe() const { return preprocess_options_from(Config::load(config_path_)).recipe; }
+
+  std::string fingerprint_of(model::QwenVLImpl& model) const {
+    std::map<std::string, at::Tensor> visual;
+    for (const auto& [name, tensor] : model::state_dict(model)) {
+      if (name.rfind("visual.", 0) == 0) visual.emplace(name, tensor);
+    }
+    return cache::encoder_fingerprint(visual);
+  }
+
+  std::set<std::string> expected_keys(const std::string& fingerprint) const {
+    std::set<std::string> out;
+    for (const std::string& path : good_)
+      out.insert(video_embedding_key(hash_file(path), recipe(), fingerprint));
+    return out;
+  }
+
+  static void expect_failures(const nlohmann::json& summary) {
+    std::map<std::string, std::string> reasons;  // first record id → reason
+    for (const auto& failure : summary["failures"]) reasons[failure["records"][0]] = failure["reason"];
+    ASSERT_EQ(reasons.size(), 3u) << summary.dump(2);
+    EXPECT_EQ(reasons["missing"], "no such file");
+    EXPECT_NE(reasons["truncated"].find("cannot open as a media file"), std::string::npos)
+        << reasons["truncated"];
+    EXPECT_NE(reasons["short"].find("too short"), std::string::npos) << reasons["short"];
+  }
+
+  testing_files::TempDir work_{"lvrl_preprocess"};
+  cache::testing::TestServer server_;
+  std::string model_dir_, config_path_, short_, truncated_, missing_;
+  std::vector<std::string> good_;
+};
+
+TEST_F(PreprocessTest, CachesGoodVideosReportsTheRestAndMatchesTheModel) {
+  Invocation run = preprocess("full");
+  ASSERT_EQ(run.exit_code, 3) << run.out << run.err;  // 3: finished, some videos failed
+  const nlohmann::json& s = run.summary;
+  ASSERT_TRUE(s.is_object()) << run.out;
+  EXPECT_EQ(s["records"], 8);
+  EXPECT_EQ(s["videos"], 7);  // "a" and "a2" share a video
+  EXPECT_EQ(s["cached"], 4);
+  EXPECT_EQ(s["skipped"], 0);
+  EXPECT_EQ(s["failed"], 3);
+  expect_failures(s);
+  EXPECT_NE(run.out.find("failed: " + missing_ + " (record missing): no such file"), std::string::npos)
+      << run.out;
+
+  model::QwenVL model = model::load_model(model_dir_, at::kFloat, at::kCPU);
+  const std::string fingerprint = fingerprint_of(*model);
+  EXPECT_EQ(s["encoder_fingerprint"], fingerprint);
+  EXPECT_EQ(keys("full"), expected_keys(fingerprint));
+
+  // The first video's embedding against encode_video on the same frames, computed here.
+  const std::string key = video_embedding_key(hash_file(good_[0]), recipe(), fingerprint);
+  std::optional<cache::CachedEmbedding> hit = cache("full").get(key);
+  ASSERT_TRUE(hit.has_value());
+  PreparedVideo prepared = prepare_video(good_[0], recipe());
+  at::Tensor expected;
+  {
+    at::NoGradGuard no_grad;
+    expected = model->encode_video(prepared.patches.pixel_values, {prepared.patches.grid_thw});
+  }
+  ASSERT_EQ(hit->tensor.sizes(), expected.sizes());
+  const double scale = expected.abs().max().item<double>();
+  EXPECT_LE((hit->tensor - expected).abs().max().item<double>(), 1e-5 * scale);
+  const cache::EmbeddingMetadata& metadata = hit->manifest.metadata;
+  EXPECT_EQ(metadata.grid_thw, (std::vector<int64_t>{2, 6, 10}));  // 84×140 frames (smart_resize), 4 frames
+  EXPECT_EQ(metadata.encoder_fingerprint, fingerprint);
+  // qwen-vl-utils on 60 frames at 30 fps, fps 2: n = 4, round(linspace(0, 59, 4)) = 0, 20, 39, 59.
+  const std::vector<double> expected_times = {0.0, 20 / 30.0, 39 / 30.0, 59 / 30.0};
+  ASSERT_EQ(metadata.frame_timestamps.size(), expected_times.size());
+  for (size_t i = 0; i < expected_times.size(); ++i)
+    EXPECT_NEAR(metadata.frame_timestamps[i], expected_times[i], 1e-3);
+  EXPECT_EQ(metadata.extra.at("sample_fps"), "2");
+
+  // Everything good is cached now: a rerun encodes nothing and still reports the failures.
+  Invocation again = preprocess("full");
+  EXPECT_EQ(again.exit_code, 3) << again.out << again.err;
+  EXPECT_EQ(again.summary["cached"], 0);
+  EXPECT_EQ(again.summary["skipped"], 4);
+  EXPECT_EQ(again.summary["failed"], 3);
+}
+
+TEST_F(PreprocessTest, ResumeAfterKillProducesTheSameKeys) {
+  Invocation whole = preprocess("whole");
+  ASSERT_EQ(whole.exit_code, 3) << whole.out << whole.err;
+  const std::set<std::string> reference = keys("whole");
+  ASSERT_EQ(reference.size(), 4u);
+
+  // Kill (SIGKILL) once the first entry is committed and before the last. A run can outpace the
+  // polling on a fast machine: then try again in a fresh namespace.
+  std::string ns;
+  size_t committed = 0;
+  int attempt = 0;
+  for (; attempt < 5 && committed == 0; ++attempt) {
+    ns = "killed" + std::to_string(attempt);
+    const std::string out = work_.file(ns + ".out"), err = work_.file(ns + ".err");
+    std::vector<std::string> slow = args(ns);  // one video at a time: more time between commits
+    slow.insert(slow.end(), {"preprocess.decode_threads=1", "preprocess.decode_ahead=1"});
+    pid_t pid = spawn_preprocess(slow, out, err);
+    EmbeddingCache watcher = cache(ns);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (watcher.list().empty() && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    ::kill(pid, SIGKILL);
+    Invocation killed = collect(pid, out, err);
+    const size_t present = keys(ns).size();
+    if (killed.exit_code == -1 && present >= 1 && present < reference.size()) committed = present;
+  }
+  ASSERT_GE(committed, 1u) << "every attempt finished before the kill";
+  std::cout << "killed with " << committed << " of " << reference.size() << " entries committed (attempt "
+            << attempt << ")\n";
+
+  Invocation resumed = preprocess(ns);
+  ASSERT_EQ(resumed.exit_code, 3) << resumed.out << resumed.err;
+  EXPECT_EQ(resumed.summary["skipped"], committed) << resumed.out;
+  EXPECT_EQ(resumed.summary["cached"], reference.size() - committed) << resumed.out;
+  EXPECT_EQ(resumed.summary["failed"], 3);
+  expect_failures(resumed.summary);
+  EXPECT_EQ(keys(ns), reference);
+  // Every entry reads back whole (the killed put left no half entry behind).
+  EmbeddingCache reader = cache(ns);
+  for (const std::string& key : reference) EXPECT_EQ(reader.verify(key, false), "") << key;
+}
+
+}  // namespace
+}  // namespace lvrl::tools

@@ -1,0 +1,428 @@
+#include "tools/preprocess.h"
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <filesystem>
+#include <functional>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <thread>
+#include <unordered_map>
+
+#include "cache/content_key.h"
+#include "core/dataset.h"
+#include "core/error.h"
+#include "core/hash.h"
+#include "core/log.h"
+
+namespace lvrl::tools {
+namespace {
+using Clock = std::chrono::steady_clock;
+
+const RegisterConfigSection preprocess_section(
+    {"preprocess",
+     "lvrl preprocess: which frames, at what size, how many threads",
+     {
+         ConfigKey::string("sampling", "fps",
+                           "fps: `fps` frames per second within [min_frames, max_frames] "
+                           "(qwen-vl-utils' default); frames: a fixed count over the whole video")
+             .choices({"fps", "frames"}),
+         ConfigKey::number("fps", 2.0, "sampling=fps: frames per second of video").range(0.001, 1000),
+         ConfigKey::integer("min_frames", 4, "sampling=fps: at least this many (rounded up to even)")
+             .range(2, 1e6),
+         ConfigKey::integer("max_frames", 768, "sampling=fps: at most this many (rounded down to even)")
+             .range(2, 1e6),
+         ConfigKey::integer("frames", 16, "sampling=frames: this many (rounded to even)").range(2, 1e6),
+         ConfigKey::integer("min_pixels", 128 * 28 * 28, "smallest frame area, pixels (Qwen smart_resize)")
+             .range(28 * 28, 1e10),
+         ConfigKey::integer("max_pixels", 768 * 28 * 28, "largest frame area, pixels (Qwen smart_resize)")
+             .range(28 * 28, 1e10),
+         ConfigKey::integer("total_pixels", 90316800,
+                            "pixel budget of a whole clip: long videos get smaller frames")
+             .range(28 * 28, 1e13),
+         ConfigKey::integer("decode_threads", 2,
+                            "videos decoded at once (one decoder thread each) while the "
+                            "encoder runs")
+             .range(1, 256),
+         ConfigKey::integer("decode_ahead", 2,
+                            "decoded videos waiting for the encoder, at most (bounds memory)")
+             .range(1, 256),
+         ConfigKey::integer("threads", 0, "encoder threads (LibTorch intra-op); 0 = one per core")
+             .range(0, 4096),
+         ConfigKey::boolean("accept_damaged", false,
+                            "encode a video whose damaged spans the sampler skipped (its "
+                            "frames near the damage come from before it); false: report it as failed"),
+     }});
+
+std::string source_of(const Config& config, const std::string& key) {
+  const std::string& origin = config.origin(key);
+  return origin == "default" ? "" : origin;
+}
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// One distinct video of the dataset and the records that name it.
+struct VideoJob {
+  std::string path;
+  std::vector<std::string> record_ids;
+};
+
+std::vector<VideoJob> read_jobs(const PreprocessOptions& options, int64_t& records) {
+  if (options.dataset.empty()) throw InputError({"", 0, "data.path", ""}, "expected the dataset JSONL file");
+  if (options.video_dir.empty()) {
+    throw InputError({"", 0, "data.video_dir", ""},
+                     "expected the directory the dataset's videos resolve under");
+  }
+  data::DatasetReader reader(options.dataset, options.video_dir);
+  std::vector<VideoJob> jobs;
+  std::unordered_map<std::string, size_t> by_path;
+  records = 0;
+  for (data::Sample sample;
+       (options.max_records == 0 || records < options.max_records) && reader.next(sample);) {
+    ++records;
+    auto [it, fresh] = by_path.emplace(sample.video, jobs.size());
+    if (fresh) jobs.push_back({sample.video, {}});
+    jobs[it->second].record_ids.push_back(sample.id);
+  }
+  return jobs;
+}
+
+// What a decode worker hands the encoder for one video.
+struct Prepared {
+  size_t index = 0;
+  bool ready = false;                           // video holds patches to encode
+  VideoOutcome outcome = VideoOutcome::Failed;  // when not ready
+  std::string reason;
+  Hash128 video_hash;
+  std::string key;
+  PreparedVideo video;
+  double prepare_s = 0;
+  std::exception_ptr fatal;  // the cache server failed: the run stops
+};
+
+// `threads` workers run work(0..count-1) in index order of claiming; finished items queue for the
+// consumer, at most `capacity` of them, so workers stall instead of piling up decoded videos.
+class DecodeAhead {
+ public:
+  DecodeAhead(size_t count, int threads, size_t capacity, std::function<Prepared(size_t)> work)
+      : count_(count), capacity_(capacity), work_(std::move(work)) {
+    const size_t workers = std::min<size_t>(static_cast<size_t>(std::max(threads, 1)), count);
+    for (size_t i = 0; i < workers; ++i) threads_.emplace_back([this] { run(); });
+  }
+  ~DecodeAhead() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    space_.notify_all();
+    for (std::thread& thread : threads_) thread.join();
+  }
+  DecodeAhead(const DecodeAhead&) = delete;
+  DecodeAhead& operator=(const DecodeAhead&) = delete;
+
+  // Blocks until a worker has finished one more item; call it exactly `count` times.
+  Prepared next() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    ready_.wait(lock, [this] { return !queue_.empty(); });
+    Prepared item = std::move(queue_.front());
+    queue_.pop_front();
+    lock.unlock();
+    space_.notify_one();
+    return item;
+  }
+
+ private:
+  void run() {
+    for (size_t index = next_++; index < count_; index = next_++) {
+      Prepared item = work_(index);
+      std::unique_lock<std::mutex> lock(mutex_);
+      space_.wait(lock, [this] { return stop_ || queue_.size() < capacity_; });
+      if (stop_) return;
+      queue_.push_back(std::move(item));
+      lock.unlock();
+      ready_.notify_one();
+    }
+  }
+
+  const size_t count_, capacity_;
+  const std::function<Prepared(size_t)> work_;
+  std::atomic<size_t> next_{0};
+  std::mutex mutex_;
+  std::condition_variable ready_, space_;
+  std::deque<Prepared> queue_;
+  bool stop_ = false;
+  std::vector<std::thread> threads_;  // last: started once everything above exists
+};
+
+// An error's text without the leading "<path>: " (the summary names the video already).
+std::string reason_for(const std::exception& e, const std::string& path) {
+  std::string text = e.what();
+  const std::string prefix = path + ": ";
+  return text.compare(0, prefix.size(), prefix) == 0 ? text.substr(prefix.size()) : text;
+}
+
+std::string damage_reason(const std::vector<std::string>& warnings) {
+  std::string reason = "damaged: " + warnings.front();
+  if (warnings.size() > 1) reason += fmt::format(" (and {} more damaged spans)", warnings.size() - 1);
+  return reason + "; set preprocess.accept_damaged=true to encode what decodes";
+}
+
+// Runs on a decode worker: hash, cache check, sample, patchify. Per-video problems become the
+// item's reason; a failing cache server propagates (the caller stores it as fatal).
+void prepare_into(Prepared& item, const VideoJob& job, const PreprocessOptions& options,
+                  const VideoRecipe& recipe, const std::string& fingerprint, cache::EmbeddingCache& cache) {
+  std::error_code error;
+  if (!std::filesystem::exists(job.path, error)) {
+    item.reason = "no such file";
+    return;
+  }
+  try {
+    item.video_hash = hash_file(job.path);
+  } catch (const std::exception& e) {
+    item.reason = reason_for(e, job.path);
+    return;
+  }
+  item.key = video_embedding_key(item.video_hash, recipe, fingerprint);
+  if (cache.contains(item.key)) {
+    item.outcome = VideoOutcome::Skipped;
+    item.reason = "already cached";
+    return;
+  }
+  video::SampleOptions sample_options;
+  sample_options.open.threads = 1;  // parallelism across videos instead
+  try {
+    item.video = prepare_video(job.path, recipe, sample_options);
+  } catch (const std::exception& e) {
+    item.reason = reason_for(e, job.path);
+    return;
+  }
+  if (!item.video.warnings.empty() && !options.accept_damaged) {
+    item.reason = damage_reason(item.video.warnings);
+    item.video = PreparedVideo();
+    return;
+  }
+  item.ready = true;
+}
+
+Prepared prepare(size_t index, const VideoJob& job, const PreprocessOptions& options,
+                 const VideoRecipe& recipe, const std::string& fingerprint, cache::EmbeddingCache& cache) {
+  Prepared item;
+  item.index = index;
+  const Clock::time_point start = Clock::now();
+  try {
+    prepare_into(item, job, options, recipe, fingerprint, cache);
+  } catch (...) {
+    item.fatal = std::current_exception();
+  }
+  item.prepare_s = seconds_since(start);
+  return item;
+}
+
+cache::EmbeddingMetadata metadata_for(const VideoJob& job, const Prepared& item, const VideoRecipe& recipe,
+                                      const std::string& fingerprint) {
+  cache::EmbeddingMetadata metadata;
+  const auto& grid = item.video.patches.grid_thw;
+  metadata.grid_thw.assign(grid.begin(), grid.end());
+  metadata.frame_timestamps = item.video.frame_timestamps;
+  metadata.encoder_fingerprint = fingerprint;
+  const FramePick& pick = item.video.pick;
+  metadata.extra = {
+      {"producer", "lvrl preprocess"},
+      {"video", job.path},
+      {"video_xxh128", item.video_hash.hex()},
+      {"sampling", recipe.sampling_description()},
+      {"preprocessing", recipe.preprocessing_description()},
+      {"frames", std::to_string(pick.times.size())},
+      {"video_frames", std::to_string(pick.total_frames)},
+      {"video_fps", fmt::format("{}", pick.video_fps)},
+      // The processor's fps: second_per_grid_t = temporal_patch_size / sample_fps (mrope positions).
+      {"sample_fps", fmt::format("{}", pick.sample_fps)},
+      {"second_per_grid_t", fmt::format("{}", recipe.vision.temporal_patch_size / pick.sample_fps)},
+      {"frame_size",
+       fmt::format("{}x{}", grid[2] * recipe.vision.patch_size, grid[1] * recipe.vision.patch_size)},
+  };
+  return metadata;
+}
+}  // namespace
+
+const char* outcome_name(VideoOutcome outcome) {
+  switch (outcome) {
+    case VideoOutcome::Cached:
+      return "cached";
+    case VideoOutcome::Skipped:
+      return "skipped";
+    default:
+      return "failed";
+  }
+}
+
+PreprocessOptions preprocess_options_from(const Config& config) {
+  PreprocessOptions out;
+  out.dataset = config.get<std::string>("data.path");
+  out.video_dir = config.get<std::string>("data.video_dir");
+  out.max_records = config.get<int64_t>("data.max_samples");
+  if (out.dataset.empty()) {  // checked here, before a checkpoint is loaded for nothing
+    throw InputError({source_of(config, "data.path"), 0, "data.path", ""}, "expected the dataset JSONL file");
+  }
+  if (out.video_dir.empty()) {
+    throw InputError({source_of(config, "data.video_dir"), 0, "data.video_dir", ""},
+                     "expected the directory the dataset's videos resolve under");
+  }
+  VideoRecipe& recipe = out.recipe;
+  recipe.selection = config.get<std::string>("preprocess.sampling") == "frames" ? FrameSelection::Count
+                                                                                : FrameSelection::Fps;
+  recipe.fps = config.get<double>("preprocess.fps");
+  recipe.min_frames = config.get<int64_t>("preprocess.min_frames");
+  recipe.max_frames = config.get<int64_t>("preprocess.max_frames");
+  recipe.frames = config.get<int64_t>("preprocess.frames");
+  recipe.min_pixels = config.get<int64_t>("preprocess.min_pixels");
+  recipe.max_pixels = config.get<int64_t>("preprocess.max_pixels");
+  recipe.total_pixels = config.get<int64_t>("preprocess.total_pixels");
+  try {
+    recipe.check();
+  } catch (const InputError& e) {  // name where the offending value came from
+    throw InputError(
+        {e.key().rfind("preprocess.", 0) == 0 ? source_of(config, e.key()) : "", 0, e.key(), e.value()},
+        e.problem());
+  }
+  out.decode_threads = static_cast<int>(config.get<int64_t>("preprocess.decode_threads"));
+  out.decode_ahead = static_cast<int>(config.get<int64_t>("preprocess.decode_ahead"));
+  out.accept_damaged = config.get<bool>("preprocess.accept_damaged");
+  return out;
+}
+
+std::string video_embedding_key(const Hash128& video_hash, const VideoRecipe& recipe,
+                                const std::string& fingerprint) {
+  return cache::embedding_key(
+      {video_hash, recipe.sampling_description(), recipe.preprocessing_description(), fingerprint});
+}
+
+PreprocessSummary run_preprocess(const PreprocessOptions& options, VisionEncoder& encoder,
+                                 cache::EmbeddingCache& cache) {
+  const Clock::time_point start = Clock::now();
+  PreprocessSummary summary;
+  summary.encoder_fingerprint = encoder.fingerprint();
+  summary.ns = cache.options().ns;
+  VideoRecipe recipe = options.recipe;
+  recipe.vision = encoder.vision_params();
+  recipe.check();
+  const std::vector<VideoJob> jobs = read_jobs(options, summary.records);
+  summary.videos = static_cast<int64_t>(jobs.size());
+  summary.reports.resize(jobs.size());
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    summary.reports[i].video = jobs[i].path;
+    summary.reports[i].record_ids = jobs[i].record_ids;
+  }
+  LVRL_INFO("preprocess: {} records name {} videos; encoder {} ({} on {}), cache {} namespace '{}'",
+            summary.records, jobs.size(), encoder.fingerprint(), c10::toString(encoder.dtype()),
+            encoder.device().str(), cache.endpoint().describe(), cache.options().ns);
+
+  Progress progress("preprocess", summary.videos, "video", options.progress);
+  DecodeAhead ahead(jobs.size(), options.decode_threads, static_cast<size_t>(options.decode_ahead),
+                    [&](size_t index) {
+                      return prepare(index, jobs[index], options, recipe, encoder.fingerprint(), cache);
+                    });
+  std::unordered_map<std::string, size_t> done_keys;  // key → the video of this run that holds it
+  for (size_t n = 0; n < jobs.size(); ++n) {
+    Prepared item = ahead.next();
+    if (item.fatal) std::rethrow_exception(item.fatal);
+    VideoReport& report = summary.reports[item.index];
+    report.key = item.key;
+    report.prepare_s = item.prepare_s;
+    report.outcome = item.outcome;
+    report.reason = item.reason;
+    if (item.ready) {
+      auto same = done_keys.find(item.key);
+      if (same != done_keys.end()) {
+        report.outcome = VideoOutcome::Skipped;
+        report.reason = "same bytes as " + jobs[same->second].path;
+      } else {
+        Clock::time_point step = Clock::now();
+        at::Tensor embeddings;
+        try {
+          embeddings = encoder.encode(item.video.patches);
+        } catch (const std::exception& e) {
+          report.outcome = VideoOutcome::Failed;
+          report.reason = std::string("the encoder failed: ") + e.what();
+        }
+        report.encode_s = seconds_since(step);
+        if (embeddings.defined()) {
+          step = Clock::now();
+          cache.put(item.key, embeddings,
+                    metadata_for(jobs[item.index], item, recipe, encoder.fingerprint()));
+          report.put_s = seconds_since(step);
+          report.outcome = VideoOutcome::Cached;
+          report.reason.clear();
+          report.tokens = embeddings.size(0);
+        }
+      }
+    }
+    if (report.outcome != VideoOutcome::Failed) done_keys.emplace(report.key, item.index);
+    if (report.outcome == VideoOutcome::Failed)
+      LVRL_WARN("preprocess: skipping {}: {}", report.video, report.reason);
+    progress.advance();
+  }
+  progress.finish();
+
+  for (const VideoReport& report : summary.reports) {
+    summary.cached += report.outcome == VideoOutcome::Cached;
+    summary.skipped += report.outcome == VideoOutcome::Skipped;
+    summary.failed += report.outcome == VideoOutcome::Failed;
+    summary.tokens += report.tokens;
+    summary.prepare_s += report.prepare_s;
+    summary.encode_s += report.encode_s;
+    summary.put_s += report.put_s;
+  }
+  summary.seconds = seconds_since(start);
+  return summary;
+}
+
+std::string PreprocessSummary::text() const {
+  std::string out = fmt::format(
+      "preprocess: {} records, {} videos in {:.1f} s ({:.2f} videos/s): {} cached, {} skipped (already "
+      "cached), "
+      "{} failed; {} tokens encoded\n",
+      records, videos, seconds, seconds > 0 ? static_cast<double>(videos) / seconds : 0.0, cached, skipped,
+      failed, tokens);
+  for (const VideoReport& report : reports) {
+    if (report.outcome != VideoOutcome::Failed) continue;
+    out += fmt::format("  failed: {} (record{} {}): {}\n", report.video,
+                       report.record_ids.size() == 1 ? "" : "s", fmt::join(report.record_ids, ", "),
+                       report.reason);
+  }
+  return out;
+}
+
+nlohmann::json PreprocessSummary::to_json() const {
+  nlohmann::json failures = nlohmann::json::array();
+  for (const VideoReport& report : reports) {
+    if (report.outcome != VideoOutcome::Failed) continue;
+    failures.push_back({{"video", report.video}, {"records", report.record_ids}, {"reason", report.reason}});
+  }
+  return {{"command", "preprocess"},
+          {"records", records},
+          {"videos", videos},
+          {"cached", cached},
+          {"skipped", skipped},
+          {"failed", failed},
+          {"tokens", tokens},
+          {"seconds", seconds},
+          {"videos_per_s", seconds > 0 ? static_cast<double>(videos) / seconds : 0.0},
+          {"prepare_s", prepare_s},
+          {"encode_s", encode_s},
+          {"put_s", put_s},
+          {"encoder_fingerprint", encoder_fingerprint},
+          {"namespace", ns},
+          {"failures", failures}};
+}
+
+}  // namespace lvrl::tools

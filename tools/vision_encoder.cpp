@@ -1,0 +1,151 @@
+#include "tools/vision_encoder.h"
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <map>
+#include <optional>
+#include <set>
+
+#include "cache/content_key.h"
+#include "core/checkpoint.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "model/attention.h"
+#include "model/qwen_config.h"
+#include "model/weights.h"
+
+namespace lvrl::tools {
+namespace {
+const std::string kPrefix = "visual.";
+
+// The checkpoint every job of a run loads (preprocess reads only its vision tower). Declared here
+// until model/ reads a config of its own; then this section moves there.
+const RegisterConfigSection model_section(
+    {"model",
+     "The Qwen2.5-VL checkpoint (Hugging Face layout directory)",
+     {
+         ConfigKey::string("path", "", "checkpoint directory: config.json + model.safetensors (or shards)"),
+         ConfigKey::string("dtype", "float32", "compute dtype (bfloat16 on GPUs; CPUs want float32)")
+             .choices({"float32", "bfloat16", "float16", "float64"}),
+         ConfigKey::string("device", "cpu", "where the model runs: cpu, cuda, cuda:N"),
+     }});
+
+// Where a key's value came from, for errors: the file and line, "override", or "" for a default.
+std::string source_of(const Config& config, const std::string& key) {
+  const std::string& origin = config.origin(key);
+  return origin == "default" ? "" : origin;
+}
+
+std::string shape_text(at::IntArrayRef sizes) {
+  return fmt::format("[{}]", fmt::join(sizes, ", "));
+}
+}  // namespace
+
+std::map<std::string, at::Tensor> visual_state_dict(const model::VisionTowerImpl& tower) {
+  std::map<std::string, at::Tensor> out;
+  for (const auto& item : tower.named_parameters()) {
+    out.emplace(kPrefix + item.key(), item.value().detach().to(at::kCPU).contiguous());
+  }
+  return out;
+}
+
+VisionEncoder::VisionEncoder(model::VisionTower tower, at::ScalarType dtype, const at::Device& device)
+    : tower_(std::move(tower)), dtype_(dtype), device_(device) {
+  tower_->to(device_, dtype_);
+  tower_->eval();
+  tower_->set_attention(model::make_default_attention(device_));
+  fingerprint_ = cache::encoder_fingerprint(visual_state_dict(*tower_));
+}
+
+VisionEncoder VisionEncoder::load(const std::string& dir, at::ScalarType dtype, const at::Device& device) {
+  model::QwenConfig config = model::QwenConfig::load(dir);
+  model::VisionTower tower(config.vision);
+  safetensors::TensorMap tensors = checkpoint::load(dir);
+
+  std::map<std::string, std::pair<std::string, at::Tensor>> visual;  // canonical name → (stored name, tensor)
+  for (const auto& [name, tensor] : tensors) {
+    std::string canonical = model::canonical_tensor_name(name);
+    if (canonical.compare(0, kPrefix.size(), kPrefix) != 0) continue;  // the language model: never read
+    auto [it, fresh] = visual.emplace(canonical, std::make_pair(name, tensor));
+    if (!fresh) {
+      throw InputError({dir, 0, name, ""},
+                       fmt::format("duplicates tensor '{}' under another naming scheme", it->second.first));
+    }
+  }
+  at::NoGradGuard no_grad;
+  std::set<std::string> used;
+  for (auto& item : tower->named_parameters()) {
+    const std::string name = kPrefix + item.key();
+    auto found = visual.find(name);
+    if (found == visual.end()) throw InputError({dir, 0, name, ""}, "missing from the checkpoint");
+    const auto& [stored_name, tensor] = found->second;
+    if (!at::isFloatingType(tensor.scalar_type())) {
+      throw InputError({dir, 0, stored_name, c10::toString(tensor.scalar_type())},
+                       "holds a non-floating-point dtype");
+    }
+    if (tensor.sizes() != item.value().sizes()) {
+      throw InputError({dir, 0, stored_name, shape_text(tensor.sizes())},
+                       fmt::format("has the wrong shape; the model's config expects {}",
+                                   shape_text(item.value().sizes())));
+    }
+    item.value().copy_(tensor);
+    used.insert(name);
+  }
+  for (const auto& [name, entry] : visual) {
+    if (used.count(name) == 0) {
+      throw InputError({dir, 0, entry.first, ""},
+                       "is not a tensor of this vision tower (Qwen2.5-VL with this config)");
+    }
+  }
+  LVRL_DEBUG("loaded the vision tower of {} ({} tensors) as {} on {}", dir, used.size(), c10::toString(dtype),
+             device.str());
+  return VisionEncoder(tower, dtype, device);
+}
+
+VisionEncoder load_vision_encoder(const Config& config) {
+  const std::string& path = config.get<std::string>("model.path");
+  if (path.empty()) {
+    throw InputError({source_of(config, "model.path"), 0, "model.path", ""},
+                     "expected the checkpoint directory whose vision tower encodes the videos");
+  }
+  const std::string& dtype_name = config.get<std::string>("model.dtype");
+  const at::ScalarType dtype = dtype_name == "bfloat16"  ? at::kBFloat16
+                               : dtype_name == "float16" ? at::kHalf
+                               : dtype_name == "float64" ? at::kDouble
+                                                         : at::kFloat;
+  const std::string& device_name = config.get<std::string>("model.device");
+  std::optional<at::Device> device;
+  try {
+    device.emplace(device_name);
+  } catch (const std::exception&) {
+    throw InputError({source_of(config, "model.device"), 0, "model.device", device_name},
+                     "expected cpu, cuda or cuda:N");
+  }
+  if (device->is_cuda() && !at::hasCUDA()) {
+    throw InputError({source_of(config, "model.device"), 0, "model.device", device_name},
+                     "this build or machine has no CUDA device");
+  }
+  if (!device->is_cpu() && !device->is_cuda()) {
+    throw InputError({source_of(config, "model.device"), 0, "model.device", device_name},
+                     "expected cpu, cuda or cuda:N");
+  }
+  return VisionEncoder::load(path, dtype, *device);
+}
+
+video::QwenVisionParams VisionEncoder::vision_params() const {
+  video::QwenVisionParams params;
+  params.patch_size = static_cast<int>(config().patch_size);
+  params.temporal_patch_size = static_cast<int>(config().temporal_patch_size);
+  params.merge_size = static_cast<int>(config().spatial_merge_size);
+  return params;
+}
+
+at::Tensor VisionEncoder::encode(const video::PixelPatches& patches) {
+  at::NoGradGuard no_grad;
+  at::Tensor embeddings = tower_->forward(patches.pixel_values.to(device_), {patches.grid_thw});
+  return embeddings.to(at::kCPU).contiguous();
+}
+
+}  // namespace lvrl::tools
