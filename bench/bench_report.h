@@ -2,6 +2,7 @@
 // bench/RESULTS.md (rewritten in place, other benchmarks' sections kept).
 #pragma once
 
+#include <ctime>
 #include <fstream>
 #include <iterator>
 #include <string>
@@ -20,6 +21,14 @@ inline std::string first_line(const std::string& path, const std::string& prefix
 }
 
 inline std::string cpu_model() { return first_line("/proc/cpuinfo", "model name"); }
+
+// "2026-11-27 03:13 UTC": when a RESULTS.md section was measured.
+inline std::string utc_now() {
+  std::time_t now = std::time(nullptr);
+  char text[32];
+  std::strftime(text, sizeof(text), "%Y-%m-%d %H:%M UTC", std::gmtime(&now));
+  return text;
+}
 
 // Replaces the section that starts with `heading` ("## name") up to the next "## ", or appends it.
 inline void replace_results_section(const std::string& path, const std::string& heading,

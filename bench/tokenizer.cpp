@@ -302,9 +302,7 @@ int main(int argc, char** argv) {
   fmt::print("target >= {} MB/s on one core: {}\n", kTargetMbPerSecond, target_met ? "met" : "MISSED");
 
   if (!config.results.empty()) {
-    std::time_t now = std::time(nullptr);
-    char date[32];
-    std::strftime(date, sizeof(date), "%Y-%m-%d %H:%M UTC", std::gmtime(&now));
+    const std::string date = lvrl::bench::utc_now();
     std::string section = fmt::format(
         "## tokenizer\n\n`bench_tokenizer --mb {} --seconds {}`, {}, {}, {} cores; one thread per encoder; "
         "load average {} before, {} after (a shared machine: absolute figures vary, the ratio is measured "

@@ -613,9 +613,7 @@ int run(const Config& config) {
   fmt::print("frames: {}\n", frames_ok ? "all exact" : "WRONG (see above)");
 
   if (!config.results.empty()) {
-    std::time_t now = std::time(nullptr);
-    char date[32];
-    std::strftime(date, sizeof(date), "%Y-%m-%d %H:%M UTC", std::gmtime(&now));
+    const std::string date = lvrl::bench::utc_now();
     std::string section = fmt::format(
         "## video_sampling\n\n"
         "**{} run** ({}), {}: {} cores, {}; load average before {} / after {}; repeat {} (min taken). "

@@ -32,7 +32,8 @@ class ChunkedLogprobs : public torch::autograd::Function<ChunkedLogprobs> {
     at::Tensor weight_acc = weight.to(acc);
     for (int64_t start = 0; start < rows; start += chunk) {
       const int64_t n = std::min(chunk, rows - start);
-      at::Tensor z = at::matmul(hidden.narrow(0, start, n).to(acc), weight_acc.t()) / temperature;  // [n, V]
+      at::Tensor z = at::matmul(hidden.narrow(0, start, n).to(acc), weight_acc.t());  // [n, V]
+      if (temperature != 1.0) z.div_(temperature);
       at::Tensor chunk_lse = at::logsumexp(z, -1);
       lse.narrow(0, start, n).copy_(chunk_lse);
       out.narrow(0, start, n).copy_(z.gather(1, targets.narrow(0, start, n).unsqueeze(1)).squeeze(1) - chunk_lse);
@@ -61,11 +62,13 @@ class ChunkedLogprobs : public torch::autograd::Function<ChunkedLogprobs> {
     for (int64_t start = 0; start < rows; start += chunk) {
       const int64_t n = std::min(chunk, rows - start);
       at::Tensor h = hidden.narrow(0, start, n).to(acc);
-      at::Tensor z = at::matmul(h, weight_acc.t()) / temperature;                        // [n, V]
-      at::Tensor g = grad_out.narrow(0, start, n).unsqueeze(1);                           // [n, 1]
-      at::Tensor grad_z = at::exp(z - lse.narrow(0, start, n).unsqueeze(1)).mul_(-g);     // −g·p
-      grad_z.scatter_add_(1, targets.narrow(0, start, n).unsqueeze(1), g);                // + g·onehot
-      grad_z.div_(temperature);
+      // In place throughout: each [n, V] temporary is a fresh page-faulted allocation otherwise.
+      at::Tensor grad_z = at::matmul(h, weight_acc.t());                          // [n, V] logits
+      if (temperature != 1.0) grad_z.div_(temperature);
+      at::Tensor g = grad_out.narrow(0, start, n).unsqueeze(1);                    // [n, 1]
+      grad_z.sub_(lse.narrow(0, start, n).unsqueeze(1)).exp_().mul_(-g);           // −g·p
+      grad_z.scatter_add_(1, targets.narrow(0, start, n).unsqueeze(1), g);         // + g·onehot
+      if (temperature != 1.0) grad_z.div_(temperature);
       grad_hidden.narrow(0, start, n).copy_(at::matmul(grad_z, weight_acc));
       grad_weight.addmm_(grad_z.t(), h);
     }

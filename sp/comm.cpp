@@ -3,6 +3,7 @@
 //   all_to_all      the slices sent to other ranks (the slice kept locally crosses no link)
 //   all_gather_cat  (P − 1) × own bytes
 //   all_reduce_sum  what a ring all-reduce sends: ⌊2(P − 1) × bytes / P⌋ (reduce-scatter + all-gather)
+//   broadcast       the root: (P − 1) × bytes; the others nothing (the algorithm may relay)
 //   ring exchange   the tensor's bytes
 // Groups of one rank communicate nothing (and count nothing); their results are copies.
 #include "sp/comm.h"
@@ -74,6 +75,20 @@ void all_reduce_sum(c10d::ProcessGroup& group, at::Tensor& tensor) {
   LVRL_C10D_CHECK(work->wait());
   if (!tensors[0].is_same(tensor)) tensor.copy_(tensors[0]);
   g_bytes_sent += 2 * (size - 1) * tensor_bytes(tensor) / size;
+}
+
+void broadcast(c10d::ProcessGroup& group, at::Tensor& tensor, int root) {
+  const int size = group.getSize();
+  LVRL_ASSERT(root >= 0 && root < size, "broadcast: root outside the group");
+  LVRL_ASSERT(tensor.is_contiguous(), "broadcast: the tensor is received in place, so it must be contiguous");
+  if (size == 1) return;
+  std::vector<at::Tensor> tensors = {tensor};
+  c10d::BroadcastOptions options;
+  options.rootRank = root;
+  c10::intrusive_ptr<c10d::Work> work;
+  LVRL_C10D_CHECK(work = group.broadcast(tensors, options));
+  LVRL_C10D_CHECK(work->wait());
+  if (group.getRank() == root) g_bytes_sent += (size - 1) * tensor_bytes(tensor);
 }
 
 struct RingExchange::Pending {

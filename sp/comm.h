@@ -23,6 +23,8 @@ at::Tensor all_to_all(c10d::ProcessGroup& group, const at::Tensor& input, const 
                       const std::vector<int64_t>& recv_sizes);
 at::Tensor all_gather_cat(c10d::ProcessGroup& group, const at::Tensor& input, int64_t dim);  // equal sizes
 void all_reduce_sum(c10d::ProcessGroup& group, at::Tensor& tensor);
+// root's `tensor` → every rank's `tensor`, in place (same shape and dtype on every rank, contiguous).
+void broadcast(c10d::ProcessGroup& group, at::Tensor& tensor, int root);
 
 // One ring step: sends `send` to (rank + 1) % P and returns what (rank − 1) % P sent, shape `like`.
 // Posted as a non-blocking pair, so no send order can deadlock; `tag` separates concurrent transfers.

@@ -40,6 +40,7 @@
 
 #include "core/error.h"
 #include "sp/comm.h"
+#include "sp/volume.h"
 
 namespace lvrl::sp {
 namespace {
@@ -79,46 +80,6 @@ c10::intrusive_ptr<HeadRouting> make_routing(std::shared_ptr<Mesh> mesh, int64_t
   for (const auto& ids : heads_of) routing->index_of.push_back(at::tensor(ids, at::kLong));
   routing->heads_of = std::move(heads_of);
   return routing;
-}
-
-// Query heads split as evenly as H allows: the first H % U ranks get one more.
-std::vector<std::vector<int64_t>> split_query_heads(int64_t heads, int ranks) {
-  std::vector<std::vector<int64_t>> split(ranks);
-  int64_t next = 0;
-  for (int u = 0; u < ranks; ++u) {
-    const int64_t count = heads / ranks + (u < heads % ranks ? 1 : 0);
-    for (int64_t h = 0; h < count; ++h) split[u].push_back(next++);
-  }
-  return split;
-}
-
-// The K/V heads each rank needs for its query heads, listed so that local query head h' reads local
-// K/V head h' / (H_u / H_kv,u) — the GQA rule of the local kernel. A rank whose query heads cover
-// whole or equal parts of consecutive K/V groups gets each of those K/V heads once; otherwise it gets
-// one K/V head per query head (group size 1).
-std::vector<std::vector<int64_t>> kv_heads_for(const std::vector<std::vector<int64_t>>& query_heads,
-                                               int64_t heads, int64_t kv_heads) {
-  const int64_t group = heads / kv_heads;
-  std::vector<std::vector<int64_t>> needed;
-  for (const auto& q : query_heads) {
-    std::vector<int64_t> kv;
-    if (!q.empty()) {
-      const int64_t first = q.front() / group, last = q.back() / group;
-      const int64_t count = last - first + 1;
-      bool standard = static_cast<int64_t>(q.size()) % count == 0;
-      const int64_t local_group = standard ? static_cast<int64_t>(q.size()) / count : 1;
-      for (size_t h = 0; standard && h < q.size(); ++h) {
-        standard = q[h] / group == first + static_cast<int64_t>(h) / local_group;
-      }
-      if (standard) {
-        for (int64_t j = first; j <= last; ++j) kv.push_back(j);
-      } else {
-        for (int64_t h : q) kv.push_back(h / group);
-      }
-    }
-    needed.push_back(std::move(kv));
-  }
-  return needed;
 }
 
 // x [B, l, H_x, D] sequence-sharded → [B, U·l, H_me, D]: this rank's heads over the group's sequence.
@@ -401,33 +362,9 @@ model::AttentionResult SequenceParallelAttention::forward(const at::Tensor& q, c
 
 int64_t SequenceParallelAttention::expected_bytes(int64_t batch, int64_t heads, int64_t kv_heads,
                                                   int64_t head_dim, int64_t element_bytes) const {
-  const int U = mesh_->ulysses_size(), R = mesh_->ring_size(), me = mesh_->ulysses_rank();
-  const int64_t local = layout_.local_length();
-  // Heads this rank computes (H_me, H_kv,me) and the head-slots it sends the others in the
-  // heads → sequence direction (Σ_{u≠me} H_u, Σ_{u≠me} H_kv,u; the design note's (U−1)/U·H when even).
-  int64_t q_heads = heads, q_others = 0, kv_here = kv_heads, kv_others = 0;
-  if (U > 1) {
-    const auto query_heads = split_query_heads(heads, U);
-    const auto kv_of = kv_heads_for(query_heads, heads, kv_heads);
-    q_heads = static_cast<int64_t>(query_heads[me].size());
-    kv_here = static_cast<int64_t>(kv_of[me].size());
-    for (int u = 0; u < U; ++u) {
-      if (u == me) continue;
-      q_others += static_cast<int64_t>(query_heads[u].size());
-      kv_others += static_cast<int64_t>(kv_of[u].size());
-    }
-  }
-  const int64_t token_bytes = batch * local * head_dim * element_bytes;  // one head of one shard
-  // Ulysses: q and dout, k and v go heads → sequence (forward, backward); out and dq, dk and dv
-  // come back sequence → heads ((U−1) blocks of this rank's heads each).
-  const int64_t ulysses = token_bytes * 2 * (q_others + kv_others + (U - 1) * (q_heads + kv_here));
-  // Ring: K/V blocks of the group's chunk sequence, R−1 hops forward and backward; dK/dV (in the
-  // accumulation type: at least fp32) R hops.
-  const int64_t block = batch * static_cast<int64_t>(U) * local * kv_here * head_dim;  // elements of K (or V)
-  const int64_t ring = q_heads == 0 ? 0
-                                    : 2 * block * (R - 1) * element_bytes * 2 +
-                                          2 * block * (R > 1 ? R : 0) * std::max<int64_t>(element_bytes, 4);
-  return ulysses + ring;
+  return attention_bytes(mesh_->ulysses_size(), mesh_->ring_size(), mesh_->ulysses_rank(), batch,
+                         layout_.local_length(), heads, kv_heads, head_dim, element_bytes)
+      .total();
 }
 
 }  // namespace lvrl::sp

@@ -39,7 +39,8 @@ class SequenceParallelAttention : public model::AttentionBackend {
 
   // Bytes one rank sends for one forward + backward of these shapes, by the design note's formulas
   // (Ulysses: (U−1)/U of q, k, v, out and their gradients; ring: (R−1) hops of K/V forward, R−1 of
-  // K/V and R of dK/dV backward). Compared with comm.h's bytes_sent() by `lvrl sp check`.
+  // K/V and R of dK/dV backward; sp/volume.h's attention_bytes for this rank). Compared with comm.h's
+  // bytes_sent() by `lvrl sp check` and bench_sp_attention.
   int64_t expected_bytes(int64_t batch, int64_t heads, int64_t kv_heads, int64_t head_dim,
                          int64_t element_bytes) const;
 

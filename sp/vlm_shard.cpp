@@ -43,46 +43,65 @@ class GatherRows : public torch::autograd::Function<GatherRows> {
 
 }  // namespace
 
-at::Tensor encode_video_sharded(model::QwenVLImpl& model, const at::Tensor& pixel_values,
-                                const std::vector<model::GridTHW>& grids, const Mesh& mesh) {
-  const int64_t ranks = mesh.sp_size(), rank = mesh.sp_rank();
-  const int64_t merge = model.config().vision.merge_units();
+VideoShard shard_video(const std::vector<model::GridTHW>& grids, int64_t merge_units, int64_t ranks,
+                       int64_t rank, int64_t pixel_rows_total) {
+  LVRL_ASSERT(ranks >= 1 && rank >= 0 && rank < ranks, fmt::format("rank {} of {}", rank, ranks));
   int64_t slices = 0;
   for (const auto& grid : grids) slices += grid[0];
   // Rank r encodes slices [r·T/P, (r+1)·T/P) of the videos' slices in order.
   auto first_slice = [&](int64_t r) { return r * slices / ranks; };
-  std::vector<int64_t> counts(ranks, 0);  // output rows per rank
-  std::vector<model::GridTHW> local_grids;
-  int64_t pixel_start = -1, pixel_rows = 0;
+  VideoShard out;
+  out.rows.assign(ranks, 0);
+  int64_t pixel_start = -1;
   int64_t slice = 0, pixel_offset = 0;
   for (const auto& grid : grids) {
     const int64_t per_slice = grid[1] * grid[2];
     for (int64_t r = 0; r < ranks; ++r) {
-      const int64_t begin = std::max(first_slice(r), slice), end = std::min(first_slice(r + 1), slice + grid[0]);
+      const int64_t begin = std::max(first_slice(r), slice),
+                    end = std::min(first_slice(r + 1), slice + grid[0]);
       if (end <= begin) continue;
-      counts[r] += (end - begin) * per_slice / merge;
+      out.rows[r] += (end - begin) * per_slice / merge_units;
       if (r == rank) {
         if (pixel_start < 0) pixel_start = pixel_offset + (begin - slice) * per_slice;
-        pixel_rows += (end - begin) * per_slice;
-        local_grids.push_back({end - begin, grid[1], grid[2]});
+        out.pixel_rows += (end - begin) * per_slice;
+        out.grids.push_back({end - begin, grid[1], grid[2]});
       }
     }
     slice += grid[0];
     pixel_offset += grid[0] * per_slice;
   }
-  if (pixel_offset != pixel_values.size(0)) {
-    throw InputError({"", 0, "pixel_values", fmt::format("{} rows", pixel_values.size(0))},
+  if (pixel_offset != pixel_rows_total) {
+    throw InputError({"", 0, "pixel_values", fmt::format("{} rows", pixel_rows_total)},
                      fmt::format("the video grids describe {} patch rows", pixel_offset));
   }
-  at::Tensor local;
-  if (local_grids.empty()) {
-    const at::Tensor& like = model.visual->merger->ln_q->weight;
-    local = at::zeros({0, model.config().vision.out_hidden_size}, like.options()) * like.sum();  // joins the graph
-  } else {
-    local = model.visual->forward(pixel_values.narrow(0, pixel_start, pixel_rows), local_grids);
+  out.pixel_start = std::max<int64_t>(pixel_start, 0);
+  return out;
+}
+
+at::Tensor encode_video_shard(model::VisionTowerImpl& tower, const at::Tensor& pixel_values,
+                              const VideoShard& shard) {
+  if (shard.grids.empty()) {
+    const at::Tensor& like = tower.merger->ln_q->weight;
+    return at::zeros({0, tower.config().out_hidden_size}, like.options()) * like.sum();  // joins the graph
   }
-  if (ranks == 1) return local;
-  return GatherRows::apply(local, counts, rank, &mesh.sp());
+  return tower.forward(pixel_values.narrow(0, shard.pixel_start, shard.pixel_rows), shard.grids);
+}
+
+at::Tensor gather_video_rows(const at::Tensor& local, const VideoShard& shard, const Mesh& mesh) {
+  if (mesh.sp_size() == 1) return local;
+  return GatherRows::apply(local, shard.rows, mesh.sp_rank(), &mesh.sp());
+}
+
+at::Tensor encode_video_sharded(model::VisionTowerImpl& tower, const at::Tensor& pixel_values,
+                                const std::vector<model::GridTHW>& grids, const Mesh& mesh) {
+  const VideoShard shard =
+      shard_video(grids, tower.config().merge_units(), mesh.sp_size(), mesh.sp_rank(), pixel_values.size(0));
+  return gather_video_rows(encode_video_shard(tower, pixel_values, shard), shard, mesh);
+}
+
+at::Tensor encode_video_sharded(model::QwenVLImpl& model, const at::Tensor& pixel_values,
+                                const std::vector<model::GridTHW>& grids, const Mesh& mesh) {
+  return encode_video_sharded(*model.visual, pixel_values, grids, mesh);
 }
 
 ShardedSequence shard_sequence(model::QwenVLImpl& model, const model::ModelInput& input,

@@ -28,6 +28,29 @@ namespace lvrl::sp {
 // them, so a trained tower receives what single-device training would give it.
 at::Tensor encode_video_sharded(model::QwenVLImpl& model, const at::Tensor& pixel_values,
                                 const std::vector<model::GridTHW>& grids, const Mesh& mesh);
+// The same with the vision tower alone (preprocessing loads no language model).
+at::Tensor encode_video_sharded(model::VisionTowerImpl& tower, const at::Tensor& pixel_values,
+                                const std::vector<model::GridTHW>& grids, const Mesh& mesh);
+
+// The two halves of encode_video_sharded, for callers that must check every rank's encode before
+// the gather (a rank whose encode threw would leave the others waiting in it).
+struct VideoShard {
+  std::vector<int64_t> rows;          // [SP] embedding rows each SP rank produces
+  std::vector<model::GridTHW> grids;  // this rank's slice runs, one per video it has slices of
+  int64_t pixel_start = 0;            // this rank's patch rows are pixel_values[pixel_start,
+  int64_t pixel_rows = 0;             //   pixel_start + pixel_rows)
+};
+// Rank `rank` of `ranks` gets slices [rank·T/ranks, (rank+1)·T/ranks) of the videos' T slices in
+// order. pixel_rows_total must be Σ t·h·w (InputError naming pixel_values otherwise).
+VideoShard shard_video(const std::vector<model::GridTHW>& grids, int64_t merge_units, int64_t ranks,
+                       int64_t rank, int64_t pixel_rows_total);
+// This rank's share of pixel_values [N, patch_dim] through the tower → [shard.rows[rank], D]
+// (an empty [0, D] joined to the tower's graph when it has no slices).
+at::Tensor encode_video_shard(model::VisionTowerImpl& tower, const at::Tensor& pixel_values,
+                              const VideoShard& shard);
+// local [shard.rows[sp_rank], D] of every SP rank → [Σ rows, D] in rank order, on every rank; the
+// gradient of a rank's rows is summed over the SP group (a collective: every SP rank calls it).
+at::Tensor gather_video_rows(const at::Tensor& local, const VideoShard& shard, const Mesh& mesh);
 
 struct ShardedSequence {
   SequenceLayout layout;

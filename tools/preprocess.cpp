@@ -13,6 +13,7 @@
 #include <functional>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <thread>
 #include <unordered_map>
 
@@ -21,6 +22,8 @@
 #include "core/error.h"
 #include "core/hash.h"
 #include "core/log.h"
+#include "sp/mesh.h"
+#include "tools/sharded_encoder.h"
 
 namespace lvrl::tools {
 namespace {
@@ -54,7 +57,9 @@ const RegisterConfigSection preprocess_section(
          ConfigKey::integer("decode_ahead", 2,
                             "decoded videos waiting for the encoder, at most (bounds memory)")
              .range(1, 256),
-         ConfigKey::integer("threads", 0, "encoder threads (LibTorch intra-op); 0 = one per core")
+         ConfigKey::integer("threads", 0,
+                            "encoder threads (LibTorch intra-op) per rank; 0 = one per core, shared "
+                            "among the ranks on this machine")
              .range(0, 4096),
          ConfigKey::boolean("accept_damaged", false,
                             "encode a video whose damaged spans the sampler skipped (its "
@@ -307,8 +312,14 @@ std::string video_embedding_key(const Hash128& video_hash, const VideoRecipe& re
 }
 
 PreprocessSummary run_preprocess(const PreprocessOptions& options, VisionEncoder& encoder,
-                                 cache::EmbeddingCache& cache) {
+                                 cache::EmbeddingCache& cache, const sp::Mesh* mesh) {
   const Clock::time_point start = Clock::now();
+  // First: from here on, however this function ends, the other ranks hear stop (its destructor).
+  std::optional<ShardedEncoder> sharded;
+  if (mesh != nullptr && mesh->world_size() > 1) sharded.emplace(encoder, *mesh);
+  auto encode = [&](const video::PixelPatches& patches) {
+    return sharded ? sharded->encode(patches) : encoder.encode(patches);
+  };
   PreprocessSummary summary;
   summary.encoder_fingerprint = encoder.fingerprint();
   summary.ns = cache.options().ns;
@@ -322,9 +333,11 @@ PreprocessSummary run_preprocess(const PreprocessOptions& options, VisionEncoder
     summary.reports[i].video = jobs[i].path;
     summary.reports[i].record_ids = jobs[i].record_ids;
   }
-  LVRL_INFO("preprocess: {} records name {} videos; encoder {} ({} on {}), cache {} namespace '{}'",
-            summary.records, jobs.size(), encoder.fingerprint(), c10::toString(encoder.dtype()),
-            encoder.device().str(), cache.endpoint().describe(), cache.options().ns);
+  LVRL_INFO(
+      "preprocess: {} records name {} videos; encoder {} ({} on {}, {} rank{}), cache {} namespace '{}'",
+      summary.records, jobs.size(), encoder.fingerprint(), c10::toString(encoder.dtype()),
+      encoder.device().str(), mesh != nullptr ? mesh->world_size() : 1,
+      mesh != nullptr && mesh->world_size() > 1 ? "s" : "", cache.endpoint().describe(), cache.options().ns);
 
   Progress progress("preprocess", summary.videos, "video", options.progress);
   DecodeAhead ahead(jobs.size(), options.decode_threads, static_cast<size_t>(options.decode_ahead),
@@ -349,8 +362,9 @@ PreprocessSummary run_preprocess(const PreprocessOptions& options, VisionEncoder
         Clock::time_point step = Clock::now();
         at::Tensor embeddings;
         try {
-          embeddings = encoder.encode(item.video.patches);
+          embeddings = encode(item.video.patches);
         } catch (const std::exception& e) {
+          if (sharded && sharded->out_of_step()) throw;  // not this video's fault: the run cannot go on
           report.outcome = VideoOutcome::Failed;
           report.reason = std::string("the encoder failed: ") + e.what();
         }
@@ -371,6 +385,7 @@ PreprocessSummary run_preprocess(const PreprocessOptions& options, VisionEncoder
       LVRL_WARN("preprocess: skipping {}: {}", report.video, report.reason);
     progress.advance();
   }
+  if (sharded) sharded->stop();
   progress.finish();
 
   for (const VideoReport& report : summary.reports) {

@@ -16,8 +16,11 @@
 //    the sampler skipped counts as damaged unless `accept_damaged` says otherwise.
 //  - Several records naming one video (many questions per video) cost one encode. So do two files
 //    with identical bytes: the second finds the first one's key.
-//  - Sharding one video's frames over ranks (MR-SP stage 1) needs sp/'s process groups; until they
-//    exist, preprocess runs as one process.
+//  - Launched as several ranks (`lvrl sp launch --nproc P -- lvrl preprocess ...`), every rank
+//    encodes every video: rank 0 runs everything above and sends each video's patch rows to the
+//    others; each rank encodes a contiguous run of its temporal slices (MR-SP stage 1) and rank 0
+//    stores the gathered rows (tools/sharded_encoder.h). The embeddings, hence the keys, are those
+//    of a single-rank run; the progress line and summary come from rank 0 alone.
 #pragma once
 
 #include <cstdint>
@@ -31,6 +34,10 @@
 #include "core/progress.h"
 #include "tools/video_recipe.h"
 #include "tools/vision_encoder.h"
+
+namespace lvrl::sp {
+class Mesh;
+}
 
 namespace lvrl::tools {
 
@@ -82,8 +89,10 @@ struct PreprocessSummary {
 
 // Runs the whole dataset. Per-video problems end up in the summary; a cache server that cannot be
 // reached, or a dataset that cannot be read, throws.
+// mesh: null, or of one rank: this process encodes alone. Of several ranks: this is rank 0, and
+// every other rank is in serve_sharded_encoder (tools/sharded_encoder.h) until this returns or throws.
 PreprocessSummary run_preprocess(const PreprocessOptions& options, VisionEncoder& encoder,
-                                 cache::EmbeddingCache& cache);
+                                 cache::EmbeddingCache& cache, const sp::Mesh* mesh = nullptr);
 
 // The cache key of one video (video_hash = hash_file of it) under a recipe and an encoder.
 std::string video_embedding_key(const Hash128& video_hash, const VideoRecipe& recipe,

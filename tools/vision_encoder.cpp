@@ -5,7 +5,6 @@
 #include <fmt/ranges.h>
 
 #include <map>
-#include <optional>
 #include <set>
 
 #include "cache/content_key.h"
@@ -13,24 +12,13 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "model/attention.h"
+#include "model/model_config.h"
 #include "model/qwen_config.h"
 #include "model/weights.h"
 
 namespace lvrl::tools {
 namespace {
 const std::string kPrefix = "visual.";
-
-// The checkpoint every job of a run loads (preprocess reads only its vision tower). Declared here
-// until model/ reads a config of its own; then this section moves there.
-const RegisterConfigSection model_section(
-    {"model",
-     "The Qwen2.5-VL checkpoint (Hugging Face layout directory)",
-     {
-         ConfigKey::string("path", "", "checkpoint directory: config.json + model.safetensors (or shards)"),
-         ConfigKey::string("dtype", "float32", "compute dtype (bfloat16 on GPUs; CPUs want float32)")
-             .choices({"float32", "bfloat16", "float16", "float64"}),
-         ConfigKey::string("device", "cpu", "where the model runs: cpu, cuda, cuda:N"),
-     }});
 
 // Where a key's value came from, for errors: the file and line, "override", or "" for a default.
 std::string source_of(const Config& config, const std::string& key) {
@@ -104,34 +92,16 @@ VisionEncoder VisionEncoder::load(const std::string& dir, at::ScalarType dtype, 
   return VisionEncoder(tower, dtype, device);
 }
 
-VisionEncoder load_vision_encoder(const Config& config) {
-  const std::string& path = config.get<std::string>("model.path");
-  if (path.empty()) {
+VisionEncoder load_vision_encoder(const Config& config, int local_rank) {
+  model::ModelSettings settings = model::model_settings_from(config);
+  if (settings.path.empty()) {
     throw InputError({source_of(config, "model.path"), 0, "model.path", ""},
                      "expected the checkpoint directory whose vision tower encodes the videos");
   }
-  const std::string& dtype_name = config.get<std::string>("model.dtype");
-  const at::ScalarType dtype = dtype_name == "bfloat16"  ? at::kBFloat16
-                               : dtype_name == "float16" ? at::kHalf
-                               : dtype_name == "float64" ? at::kDouble
-                                                         : at::kFloat;
-  const std::string& device_name = config.get<std::string>("model.device");
-  std::optional<at::Device> device;
-  try {
-    device.emplace(device_name);
-  } catch (const std::exception&) {
-    throw InputError({source_of(config, "model.device"), 0, "model.device", device_name},
-                     "expected cpu, cuda or cuda:N");
+  if (local_rank >= 0 && settings.device.is_cuda() && !settings.device.has_index()) {
+    settings.device = at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(local_rank));
   }
-  if (device->is_cuda() && !at::hasCUDA()) {
-    throw InputError({source_of(config, "model.device"), 0, "model.device", device_name},
-                     "this build or machine has no CUDA device");
-  }
-  if (!device->is_cpu() && !device->is_cuda()) {
-    throw InputError({source_of(config, "model.device"), 0, "model.device", device_name},
-                     "expected cpu, cuda or cuda:N");
-  }
-  return VisionEncoder::load(path, dtype, *device);
+  return VisionEncoder::load(settings.path, settings.dtype, settings.device);
 }
 
 video::QwenVisionParams VisionEncoder::vision_params() const {

@@ -34,6 +34,9 @@ class VisionEncoder {
   at::Tensor encode(const video::PixelPatches& patches);
 
   const model::VisionConfig& config() const { return tower_->config(); }
+  // The tower itself, in eval mode on device() in dtype(): for encoders that split the work
+  // (tools/sharded_encoder.h).
+  model::VisionTowerImpl& tower() { return *tower_; }
   // The patch layout patchify_video must produce for this tower.
   video::QwenVisionParams vision_params() const;
   const std::string& fingerprint() const { return fingerprint_; }  // 32 hex digits
@@ -47,9 +50,11 @@ class VisionEncoder {
   std::string fingerprint_;
 };
 
-// The `model` section: model.path (checkpoint directory), model.dtype, model.device → the encoder.
+// The `model` section (model/model_config.h): model.path, model.dtype, model.device → the encoder.
 // An empty model.path, an unknown device or a device this build cannot use: InputError naming the key.
-VisionEncoder load_vision_encoder(const Config& config);
+// local_rank ≥ 0 (one of several ranks on this machine): a model.device of `cuda` without an index
+// becomes cuda:local_rank, so each local rank computes on its own GPU.
+VisionEncoder load_vision_encoder(const Config& config, int local_rank = -1);
 
 // The tower's parameters under their checkpoint names (visual.*), CPU, contiguous: what
 // encoder_fingerprint hashes — the same tensors as the visual.* entries of model::state_dict.

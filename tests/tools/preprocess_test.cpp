@@ -2,7 +2,9 @@
 // checkpoint and synthetic videos, plus the inputs it must report and skip (missing, truncated,
 // too short). Checks the summary, that the cache holds exactly the keys of the good videos, that a
 // cached embedding is what the model computes in-process from the same frames, and that a run
-// killed after its first commit resumes to the same key set, skipping what was committed.
+// killed after its first commit resumes to the same key set, skipping what was committed. Under
+// `lvrl sp launch --nproc 2` the same dataset gives the same keys and rows (frames split over the
+// ranks), one summary, and a rank-0 failure stops both ranks.
 #include "tools/preprocess.h"
 
 #include <ATen/ATen.h>
@@ -13,10 +15,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -45,10 +49,10 @@ struct Invocation {
   nlohmann::json summary;  // the last stdout line, when it is JSON
 };
 
-// Starts `lvrl preprocess` with stdout/stderr in files; returns its pid.
-pid_t spawn_preprocess(const std::vector<std::string>& args, const std::string& out_path,
-                       const std::string& err_path) {
-  std::vector<std::string> argv_text = {LVRL_BINARY, "preprocess"};
+// Starts `lvrl ARGS...` with stdout/stderr in files; returns its pid.
+pid_t spawn_lvrl(const std::vector<std::string>& args, const std::string& out_path,
+                 const std::string& err_path) {
+  std::vector<std::string> argv_text = {LVRL_BINARY};
   argv_text.insert(argv_text.end(), args.begin(), args.end());
   std::vector<char*> argv;
   for (std::string& arg : argv_text) argv.push_back(arg.data());
@@ -67,9 +71,20 @@ pid_t spawn_preprocess(const std::vector<std::string>& args, const std::string& 
   return pid;
 }
 
-Invocation collect(pid_t pid, const std::string& out_path, const std::string& err_path) {
+// Waits for the process; one still running after timeout_s gets SIGKILL (exit_code -1), so a
+// deadlocked run fails its test instead of hanging it.
+Invocation collect(pid_t pid, const std::string& out_path, const std::string& err_path,
+                   double timeout_s = 120) {
   int status = 0;
-  ::waitpid(pid, &status, 0);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+  while (::waitpid(pid, &status, WNOHANG) == 0) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
   Invocation run;
   run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   run.out = testing_files::read_bytes(out_path);
@@ -130,12 +145,22 @@ class PreprocessTest : public ::testing::Test {
   }
 
   std::vector<std::string> args(const std::string& ns) const {
-    return {"--config", config_path_, "redis.namespace=" + ns};
+    return {"preprocess", "--config", config_path_, "redis.namespace=" + ns};
   }
 
   Invocation preprocess(const std::string& ns) {
     const std::string out = work_.file(ns + ".out"), err = work_.file(ns + ".err");
-    return collect(spawn_preprocess(args(ns), out, err), out, err);
+    return collect(spawn_lvrl(args(ns), out, err), out, err);
+  }
+
+  // `lvrl sp launch --nproc N -- lvrl preprocess ...`, with `overrides` after the namespace.
+  Invocation preprocess_on_ranks(const std::string& ns, int nproc,
+                                 const std::vector<std::string>& overrides = {}) {
+    std::vector<std::string> launch = {"sp", "launch", "--nproc", std::to_string(nproc), "--", LVRL_BINARY};
+    for (const std::string& arg : args(ns)) launch.push_back(arg);
+    launch.insert(launch.end(), overrides.begin(), overrides.end());
+    const std::string out = work_.file(ns + ".out"), err = work_.file(ns + ".err");
+    return collect(spawn_lvrl(launch, out, err), out, err);
   }
 
   EmbeddingCache cache(const std::string& ns) {
@@ -253,7 +278,7 @@ TEST_F(PreprocessTest, ResumeAfterKillProducesTheSameKeys) {
     const std::string out = work_.file(ns + ".out"), err = work_.file(ns + ".err");
     std::vector<std::string> slow = args(ns);  // one video at a time: more time between commits
     slow.insert(slow.end(), {"preprocess.decode_threads=1", "preprocess.decode_ahead=1"});
-    pid_t pid = spawn_preprocess(slow, out, err);
+    pid_t pid = spawn_lvrl(slow, out, err);
     EmbeddingCache watcher = cache(ns);
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
     while (watcher.list().empty() && std::chrono::steady_clock::now() < deadline) {
@@ -278,6 +303,60 @@ TEST_F(PreprocessTest, ResumeAfterKillProducesTheSameKeys) {
   // Every entry reads back whole (the killed put left no half entry behind).
   EmbeddingCache reader = cache(ns);
   for (const std::string& key : reference) EXPECT_EQ(reader.verify(key, false), "") << key;
+}
+
+size_t count(const std::string& text, const std::string& part) {
+  size_t n = 0;
+  for (size_t at = text.find(part); at != std::string::npos; at = text.find(part, at + part.size())) ++n;
+  return n;
+}
+
+TEST_F(PreprocessTest, TwoRanksCacheWhatOneRankCaches) {
+  Invocation one = preprocess("one_rank");
+  ASSERT_EQ(one.exit_code, 3) << one.out << one.err;
+  Invocation two = preprocess_on_ranks("two_ranks", 2);
+  ASSERT_EQ(two.exit_code, 3) << two.out << two.err;  // rank 0's status, passed on by the launcher
+  const nlohmann::json& s = two.summary;
+  ASSERT_TRUE(s.is_object()) << two.out;
+  EXPECT_EQ(s["records"], 8);
+  EXPECT_EQ(s["videos"], 7);
+  EXPECT_EQ(s["cached"], 4);
+  EXPECT_EQ(s["skipped"], 0);
+  EXPECT_EQ(s["failed"], 3);  // decided on rank 0 alone: the other rank never hears of them
+  expect_failures(s);
+  EXPECT_EQ(s["encoder_fingerprint"], one.summary["encoder_fingerprint"]);
+  // One summary for the run, from rank 0.
+  EXPECT_EQ(count(two.out, "preprocess: 8 records"), 1u) << two.out;
+  EXPECT_EQ(count(two.out, "\"command\":\"preprocess\""), 1u) << two.out;
+
+  // The same keys (the content key does not depend on the rank count), the same rows.
+  const std::set<std::string> reference = keys("one_rank");
+  ASSERT_EQ(reference.size(), 4u);
+  ASSERT_EQ(keys("two_ranks"), reference);
+  EmbeddingCache single = cache("one_rank"), sharded = cache("two_ranks");
+  double worst = 0;
+  for (const std::string& key : reference) {
+    std::optional<cache::CachedEmbedding> expected = single.get(key), got = sharded.get(key);
+    ASSERT_TRUE(expected.has_value() && got.has_value()) << key;
+    ASSERT_EQ(got->tensor.sizes(), expected->tensor.sizes()) << key;
+    EXPECT_EQ(got->tensor.scalar_type(), at::kFloat);
+    EXPECT_EQ(got->manifest.metadata.grid_thw, expected->manifest.metadata.grid_thw) << key;
+    const double scale = expected->tensor.abs().max().item<double>();
+    const double relative = (got->tensor - expected->tensor).abs().max().item<double>() / scale;
+    EXPECT_LE(relative, 1e-5) << key;  // float32; only the matmuls' row blocking differs
+    worst = std::max(worst, relative);
+  }
+  std::cout << "2 ranks vs 1: largest relative difference " << worst << " over " << reference.size()
+            << " videos\n";
+}
+
+TEST_F(PreprocessTest, TwoRanksStopTogetherWhenRankZeroFails) {
+  // The dataset cannot be read: rank 0 fails after the ranks met; the other rank must hear stop
+  // and return instead of waiting for a video.
+  Invocation run = preprocess_on_ranks("rank0_fails", 2, {"data.path=" + work_.file("no_such.jsonl")});
+  EXPECT_EQ(run.exit_code, 2) << run.out << run.err;  // -1 would mean a rank hung
+  EXPECT_NE(run.err.find("no_such.jsonl"), std::string::npos) << run.err;
+  EXPECT_EQ(run.out, "") << "no summary from a run that did not start";
 }
 
 }  // namespace
