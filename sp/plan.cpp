@@ -303,7 +303,7 @@ Plan make_plan(const PlanInput& in) {
         "heads",
         in.gpus_per_node, heads);
     for (const PlanCandidate& other : plan.candidates) {
-      if (!other.allowed) limits += "; not " + other.why_not;
+      if (!other.allowed) limits += "; excluded: " + other.why_not;
     }
     why.push_back(limits);
     std::string table = "per-rank bytes per step of each allowed U × R (largest rank; memory):";
