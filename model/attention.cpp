@@ -188,6 +188,19 @@ struct QueryBlock {
   std::vector<KeyBlock> keys;  // empty: no row of the block sees any key
 };
 
+// One tile's raw scores q·kᵀ (scale folded into q), hidden keys at -inf: [BH, R, bk]. Forward and
+// backward compute the same tiles, so they share this.
+at::Tensor tile_scores(const at::Tensor& q_block /*[BH, R, D]*/, const at::Tensor& kr /*[BH, Lk, D]*/,
+                       const KeyIntervals& iv, const QueryBlock& qb, const KeyBlock& kb, int64_t kv_heads,
+                       int64_t group) {
+  at::Tensor s = at::bmm(q_block, kr.narrow(1, kb.begin, kb.end - kb.begin).transpose(1, 2));
+  if (kb.masked) {
+    s.view({iv.batch, kv_heads, qb.end - qb.begin, group, kb.end - kb.begin})
+        .masked_fill_(hidden_keys(iv, qb.begin, qb.end, kb.begin, kb.end), -INFINITY);
+  }
+  return s;
+}
+
 // The tiles worth computing. A query block's keys run from the lowest lo to the highest hi of its
 // rows (for segments: from the start of its first query's segment to the end of its last's), cut
 // into key_block pieces; a piece no row sees is skipped.
@@ -460,13 +473,8 @@ AttentionResult blockwise_attention_forward(const at::Tensor& q, const at::Tenso
     at::Tensor acc = at::zeros({BH, rows, d.head_dim}, options_of);  // [BH, R, D]
     for (const KeyBlock& kb : qb.keys) {
       const int64_t bk = kb.end - kb.begin;
-      const at::Tensor k_block = kr.narrow(1, kb.begin, bk);  // [BH, bk, D]
       const at::Tensor v_block = vr.narrow(1, kb.begin, bk);
-      at::Tensor s = at::bmm(q_block, k_block.transpose(1, 2));  // [BH, R, bk]
-      if (kb.masked) {
-        s.view({d.batch, d.kv_heads, bq, G, bk})
-            .masked_fill_(hidden_keys(iv, qb.begin, qb.end, kb.begin, kb.end), -INFINITY);
-      }
+      at::Tensor s = tile_scores(q_block, kr, iv, qb, kb, d.kv_heads, G);  // [BH, R, bk]
       const at::Tensor new_max = at::maximum(max, s.amax(-1));    // [BH, R], finite
       const at::Tensor p = s.sub_(new_max.unsqueeze(-1)).exp_();  // [BH, R, bk]
       const at::Tensor rescale = (max - new_max).exp_();          // [BH, R]
@@ -526,11 +534,7 @@ AttentionGrads blockwise_attention_backward(const at::Tensor& q, const at::Tenso
       const int64_t bk = kb.end - kb.begin;
       const at::Tensor k_block = kr.narrow(1, kb.begin, bk);  // [BH, bk, D]
       const at::Tensor v_block = vr.narrow(1, kb.begin, bk);
-      at::Tensor s = at::bmm(q_block, k_block.transpose(1, 2));  // [BH, R, bk]
-      if (kb.masked) {
-        s.view({d.batch, d.kv_heads, bq, G, bk})
-            .masked_fill_(hidden_keys(iv, qb.begin, qb.end, kb.begin, kb.end), -INFINITY);
-      }
+      at::Tensor s = tile_scores(q_block, kr, iv, qb, kb, d.kv_heads, G);  // [BH, R, bk]
       const at::Tensor p = s.sub_(lse_block).exp_();  // [BH, R, bk]
       const at::Tensor ds = at::bmm(dout_block, v_block.transpose(1, 2)).sub_(delta_block).mul_(p);
       dq_block.baddbmm_(ds, k_block);
