@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "tests/core/test_files.h"
+#include "tests/model/expect_input_error.h"
 
 namespace lvrl::model {
 namespace {
@@ -80,18 +81,7 @@ const char* kV5RopeParameters = R"({
   }
 })";
 
-// Runs `body`, expects an InputError whose key is `key`; returns its message for further checks.
-template <typename Body>
-std::string expect_input_error(Body body, const std::string& key) {
-  try {
-    body();
-  } catch (const InputError& e) {
-    EXPECT_EQ(e.key(), key) << e.what();
-    return e.what();
-  }
-  ADD_FAILURE() << "expected an InputError naming " << key;
-  return "";
-}
+using testing_model::expect_input_error;
 
 QwenConfig parse(const json& root) {
   return QwenConfig::from_json(root, "config.json");

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "tests/model/expect_input_error.h"
 
 namespace lvrl::model {
 namespace {
@@ -46,17 +47,7 @@ std::vector<int64_t> concat(std::initializer_list<std::vector<int64_t>> parts) {
   return out;
 }
 
-template <typename Body>
-std::string expect_input_error(Body body, const std::string& key) {
-  try {
-    body();
-  } catch (const InputError& e) {
-    EXPECT_EQ(e.key(), key) << e.what();
-    return e.what();
-  }
-  ADD_FAILURE() << "expected an InputError naming " << key;
-  return "";
-}
+using testing_model::expect_input_error;
 
 // A B <vs> [video (2, 4, 4)] <ve> C: spec §5.4's worked example.
 RopeIndexInput worked_example() {
