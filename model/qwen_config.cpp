@@ -184,7 +184,7 @@ TextConfig read_text(const Section& text, const Section& top) {
 
 VisionConfig read_vision(const Section& vision) {
   VisionConfig config;
-  check_model_type(vision, "model_type", {"qwen2_5_vl"}, /*required=*/false);
+  check_model_type(vision, "model_type", {"qwen2_5_vl_vision", "qwen2_5_vl"}, /*required=*/false);
   config.depth = vision.required_integer("depth");
   config.hidden_size = vision.required_integer("hidden_size");
   config.intermediate_size = vision.required_integer("intermediate_size");

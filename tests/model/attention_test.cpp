@@ -173,20 +173,27 @@ Inputs rounded_to(const Inputs& in, at::ScalarType type) {
   return {round(in.q), round(in.k), round(in.v), round(in.dout), round(in.dlse)};
 }
 
-// Out, lse and the gradients of a backend, all converted to float64. The loss is
-// Σ out ∘ dout + Σ lse ∘ dlse, given to autograd as the two output gradients in one backward call.
-Results run_backend(AttentionBackend& backend, const Case& c, const Inputs& in, at::ScalarType type) {
+// Out, lse and the gradients of a backend, all converted to float64 on the CPU. The loss is
+// Σ out ∘ dout + Σ lse ∘ dlse, given to autograd as the two output gradients in one backward call
+// (Σ out ∘ dout alone when !through_lse: the fused kernel's lse is not differentiable).
+Results run_backend(AttentionBackend& backend, const Case& c, const Inputs& in, at::ScalarType type,
+                    at::Device device = at::kCPU, bool through_lse = true) {
   // Fresh leaves (to() would return the input itself for float64, and gradients would accumulate).
   auto leaf = [&](const at::Tensor& t) {
-    return t.to(type, /*non_blocking=*/false, /*copy=*/true).requires_grad_();
+    return t.to(device, type, /*non_blocking=*/false, /*copy=*/true).requires_grad_();
   };
   at::Tensor q = leaf(in.q), k = leaf(in.k), v = leaf(in.v);
   AttentionResult r = backend.forward(q, k, v, spec_of(c));
   EXPECT_EQ(r.out.scalar_type(), type);
+  EXPECT_EQ(r.out.device().type(), device.type());
   EXPECT_EQ(r.lse.scalar_type(), type == at::kDouble ? at::kDouble : at::kFloat);
   EXPECT_EQ(r.lse.sizes(), at::IntArrayRef({c.batch, c.heads, c.queries}));
-  torch::autograd::backward({r.out, r.lse}, {in.dout.to(type), in.dlse.to(r.lse.scalar_type())});
-  auto f64 = [](const at::Tensor& t) { return t.detach().to(at::kDouble); };
+  if (through_lse) {
+    torch::autograd::backward({r.out, r.lse}, {in.dout.to(device, type), in.dlse.to(device, r.lse.scalar_type())});
+  } else {
+    r.out.backward(in.dout.to(device, type));
+  }
+  auto f64 = [](const at::Tensor& t) { return t.detach().to(at::kCPU, at::kDouble); };
   return {f64(r.out), f64(r.lse), f64(q.grad()), f64(k.grad()), f64(v.grad())};
 }
 
@@ -394,6 +401,69 @@ TEST(Attention, GradientThroughLseAlone) {
 TEST(Attention, DefaultBackendOnCpuIsBlockwise) {
   EXPECT_EQ(make_default_attention(at::Device(at::kCPU))->name(), "blockwise");
   EXPECT_EQ(make_naive_attention()->name(), "naive");
+}
+
+// ---- CUDA (skipped without a device) ------------------------------------------------------------------
+
+// The blockwise backend is device-agnostic: every case on the GPU, float64 and float32.
+TEST(AttentionCuda, BlockwiseMatchesReferenceOnCuda) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
+  MaxErrors cuda64, cuda32;
+  const std::vector<Case> all = cases();
+  for (size_t n = 0; n < all.size(); ++n) {
+    const Case& c = all[n];
+    SCOPED_TRACE(describe(c, seed_of(n)));
+    auto blockwise = make_blockwise_attention(c.blocks);
+    const Inputs in = random_inputs(c, seed_of(n));
+    expect_close(run_backend(*blockwise, c, in, at::kDouble, at::kCUDA),
+                 reference_attention(c, in.q, in.k, in.v, in.dout, in.dlse), 1e-12, cuda64);
+    const Inputs in32 = rounded_to(in, at::kFloat);
+    expect_close(run_backend(*blockwise, c, in32, at::kFloat, at::kCUDA),
+                 reference_attention(c, in32.q, in32.k, in32.v, in32.dout, in32.dlse), 1e-5, cuda32);
+  }
+  cuda64.print("blockwise cuda float64");
+  cuda32.print("blockwise cuda float32");
+}
+
+// The fused backend: its own kernel on full and square causal attention (float32 and bf16, GQA,
+// lengths off the kernel's 32/64 tiles, head dims 8 and 64), the blockwise fallback on the rest of
+// the cases; gradients through out (the kernel's lse is not differentiable, so dlse = 0).
+TEST(AttentionCuda, FusedMatchesReferenceOnCuda) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
+  std::shared_ptr<AttentionBackend> fused = make_fused_attention();
+  if (!fused) GTEST_SKIP() << "this LibTorch has no fused kernel (needs >= 2.1)";
+  EXPECT_EQ(make_default_attention(at::Device(at::kCUDA))->name(), "fused");
+  std::vector<Case> all = cases();
+  auto add = [&](std::string name, int64_t B, int64_t L, int64_t H, int64_t Hkv, int64_t D, MaskKind mask) {
+    Case c;
+    c.name = std::move(name);
+    c.batch = B, c.queries = c.keys = L, c.heads = H, c.kv_heads = Hkv, c.head_dim = D, c.mask = mask;
+    all.push_back(c);
+  };
+  add("fused causal L300 H8/2 D64 B2", 2, 300, 8, 2, 64, MaskKind::Causal);
+  add("fused full L333 H6/1 D64", 1, 333, 6, 1, 64, MaskKind::Full);
+  MaxErrors fused32, fused16;
+  for (size_t n = 0; n < all.size(); ++n) {
+    const Case& c = all[n];
+    SCOPED_TRACE(describe(c, seed_of(n)));
+    Inputs in = rounded_to(random_inputs(c, seed_of(n)), at::kFloat);
+    in.dlse.zero_();
+    expect_close(run_backend(*fused, c, in, at::kFloat, at::kCUDA, /*through_lse=*/false),
+                 reference_attention(c, in.q, in.k, in.v, in.dout, in.dlse), 1e-5, fused32);
+    if (c.head_dim == 64 && c.cu_seqlens.empty() && c.key_lengths.empty()) {
+      SCOPED_TRACE("bf16");
+      Inputs in16 = rounded_to(in, at::kBFloat16);
+      MaxErrors errors;
+      // out and the gradients are rounded to bf16 (8 bits of mantissa); lse stays float32.
+      expect_close(run_backend(*fused, c, in16, at::kBFloat16, at::kCUDA, false),
+                   reference_attention(c, in16.q, in16.k, in16.v, in16.dout, in16.dlse), 2e-2, errors);
+      EXPECT_LE(errors.lse, 1e-5);
+      fused16.out = std::max(fused16.out, errors.out), fused16.lse = std::max(fused16.lse, errors.lse);
+      fused16.grads = std::max(fused16.grads, errors.grads);
+    }
+  }
+  fused32.print("fused cuda float32");
+  fused16.print("fused cuda bf16");
 }
 
 TEST(AttentionDeathTest, MismatchedHeadsNameTheSizes) {

@@ -74,6 +74,12 @@ class HfParity : public ::testing::Test {
     if (it == reference_.end()) throw std::runtime_error("the fixture has no tensor " + name);
     return it->second;
   }
+  // max |ours − theirs| / max |theirs| ≤ kTolerance, printed either way.
+  void expect_close(const std::string& what, const at::Tensor& ours, const at::Tensor& theirs) const {
+    const double error = max_rel_diff(ours, theirs);
+    std::cout << fmt::format("[ parity   ] {:<20} {:.2e}\n", what, error);
+    EXPECT_LE(error, kTolerance) << what << "; " << context();
+  }
   // Seed, sizes and versions for a failure message.
   std::string context() const {
     return fmt::format("fixtures {} (versions.json: {}), {} tokens, grids {}", dir_.string(),
@@ -92,7 +98,7 @@ TEST_F(HfParity, VideoEmbeddingsMatchTheMergerOutput) {
   const at::Tensor ours = model_->encode_video(input_.pixel_values_videos, input_.video_grids);
   const at::Tensor& theirs = reference("video_embeds");
   ASSERT_EQ(ours.sizes(), theirs.sizes()) << context();
-  EXPECT_LE(max_rel_diff(ours, theirs), kTolerance) << context();
+  expect_close("video embeddings", ours, theirs);
 }
 
 TEST_F(HfParity, PositionIdsMatchExactly) {
@@ -110,7 +116,7 @@ TEST_F(HfParity, HiddenStatesAndLogitsMatch) {
   if (reference_.count("hidden_states.0")) {
     const at::Tensor embeds =
         model_->embed(input_.input_ids, model_->encode_video(input_.pixel_values_videos, input_.video_grids));
-    EXPECT_LE(max_rel_diff(embeds, reference("hidden_states.0")), kTolerance) << "input embeddings; " << context();
+    expect_close("input embeddings", embeds, reference("hidden_states.0"));
   }
   const at::Tensor hidden = model_->hidden_states(input_);  // [1, S, D], after the final norm
   // The language model's own output is final-normed in every release; the tuple's last entry is too
@@ -122,12 +128,12 @@ TEST_F(HfParity, HiddenStatesAndLogitsMatch) {
     last = fmt::format("hidden_states.{}", n);
   }
   ASSERT_EQ(hidden.sizes(), reference(last).sizes()) << last << "; " << context();
-  EXPECT_LE(max_rel_diff(hidden, reference(last)), kTolerance) << last << "; " << context();
+  expect_close(last, hidden, reference(last));
 
   const at::Tensor logits = model_->logits(hidden);  // [1, S, V] float32
   const at::Tensor& theirs = reference("logits");
   ASSERT_EQ(logits.sizes(), theirs.sizes()) << context();
-  EXPECT_LE(max_rel_diff(logits, theirs), kTolerance) << context();
+  expect_close("logits", logits, theirs);
   // The distribution a sampler sees: the same argmax at every position.
   EXPECT_TRUE(at::equal(logits.argmax(-1), theirs.argmax(-1))) << context();
 }

@@ -16,7 +16,9 @@
 #include "multi_rank.h"
 #include "sp/comm.h"
 #include "sp/mesh.h"
+#include "sp/sp_attention.h"
 
+#include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 
 namespace lvrl::sp {
@@ -330,6 +332,58 @@ TEST(Mesh, OneProcessNeedsNoStore) {
   // A second mesh in the same process is independent of the first.
   std::shared_ptr<Mesh> again = Mesh::create(DistributedEnv{}, {1, 1, 1}, c10::Device(c10::kCPU));
   check_group(*again, Kind::World, 1, 1);
+}
+
+// A one-process mesh on a CUDA device runs every group on NCCL (skipped without a device; one GPU
+// cannot host two NCCL ranks, so the multi-rank paths are the Gloo tests above): the collectives move
+// CUDA tensors, and sequence-parallel attention over it equals the local kernel on the same device.
+TEST(MeshCuda, OneRankNcclGroupsRunCollectivesAndAttention) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
+  const c10::Device cuda(c10::kCUDA, 0);
+  std::shared_ptr<Mesh> mesh = Mesh::create(DistributedEnv{}, {1, 1, 1}, cuda);
+  for (Kind kind : {Kind::World, Kind::Dp, Kind::Sp, Kind::Ulysses, Kind::Ring}) {
+    SCOPED_TRACE(kind_name(kind));
+    c10d::ProcessGroup& group = group_of(*mesh, kind);
+    EXPECT_EQ(group.getBackendName(), "nccl");
+    ASSERT_EQ(group.getSize(), 1);
+    const at::Tensor data = at::arange(12, at::TensorOptions().dtype(at::kFloat).device(cuda)).view({4, 3});
+    at::Tensor reduced = data.clone();
+    all_reduce_sum(group, reduced);
+    EXPECT_TRUE(reduced.equal(data));
+    EXPECT_TRUE(all_gather_cat(group, data, 1).equal(data));
+    const at::Tensor moved = all_to_all(group, data, {4}, {4});
+    EXPECT_TRUE(moved.is_cuda());
+    EXPECT_TRUE(moved.equal(data));
+    at::Tensor copy = data.clone();
+    broadcast(group, copy, 0);
+    EXPECT_TRUE(copy.equal(data));
+  }
+
+  for (SpMode mode : {SpMode::Ulysses, SpMode::Zigzag}) {
+    SCOPED_TRACE(sp_mode_name(mode));
+    SequenceParallelAttention attention(mesh, mode);
+    attention.set_layout(SequenceLayout::make(mode, 1, 1, 100, /*causal=*/true));
+    const int64_t length = attention.layout().local_length();
+    auto leaf = [&](int64_t heads, uint64_t seed) {
+      return at::randn({2, length, heads, 16}, at::detail::createCPUGenerator(seed), at::kDouble)
+          .to(cuda)
+          .requires_grad_();
+    };
+    at::Tensor q = leaf(8, 1), k = leaf(2, 2), v = leaf(2, 3);
+    model::AttentionSpec spec;
+    spec.mask = model::MaskKind::Causal;
+    model::AttentionResult got = attention.forward(q, k, v, spec);
+    at::Tensor dout = at::randn_like(got.out);
+    auto grads = torch::autograd::grad({got.out}, {q, k, v}, {dout});
+    model::AttentionResult want = model::make_blockwise_attention()->forward(q, k, v, spec);
+    auto want_grads = torch::autograd::grad({want.out}, {q, k, v}, {dout});
+    auto max_error = [](const at::Tensor& a, const at::Tensor& b) {
+      return (a - b).abs().max().item<double>() / b.abs().max().item<double>();
+    };
+    EXPECT_TRUE(got.out.is_cuda());
+    EXPECT_LE(max_error(got.out, want.out), 1e-12);
+    for (size_t i = 0; i < 3; ++i) EXPECT_LE(max_error(grads[i], want_grads[i]), 1e-12) << "gradient " << i;
+  }
 }
 
 }  // namespace
