@@ -205,6 +205,14 @@ struct RunResult {
 
 // Rows `token_indices` ([l] int64, global positions; ≥ length = padding, left 0) of a [1, length, heads, D]
 // float32 tensor whose block b of kDrawBlock tokens comes from a generator seeded (seed, b).
+// A projection weight [heads·D, H·D] (as Linear stores it), N(0, 1/(H·D)) so projected rows keep unit
+// variance; the same on every rank.
+at::Tensor projection(int64_t heads, uint64_t seed) {
+  at::Generator generator = at::make_generator<at::CPUGeneratorImpl>(seed);
+  return at::randn({heads * kHeadDim, kHeads * kHeadDim}, generator, at::TensorOptions().dtype(at::kFloat))
+      .div_(std::sqrt(static_cast<double>(kHeads * kHeadDim)));
+}
+
 at::Tensor draw_rows(const at::Tensor& token_indices, int64_t length, int64_t heads, uint64_t seed) {
   const int64_t local = token_indices.size(0);
   const int64_t* index = token_indices.data_ptr<int64_t>();
@@ -272,22 +280,35 @@ int run_worker(const RunSpec& spec, const std::string& report_path) {
   const bool peak_reset = reset_peak_rss();
   const int rank = mesh->sp_rank();
   const at::Tensor indices = layout.token_indices(rank);
-  const at::Tensor q = draw_rows(indices, spec.length, kHeads, kSeed + 0).requires_grad_(true);
-  const at::Tensor k = draw_rows(indices, spec.length, kKvHeads, kSeed + 1).requires_grad_(true);
-  const at::Tensor v = draw_rows(indices, spec.length, kKvHeads, kSeed + 2).requires_grad_(true);
+  // As in a decoder layer, q, k and v are projections of the hidden states x (the leaf), so nothing
+  // holds their sequence-layout tensors but the attention itself (Ulysses frees them after its
+  // all-to-all; a leaf q/k/v would keep a copy no model keeps). dq/dk/dv are caught by hooks.
+  const at::Tensor x = draw_rows(indices, spec.length, kHeads, kSeed + 0).view({1, -1, kHeads * kHeadDim});
+  x.requires_grad_(true);
+  const at::Tensor w_q = projection(kHeads, kSeed + 1), w_k = projection(kKvHeads, kSeed + 2),
+                   w_v = projection(kKvHeads, kSeed + 4);
+  auto project = [&](const at::Tensor& w, int64_t heads) {
+    return at::linear(x, w).view({1, -1, heads, kHeadDim});
+  };
   const at::Tensor dout = draw_rows(indices, spec.length, kHeads, kSeed + 3);
 
   std::vector<double> times, cpu_times;
   int64_t sent = 0;
-  at::Tensor out;
+  at::Tensor out, dq, dk, dv;
   for (int rep = 0; rep < spec.reps; ++rep) {
-    for (const at::Tensor* x : {&q, &k, &v}) x->mutable_grad().reset();
-    out.reset();
+    x.mutable_grad().reset();
+    out.reset(), dq.reset(), dk.reset(), dv.reset();
     barrier();
     reset_bytes_sent();
     const Clock::time_point start = Clock::now();
     const double cpu_start = process_cpu_seconds();
-    out = attention.forward(q, k, v, attention_spec).out;
+    {
+      at::Tensor q = project(w_q, kHeads), k = project(w_k, kKvHeads), v = project(w_v, kKvHeads);
+      q.register_hook([&dq](const at::Tensor& g) { dq = g; });
+      k.register_hook([&dk](const at::Tensor& g) { dk = g; });
+      v.register_hook([&dv](const at::Tensor& g) { dv = g; });
+      out = attention.forward(q, k, v, attention_spec).out;
+    }
     torch::autograd::backward({out}, {dout});
     times.push_back(seconds_since(start));
     cpu_times.push_back(process_cpu_seconds() - cpu_start);
@@ -304,7 +325,6 @@ int run_worker(const RunSpec& spec, const std::string& report_path) {
   row.insert(row.end(), cpu_times.begin(), cpu_times.end());
   const at::Tensor stats =
       all_gather_cat(mesh->world(), at::tensor(row, at::kDouble), 0).view({spec.nproc, -1});
-  const at::Tensor dq = q.grad(), dk = k.grad(), dv = v.grad();
   bool finite = true;
   for (const at::Tensor& x : {out, dq, dk, dv}) finite &= x.detach().isfinite().all().item<bool>();
   at::Tensor finite_all = at::tensor({finite ? 0.0f : 1.0f});
@@ -334,7 +354,9 @@ int run_worker(const RunSpec& spec, const std::string& report_path) {
       }
     }
     if (rank == 0 && spec.reference) {  // the kernel in float64 on the same inputs
-      auto f64 = [](const at::Tensor& x) { return x.detach().to(at::kDouble); };
+      at::NoGradGuard no_grad;
+      const at::Tensor q = project(w_q, kHeads), k = project(w_k, kKvHeads), v = project(w_v, kKvHeads);
+      auto f64 = [](const at::Tensor& t) { return t.detach().to(at::kDouble); };
       const auto forward =
           lvrl::model::blockwise_attention_forward(f64(q), f64(k), f64(v), attention_spec, {kBlock, kBlock});
       const auto grads = lvrl::model::blockwise_attention_backward(f64(q), f64(k), f64(v), forward.out,
@@ -616,8 +638,10 @@ int run_parent(const Options& options, const std::string& command_line) {
                         capacity)
           : std::string());
   md << fmt::format(
-      "Shapes: B = 1, H = {}, H_kv = {}, D = {}, float32, causal; local kernel blocks {}×{}.\n\n", kHeads,
-      kKvHeads, kHeadDim, kBlock, kBlock);
+      "Shapes: B = 1, H = {}, H_kv = {}, D = {}, float32, causal; local kernel blocks {}×{}. As in a decoder "
+      "layer, q, k and v are projections of a hidden-state leaf x [B, l, H·D] (weights fixed), so only the "
+      "attention keeps them; the P = 1 run is the local kernel itself (no SP machinery).\n\n",
+      kHeads, kKvHeads, kHeadDim, kBlock, kBlock);
 
   // Bytes.
   std::cout << fmt::format("\nbytes sent per rank, fwd+bwd, L = {} (N/P tokens per rank):\n",
@@ -721,7 +745,8 @@ int run_parent(const Options& options, const std::string& command_line) {
   md << fmt::format("\n### Peak memory per rank (L = {})\n\n", options.memory_length);
   md << fmt::format(
       "Growth = VmHWM − VmRSS at the baseline (after LibTorch start-up and the rendezvous, before q/k/v "
-      "exist; VmHWM reset there: {}), the largest rank's; q, k, v, dout and every gradient included. "
+      "exist; VmHWM reset there: {}), the largest rank's; x, dout, every activation the attention keeps and "
+      "every gradient (dx, and dq/dk/dv held by hooks) included. "
       "Target ≤ {} × single / P.\n\n",
       memory_single.peak_reset ? "yes" : "**no, the figure includes start-up peaks**", kMemoryTarget);
   md << "| mode | P | peak growth / rank MiB | single / P MiB | ratio to single / P | baseline RSS MiB | max "

@@ -489,21 +489,50 @@ AttentionResult blockwise_attention_forward(const at::Tensor& q, const at::Tenso
   return {from_query_rows(out_rows, d, q.scalar_type()), lse_from_rows(lse_rows, d)};
 }
 
+at::Tensor attention_delta(const at::Tensor& out, const at::Tensor& dout, const at::Tensor& dlse) {
+  LVRL_ASSERT(out.dim() == 4 && dout.sizes() == out.sizes(),
+              fmt::format("attention delta: out {} and dout {} must be the same [B, L, H, D]", sizes_of(out),
+                          sizes_of(dout)));
+  const int64_t batch = out.size(0), length = out.size(1), heads = out.size(2);
+  const at::ScalarType type = accumulate_type(out);
+  at::Tensor delta = at::empty({batch, heads, length}, out.options().dtype(type));  // [B, H, L]
+  constexpr int64_t kRows = 1024;  // tokens per step: the product lives a block at a time
+  for (int64_t begin = 0; begin < length; begin += kRows) {
+    const int64_t n = std::min(kRows, length - begin);
+    delta.narrow(2, begin, n)
+        .copy_((dout.narrow(1, begin, n).to(type) * out.narrow(1, begin, n).to(type)).sum(-1).transpose(1, 2));
+  }
+  if (dlse.defined()) delta.sub_(dlse.to(type));
+  return delta;
+}
+
 AttentionGrads blockwise_attention_backward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                             const at::Tensor& out, const at::Tensor& lse,
                                             const at::Tensor& dout, const at::Tensor& dlse,
                                             const AttentionSpec& spec, const BlockwiseOptions& options) {
+  LVRL_ASSERT(out.defined() && out.sizes() == q.sizes() && dout.defined() && dout.sizes() == q.sizes(),
+              fmt::format("attention backward: out {} and dout {} must match q {}", sizes_of(out),
+                          sizes_of(dout), sizes_of(q)));
+  LVRL_ASSERT(!dlse.defined() || (lse.defined() && dlse.sizes() == lse.sizes()),
+              fmt::format("attention backward: dlse {} must match lse {}", sizes_of(dlse), sizes_of(lse)));
+  return blockwise_attention_backward_from_delta(q, k, v, lse, dout, attention_delta(out, dout, dlse), spec,
+                                                 options);
+}
+
+AttentionGrads blockwise_attention_backward_from_delta(const at::Tensor& q, const at::Tensor& k,
+                                                       const at::Tensor& v, const at::Tensor& lse,
+                                                       const at::Tensor& dout, const at::Tensor& delta,
+                                                       const AttentionSpec& spec, const BlockwiseOptions& options) {
   check_attention_inputs(q, k, v, spec);
   check_options(options);
   const Dims d = dims_of(q, k);
   const std::vector<int64_t> lse_sizes = {d.batch, d.heads, d.queries};
-  LVRL_ASSERT(out.defined() && out.sizes() == q.sizes() && dout.defined() && dout.sizes() == q.sizes(),
-              fmt::format("attention backward: out {} and dout {} must match q {}", sizes_of(out),
-                          sizes_of(dout), sizes_of(q)));
-  LVRL_ASSERT(lse.defined() && lse.sizes() == at::IntArrayRef(lse_sizes) &&
-                  (!dlse.defined() || dlse.sizes() == at::IntArrayRef(lse_sizes)),
-              fmt::format("attention backward: lse {} and dlse {} must be [B, H, Lq] = {}", sizes_of(lse),
-                          sizes_of(dlse), c10::str(at::IntArrayRef(lse_sizes))));
+  LVRL_ASSERT(dout.defined() && dout.sizes() == q.sizes(),
+              fmt::format("attention backward: dout {} must match q {}", sizes_of(dout), sizes_of(q)));
+  LVRL_ASSERT(lse.defined() && lse.sizes() == at::IntArrayRef(lse_sizes) && delta.defined() &&
+                  delta.sizes() == at::IntArrayRef(lse_sizes),
+              fmt::format("attention backward: lse {} and delta {} must be [B, H, Lq] = {}", sizes_of(lse),
+                          sizes_of(delta), c10::str(at::IntArrayRef(lse_sizes))));
   at::NoGradGuard no_grad;
   const at::ScalarType type = accumulate_type(q);
   const int64_t G = d.group;
@@ -515,9 +544,8 @@ AttentionGrads blockwise_attention_backward(const at::Tensor& q, const at::Tenso
   // A row that sees no key has lse = -inf; +inf there makes its P = exp(S - lse) exactly 0.
   at::Tensor lse_rows = lse_to_rows(lse, d, type);  // [BH, Lq·G]
   lse_rows.masked_fill_(lse_rows.isneginf(), INFINITY);
-  // Δ = rowsum(dO ∘ O) − dlse, so that dS = P ∘ (dP − Δ).
-  at::Tensor delta = (dout_rows * to_query_rows(out, d, type)).sum(-1);  // [BH, Lq·G]
-  if (dlse.defined()) delta.sub_(lse_to_rows(dlse, d, type));
+  // dS = P ∘ (dP − Δ).
+  const at::Tensor delta_rows = lse_to_rows(delta, d, type);  // [BH, Lq·G]
   at::Tensor dq_rows = at::zeros_like(qr);
   at::Tensor dk_rows = at::zeros_like(kr);
   at::Tensor dv_rows = at::zeros_like(vr);
@@ -528,7 +556,7 @@ AttentionGrads blockwise_attention_backward(const at::Tensor& q, const at::Tenso
     const at::Tensor q_block = qr.narrow(1, first_row, rows);                        // [BH, R, D]
     const at::Tensor dout_block = dout_rows.narrow(1, first_row, rows);              // [BH, R, D]
     const at::Tensor lse_block = lse_rows.narrow(1, first_row, rows).unsqueeze(-1);  // [BH, R, 1]
-    const at::Tensor delta_block = delta.narrow(1, first_row, rows).unsqueeze(-1);   // [BH, R, 1]
+    const at::Tensor delta_block = delta_rows.narrow(1, first_row, rows).unsqueeze(-1);  // [BH, R, 1]
     at::Tensor dq_block = dq_rows.narrow(1, first_row, rows);                        // [BH, R, D]
     for (const KeyBlock& kb : qb.keys) {
       const int64_t bk = kb.end - kb.begin;

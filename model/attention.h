@@ -96,5 +96,16 @@ AttentionGrads blockwise_attention_backward(const at::Tensor& q, const at::Tenso
                                             const at::Tensor& out, const at::Tensor& lse,
                                             const at::Tensor& dout, const at::Tensor& dlse,
                                             const AttentionSpec& spec, const BlockwiseOptions& options = {});
+// The same backward given Δ = rowsum(dout ∘ out) − dlse ([B, H, Lq], fp32 or fp64) in place of out and
+// dlse: the backward reads out only through Δ, so a caller holding out in another layout (Ulysses:
+// on the sequence side) computes Δ there and need not keep this layout's copy.
+AttentionGrads blockwise_attention_backward_from_delta(const at::Tensor& q, const at::Tensor& k,
+                                                       const at::Tensor& v, const at::Tensor& lse,
+                                                       const at::Tensor& dout, const at::Tensor& delta,
+                                                       const AttentionSpec& spec,
+                                                       const BlockwiseOptions& options = {});
+// Δ of the above from out, dout [B, L, H, D] and dlse [B, H, L] (may be undefined), a block of rows
+// at a time (no full-size product): [B, H, L] in the accumulation type.
+at::Tensor attention_delta(const at::Tensor& out, const at::Tensor& dout, const at::Tensor& dlse);
 
 }  // namespace lvrl::model

@@ -172,10 +172,9 @@ Evaluation evaluate(const PlanInput& in, const Shared& shared, int64_t sequence_
   // Comm: the rank that sends most per step.
   for (int u = 0; u < U; ++u) {
     const AttentionBytes bytes = attention_bytes(U, R, u, 1, l, heads, kv_heads, dim, eb);
-    const AttentionBytes ulysses_only = attention_bytes(U, 1, u, 1, l, heads, kv_heads, dim, eb);
     const int64_t per_step = layers * (bytes.total() + (in.recompute ? bytes.forward : 0));
     const int64_t ring_per_step =
-        per_step - layers * (ulysses_only.total() + (in.recompute ? ulysses_only.forward : 0));
+        layers * (bytes.ring_forward + bytes.ring_backward + (in.recompute ? bytes.ring_forward : 0));
     if (per_step > e.candidate.comm_bytes_per_step) {
       e.candidate.comm_bytes_per_step = per_step;
       e.forward_per_layer = bytes.forward;

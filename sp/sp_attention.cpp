@@ -1,6 +1,6 @@
 // Sequence-parallel attention: Ulysses all-to-all around a ring over chunks (sp_attention.h).
 //
-// Two autograd functions, composed:
+// Autograd functions, composed for U > 1 and R > 1 (hybrid), alone otherwise:
 //
 //  * HeadsToSequence / SequenceToHeads — the Ulysses all-to-all and its inverse, each the other's
 //    backward. Which heads go where is an index map per destination rank (`HeadRouting`): query and
@@ -20,6 +20,10 @@
 //    gradients add up exactly), dq accumulates at home, dK/dV accumulators ride the ring with K/V
 //    and are home after R hops.
 //
+//  * UlyssesAttention — pure Ulysses (R = 1): the all-to-alls and the local kernel as one function,
+//    so the backward takes Δ = rowsum(dout ∘ out) on the sequence side and no head-layout copy of out
+//    is kept (the composed form keeps one for the backward of its local attention).
+//
 // Padded query rows never enter a kernel (out 0, lse −inf) and padded keys are never read, so padding
 // gets exactly zero gradient whatever dout holds there.
 //
@@ -33,6 +37,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <numeric>
 #include <optional>
 #include <string>
 #include <utility>
@@ -86,14 +91,20 @@ c10::intrusive_ptr<HeadRouting> make_routing(std::shared_ptr<Mesh> mesh, int64_t
 at::Tensor heads_to_sequence(const HeadRouting& routing, const at::Tensor& x) {
   const int ranks = routing.size(), me = routing.rank();
   const int64_t batch = x.size(0), local = x.size(1), dim = x.size(3);
-  std::vector<at::Tensor> blocks;
   std::vector<int64_t> send_sizes, recv_sizes;
   for (int u = 0; u < ranks; ++u) {
-    blocks.push_back(x.index_select(2, routing.index_of[u]).reshape({-1}));  // [B·l·H_u·D]
     send_sizes.push_back(batch * local * routing.count(u) * dim);
     recv_sizes.push_back(batch * local * routing.count(me) * dim);
   }
-  const at::Tensor received = all_to_all(routing.mesh->ulysses(), at::cat(blocks), send_sizes, recv_sizes);
+  // Each destination's heads gathered straight into its slice of the one send buffer (one copy).
+  at::Tensor send = at::empty({std::accumulate(send_sizes.begin(), send_sizes.end(), int64_t{0})}, x.options());
+  int64_t offset = 0;
+  for (int u = 0; u < ranks; ++u) {
+    at::Tensor slot = send.narrow(0, offset, send_sizes[u]).view({batch, local, routing.count(u), dim});
+    at::index_select_out(slot, x, 2, routing.index_of[u]);
+    offset += send_sizes[u];
+  }
+  const at::Tensor received = all_to_all(routing.mesh->ulysses(), send, send_sizes, recv_sizes);
   // [U (source = position in the group's sequence), B, l, H_me, D] → [B, U·l, H_me, D]
   return received.view({ranks, batch, local, routing.count(me), dim})
       .permute({1, 0, 2, 3, 4})
@@ -209,6 +220,15 @@ std::vector<ChunkPair> chunk_pairs(const RingPlan& plan, int source) {
   return pairs;
 }
 
+// The ring of one rank (pure Ulysses) whose only pair covers all n rows and keys (no padding, one
+// chunk): the case run without accumulators.
+std::optional<ChunkPair> whole_sequence_pair(const RingPlan& plan, int64_t n) {
+  if (plan.size() != 1) return std::nullopt;
+  std::vector<ChunkPair> pairs = chunk_pairs(plan, plan.rank());
+  if (pairs.size() != 1 || pairs[0].queries != n || pairs[0].keys != n) return std::nullopt;
+  return pairs[0];
+}
+
 // Folds a partial result into the running one, rows of one q chunk:
 //   lse = logaddexp(lse_acc, lse_part),  out = e^(lse_acc − lse)·out_acc + e^(lse_part − lse)·out_part.
 // Rows where both are −inf stay (0, −inf): the exponents are taken against 0 there, never −inf − −inf.
@@ -236,10 +256,20 @@ class RingAttention : public torch::autograd::Function<RingAttention> {
     at::NoGradGuard no_grad;
     const int ranks = plan->size(), me = plan->rank();
     const at::ScalarType type = accumulate_type(q.scalar_type());
-    at::Tensor out = at::zeros(q.sizes(), q.options().dtype(type));  // [B, n, h, D]
-    at::Tensor lse =
-        at::full({q.size(0), q.size(2), q.size(1)}, -INFINITY, q.options().dtype(type));  // [B, h, n]
-    if (q.size(2) > 0) {  // a rank without heads (H < U) skips, as does its whole ring group
+    at::Tensor out, lse;  // [B, n, h, D], [B, h, n] in the accumulation type
+    if (!whole_sequence_pair(*plan, q.size(1)) || q.size(2) == 0) {
+      out = at::zeros(q.sizes(), q.options().dtype(type));
+      lse = at::full({q.size(0), q.size(2), q.size(1)}, -INFINITY, q.options().dtype(type));
+    }
+    const std::optional<ChunkPair> whole = whole_sequence_pair(*plan, q.size(1));
+    if (whole && q.size(2) > 0) {
+      // One rank, one pair over every row: the kernel's results are the outputs (no accumulators,
+      // no K/V packing).
+      model::AttentionResult r = model::blockwise_attention_forward(q.to(type), k.to(type), v.to(type),
+                                                                    whole->spec, plan->options);
+      out = std::move(r.out);
+      lse = std::move(r.lse);
+    } else if (q.size(2) > 0) {  // a rank without heads (H < U) skips, as does its whole ring group
       const at::Tensor q_acc = q.to(type);
       at::Tensor kv = at::stack({k, v}).contiguous();  // [2, B, n, h_kv, D], one message per hop
       for (int step = 0; step < ranks; ++step) {
@@ -270,6 +300,11 @@ class RingAttention : public torch::autograd::Function<RingAttention> {
     const at::ScalarType type = accumulate_type(q.scalar_type());
     const at::Tensor dout = grads[0].defined() ? grads[0].to(type) : at::zeros_like(out);
     const at::Tensor& dlse = grads[1];
+    if (const std::optional<ChunkPair> whole = whole_sequence_pair(*plan, q.size(1)); whole && q.size(2) > 0) {
+      const model::AttentionGrads g = model::blockwise_attention_backward(
+          q.to(type), k.to(type), v.to(type), out, lse, dout, dlse, whole->spec, plan->options);
+      return {g.dq.to(q.scalar_type()), g.dk.to(k.scalar_type()), g.dv.to(v.scalar_type()), at::Tensor()};
+    }
     const at::Tensor q_acc = q.to(type);
     at::Tensor dq = at::zeros(q.sizes(), q.options().dtype(type));     // [B, n, h, D]
     at::Tensor kv = at::stack({k, v}).contiguous();                    // [2, B, n, h_kv, D]
@@ -298,6 +333,78 @@ class RingAttention : public torch::autograd::Function<RingAttention> {
       }
     }
     return {dq.to(q.scalar_type()), dkv[0].to(k.scalar_type()), dkv[1].to(v.scalar_type()), at::Tensor()};
+  }
+};
+
+// ---- Pure Ulysses (R = 1) in one function ----------------------------------------------------------
+
+// The all-to-alls and the local kernel as one step, so the backward can take Δ = rowsum(dout ∘ out)
+// on the sequence side, where out lives anyway (it is this function's output, which the model's
+// output projection keeps for its own backward), and send Δ over (1/D of dout's bytes) instead of
+// keeping a head-layout copy of out. Saved: q, k, v in the head layout, lse, and the output.
+struct UlyssesPlan : torch::CustomClassHolder {
+  c10::intrusive_ptr<HeadRouting> q_routing, kv_routing;
+  int64_t length = 0;  // real tokens of the whole sequence; rows past it are padding
+  model::AttentionSpec spec;
+  model::BlockwiseOptions options;
+};
+
+class UlyssesAttention : public torch::autograd::Function<UlyssesAttention> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                            c10::intrusive_ptr<UlyssesPlan> plan) {
+    at::NoGradGuard no_grad;
+    const at::Tensor q_group = heads_to_sequence(*plan->q_routing, q);   // [B, L, H_u, D]
+    const at::Tensor k_group = heads_to_sequence(*plan->kv_routing, k);  // [B, L, H_kv,u, D]
+    const at::Tensor v_group = heads_to_sequence(*plan->kv_routing, v);
+    const at::ScalarType type = accumulate_type(q.scalar_type());
+    const int64_t n = plan->length;
+    // Padding sits at the end of the sequence: the kernel sees the real rows only.
+    at::Tensor out_group, lse;  // [B, L, H_u, D], [B, H_u, L]
+    if (q_group.size(2) > 0 && n == q_group.size(1)) {
+      model::AttentionResult r =
+          model::blockwise_attention_forward(q_group, k_group, v_group, plan->spec, plan->options);
+      out_group = std::move(r.out), lse = std::move(r.lse);
+    } else {
+      out_group = at::zeros(q_group.sizes(), q_group.options());
+      lse = at::full({q.size(0), q_group.size(2), q_group.size(1)}, -INFINITY, q.options().dtype(type));
+      if (q_group.size(2) > 0 && n > 0) {
+        const model::AttentionResult r = model::blockwise_attention_forward(
+            q_group.narrow(1, 0, n), k_group.narrow(1, 0, n), v_group.narrow(1, 0, n), plan->spec, plan->options);
+        out_group.narrow(1, 0, n).copy_(r.out);
+        lse.narrow(2, 0, n).copy_(r.lse);
+      }
+    }
+    at::Tensor out = sequence_to_heads(*plan->q_routing, out_group);  // [B, l, H, D]
+    ctx->save_for_backward({q_group, k_group, v_group, lse, out});
+    ctx->saved_data["plan"] = at::IValue::make_capsule(plan);
+    return out;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const variable_list saved = ctx->get_saved_variables();
+    const at::Tensor &q_group = saved[0], &k_group = saved[1], &v_group = saved[2], &lse = saved[3],
+                     &out = saved[4];
+    const auto plan = from_capsule<UlyssesPlan>(ctx->saved_data["plan"]);
+    const at::Tensor dout = grads[0].contiguous();  // [B, l, H, D]
+    const at::Tensor dout_group = heads_to_sequence(*plan->q_routing, dout);
+    // Δ [B, l, H] on the sequence side, sent as a [B, l, H, 1] tensor → [B, L, H_u, 1] → [B, H_u, L].
+    const at::Tensor delta_local = model::attention_delta(out, dout, at::Tensor()).transpose(1, 2).unsqueeze(-1);
+    const at::Tensor delta = heads_to_sequence(*plan->q_routing, delta_local.contiguous()).squeeze(-1).transpose(1, 2);
+    at::Tensor dq = at::zeros_like(q_group), dk = at::zeros_like(k_group), dv = at::zeros_like(v_group);
+    const int64_t n = plan->length;
+    if (q_group.size(2) > 0 && n > 0) {
+      const model::AttentionGrads g = model::blockwise_attention_backward_from_delta(
+          q_group.narrow(1, 0, n), k_group.narrow(1, 0, n), v_group.narrow(1, 0, n), lse.narrow(2, 0, n),
+          dout_group.narrow(1, 0, n), delta.narrow(2, 0, n), plan->spec, plan->options);
+      if (n == q_group.size(1)) {
+        dq = g.dq, dk = g.dk, dv = g.dv;
+      } else {
+        dq.narrow(1, 0, n).copy_(g.dq), dk.narrow(1, 0, n).copy_(g.dk), dv.narrow(1, 0, n).copy_(g.dv);
+      }
+    }
+    return {sequence_to_heads(*plan->q_routing, dq), sequence_to_heads(*plan->kv_routing, dk),
+            sequence_to_heads(*plan->kv_routing, dv), at::Tensor()};
   }
 };
 
@@ -353,6 +460,16 @@ model::AttentionResult SequenceParallelAttention::forward(const at::Tensor& q, c
   const auto query_heads = split_query_heads(heads, mesh_->ulysses_size());
   const auto q_routing = make_routing(mesh_, heads, query_heads);
   const auto kv_routing = make_routing(mesh_, kv_heads, kv_heads_for(query_heads, heads, kv_heads));
+  if (mesh_->ring_size() == 1) {
+    auto ulysses = c10::make_intrusive<UlyssesPlan>();
+    ulysses->q_routing = q_routing;
+    ulysses->kv_routing = kv_routing;
+    ulysses->length = layout_.length;
+    ulysses->spec.mask = spec.mask;
+    ulysses->spec.scale = plan->scale;
+    ulysses->options = local_;
+    return {UlyssesAttention::apply(q, k, v, ulysses), at::Tensor()};
+  }
   const at::Tensor q_group = HeadsToSequence::apply(q, q_routing);   // [B, U·l, H_u, D]
   const at::Tensor k_group = HeadsToSequence::apply(k, kv_routing);  // [B, U·l, H_kv,u, D]
   const at::Tensor v_group = HeadsToSequence::apply(v, kv_routing);

@@ -68,13 +68,17 @@ AttentionBytes attention_bytes(int ulysses, int ring, int ulysses_rank, int64_t 
   AttentionBytes bytes;
   // Forward: q (q_others), k and v (kv_others each) go out; out comes back, (U−1) blocks of H_me heads.
   bytes.forward = token_bytes * (q_others + 2 * kv_others + (U - 1) * q_heads);
-  // Backward: dout goes out as q did; dq, dk, dv come back.
+  // Backward: dout goes out as q did; dq, dk, dv come back. With R = 1, Δ = rowsum(dout ∘ out) goes
+  // out too, one accumulation-type value per query head and token (sp_attention.cpp, UlyssesAttention).
   bytes.backward = token_bytes * (q_others + (U - 1) * (q_heads + 2 * kv_here));
+  if (R == 1) bytes.backward += batch * local_tokens * q_others * std::max<int64_t>(element_bytes, 4);
   if (R > 1 && q_heads > 0) {  // a rank without heads (H < U) skips the ring, as does its group
     const int64_t block = batch * static_cast<int64_t>(U) * local_tokens * kv_here * head_dim;  // K (or V)
-    bytes.forward += 2 * block * (R - 1) * element_bytes;
-    bytes.backward +=
+    bytes.ring_forward = 2 * block * (R - 1) * element_bytes;
+    bytes.ring_backward =
         2 * block * (R - 1) * element_bytes + 2 * block * R * std::max<int64_t>(element_bytes, 4);
+    bytes.forward += bytes.ring_forward;
+    bytes.backward += bytes.ring_backward;
   }
   return bytes;
 }

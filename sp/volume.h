@@ -28,6 +28,7 @@ std::vector<std::vector<int64_t>> kv_heads_for(const std::vector<std::vector<int
 
 struct AttentionBytes {
   int64_t forward = 0, backward = 0;
+  int64_t ring_forward = 0, ring_backward = 0;  // the ring's share of each (the rest is Ulysses')
   int64_t total() const { return forward + backward; }
 };
 
@@ -35,7 +36,9 @@ struct AttentionBytes {
 // `batch` sequences, `local_tokens` per rank (the layout's padded N/P), at `element_bytes` per
 // element (dK/dV accumulators travel at max(element_bytes, 4)).
 //   Ulysses forward: q, k, v heads → sequence, out sequence → heads; backward: dout heads → sequence,
-//     dq, dk, dv sequence → heads.
+//     dq, dk, dv sequence → heads; with R = 1 also Δ = rowsum(dout ∘ out), [B, l, H] in the
+//     accumulation type, heads → sequence (the design note's formula leaves it out: 1/(2D) of dout's
+//     share at fp32, 0.3% of the total for H = 8, H_kv = 2, D = 64).
 //   Ring forward: R−1 hops of this group's K/V block; backward: R−1 hops of K/V and R of dK/dV.
 AttentionBytes attention_bytes(int ulysses, int ring, int ulysses_rank, int64_t batch, int64_t local_tokens,
                                int64_t heads, int64_t kv_heads, int64_t head_dim, int64_t element_bytes);

@@ -105,9 +105,10 @@ TEST(Plan, OneNodeOfEightIsPureUlyssesWhenHeadsSplitEvenly) {
   const int64_t n = 3600 * 128 + 512, l = (n + 7) / 8 * 8 / 8;
   EXPECT_EQ(plan.local_tokens, l);
   const int64_t one_way = 7 * (2 * 4096 + 2 * 1024) * l * 2 / 8;
+  const int64_t delta = 7 * 32 * l * 4 / 8;  // Δ: one fp32 per query head and token, (U−1)/U of them
   EXPECT_EQ(plan.comm_forward_bytes_per_layer, one_way);
-  EXPECT_EQ(plan.comm_backward_bytes_per_layer, one_way);
-  EXPECT_EQ(plan.comm_bytes_per_step, 32 * 3 * one_way);
+  EXPECT_EQ(plan.comm_backward_bytes_per_layer, one_way + delta);
+  EXPECT_EQ(plan.comm_bytes_per_step, 32 * (3 * one_way + delta));
   EXPECT_TRUE(mentions(plan, "pure Ulysses"));
   EXPECT_FALSE(mentions(plan, "replicated"));
   EXPECT_FALSE(mentions(plan, "uneven"));
@@ -174,12 +175,13 @@ TEST(Plan, FewerKvHeadsThanUlyssesRanksAreReplicatedAndSaid) {
   const int64_t l = plan.local_tokens;
   EXPECT_EQ(l, (1800 * 64 + 512) / 8);
   const int64_t one_way = 7 * (2 * 2048 + 2 * 8 * 128) * l * 2 / 8;
+  const int64_t delta = 7 * 16 * l * 4 / 8;  // Δ: one fp32 per query head and token, (U−1)/U of them
   EXPECT_EQ(plan.comm_forward_bytes_per_layer, one_way);
-  EXPECT_EQ(plan.comm_bytes_per_step, text.num_hidden_layers * 2 * one_way);
+  EXPECT_EQ(plan.comm_bytes_per_step, text.num_hidden_layers * (2 * one_way + delta));
 }
 
 // 7B forced to SP = 8 on one node: 28 heads over 8 ranks are uneven (4/3) and straddle KV groups, which
-// makes pure Ulysses dearer than 4 × 2 (per local token with recompute: 8×1 64512 B on its busiest rank,
+// makes pure Ulysses dearer than 4 × 2 (per local token with recompute: 8×1 64608 B on its busiest rank,
 // 4×2 51200 B).
 TEST(Plan, UnevenHeadsMakeHybridCheaperForSevenB) {
   PlanInput in = seven_b(3600, 128, 8, 8);
@@ -193,7 +195,7 @@ TEST(Plan, UnevenHeadsMakeHybridCheaperForSevenB) {
   ASSERT_NE(u8, plan.candidates.end());
   EXPECT_TRUE(u8->allowed);
   const int64_t l = plan.local_tokens;
-  EXPECT_EQ(u8->comm_bytes_per_step, 28 * 64512 * l);
+  EXPECT_EQ(u8->comm_bytes_per_step, 28 * (64512 + 24 * 4) * l);  // + Δ: 24 other ranks' query heads, fp32
   EXPECT_EQ(plan.comm_bytes_per_step, 28 * 51200 * l);
 }
 
