@@ -28,10 +28,15 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <iterator>
+#include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "bench/bench_report.h"
 #include "cache/embedding_cache.h"
 #include "cache/read_buffers.h"
 #include "cache/redis_server.h"
@@ -104,8 +109,52 @@ Anchor run_redis_benchmark(const RedisEndpoint& endpoint, size_t value_bytes) {
 struct Measured {
   std::string transport;
   int64_t bytes = 0;
-  double put_gbps = 0, get_gbps = 0, cold_get_gbps = 0;
+  double put_gbps = 0;       // into a server that must take fresh pages: as SET new
+  double full_put_gbps = 0;  // into a full cache that evicts to make room: reuses memory, as SET
+  double get_gbps = 0, cold_get_gbps = 0;
+  double put_faults_per_mb = 0, full_put_faults_per_mb = 0;  // the server's, in the fastest run
 };
+
+// The server's minor page faults so far (/proc/<pid>/stat field 10, all its threads): one per 4 KB
+// page it touches for the first time, which is what a put into fresh memory costs it.
+int64_t minor_faults(pid_t pid) {
+  std::ifstream in(fmt::format("/proc/{}/stat", pid));
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::istringstream fields(text.substr(text.rfind(')') + 2));  // the name may hold spaces
+  std::string field;
+  for (int i = 3; i < 10; ++i) fields >> field;  // state .. flags
+  int64_t faults = 0;
+  fields >> faults;
+  return faults;
+}
+
+int64_t evicted_keys(lvrl::cache::RedisClient& admin) {
+  const std::string info = admin.run(lvrl::cache::RedisCommand{"INFO", "stats"}, lvrl::cache::Retry::Idempotent).str();
+  const size_t at = info.find("\nevicted_keys:");
+  if (at == std::string::npos) throw std::runtime_error("INFO stats has no evicted_keys");
+  return std::stoll(info.substr(at + 14));
+}
+
+// Writes chunk-sized filler values until the server evicts: a cache in use, where the chunks of each
+// put land in memory that evicting older entries frees. Then waits out Redis' LRU clock (1 s steps),
+// so that the filler is older than anything the put writes and eviction takes the filler first.
+void fill_until_evicting(lvrl::cache::RedisClient& admin, const std::string& filler, int64_t maxmemory,
+                         int64_t& next_filler) {
+  const int64_t before = evicted_keys(admin);
+  const int64_t most = 2 * maxmemory / static_cast<int64_t>(filler.size()) + 64;
+  for (int64_t written = 0; evicted_keys(admin) == before; written += 8) {
+    if (written > most) throw std::runtime_error("the server does not evict: is maxmemory set?");
+    std::vector<lvrl::cache::RedisCommand> batch;
+    for (int i = 0; i < 8; ++i) {
+      batch.push_back(
+          lvrl::cache::RedisCommand{"SET"}.add(fmt::format("bench:filler:{}", next_filler++)).add_view(filler.data(), filler.size()));
+    }
+    admin.pipeline(batch, lvrl::cache::Retry::Idempotent, [&](size_t i, const lvrl::cache::RedisReply& reply) {
+      if (reply.is_error()) throw std::runtime_error(batch[i].describe() + ": " + reply.str());
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(2100));
+}
 
 bool same(const std::optional<lvrl::cache::CachedEmbedding>& hit, const at::Tensor& tensor, const std::string& key) {
   bool correct = hit && hit->tensor.nbytes() == tensor.nbytes() &&
@@ -114,15 +163,21 @@ bool same(const std::optional<lvrl::cache::CachedEmbedding>& hit, const at::Tens
   return correct;
 }
 
-// One put and two gets of `tensor`, each timed and compared byte for byte; keeps the best. The
-// first get lands in fresh memory (cold), the second in the first one's freed buffer (warm: what
-// a trainer reading embeddings step after step sees, read_buffers.h).
-bool measure_once(EmbeddingCache& cache, const at::Tensor& tensor, const std::string& key, Measured& best) {
+// One put into fresh server memory and two gets of `tensor`, each timed and compared byte for byte;
+// keeps the best. MEMORY PURGE first hands the pages the server freed earlier back to the kernel, so
+// the put's chunks land in fresh pages as every SET of SET new does. The first get lands in fresh
+// memory (cold), the second in the first one's freed buffer (warm: what a trainer reading
+// embeddings step after step sees, read_buffers.h).
+bool measure_fresh(EmbeddingCache& cache, lvrl::cache::RedisClient& admin, pid_t server, const at::Tensor& tensor,
+                   const std::string& key, Measured& best) {
   const auto bytes = static_cast<double>(tensor.nbytes());
   cache.remove(key);
+  admin.run(lvrl::cache::RedisCommand{"MEMORY", "PURGE"}, lvrl::cache::Retry::Idempotent);
+  const int64_t faults = minor_faults(server);
   Clock::time_point start = Clock::now();
   cache.put(key, tensor);
   const double put_seconds = seconds_since(start);
+  const double faults_per_mb = static_cast<double>(minor_faults(server) - faults) / (bytes / 1e6);
   lvrl::cache::release_read_buffers();
   start = Clock::now();
   std::optional<lvrl::cache::CachedEmbedding> hit = cache.get(key);
@@ -135,9 +190,48 @@ bool measure_once(EmbeddingCache& cache, const at::Tensor& tensor, const std::st
   correct &= same(hit, tensor, key);
   hit.reset();
   cache.remove(key);
-  best.put_gbps = std::max(best.put_gbps, bytes / put_seconds / 1e9);
+  if (bytes / put_seconds / 1e9 > best.put_gbps) {
+    best.put_gbps = bytes / put_seconds / 1e9;
+    best.put_faults_per_mb = faults_per_mb;
+  }
   best.cold_get_gbps = std::max(best.cold_get_gbps, bytes / cold_seconds / 1e9);
   best.get_gbps = std::max(best.get_gbps, bytes / warm_seconds / 1e9);
+  return correct;
+}
+
+// One put into a full cache (fill_until_evicting), timed; the server evicts filler to make room and
+// reuses its memory, as SET (one key overwritten) reuses the old value's. Checked byte for byte with
+// eviction off, so that the get's own reply buffers cannot evict what it reads. Eviction is LRU by
+// sampling: should it take a chunk of this very put, the entry reads as a miss; that run is not
+// counted (and said so), since the cache did its job.
+bool measure_full(EmbeddingCache& cache, lvrl::cache::RedisClient& admin, pid_t server, const at::Tensor& tensor,
+                  const std::string& key, const std::string& filler, int64_t maxmemory, int64_t& next_filler,
+                  Measured& best) {
+  using lvrl::cache::RedisCommand;
+  using lvrl::cache::Retry;
+  const auto bytes = static_cast<double>(tensor.nbytes());
+  cache.remove(key);
+  fill_until_evicting(admin, filler, maxmemory, next_filler);
+  const int64_t faults = minor_faults(server);
+  const Clock::time_point start = Clock::now();
+  cache.put(key, tensor);
+  const double put_seconds = seconds_since(start);
+  const double faults_per_mb = static_cast<double>(minor_faults(server) - faults) / (bytes / 1e6);
+  admin.run(RedisCommand{"CONFIG", "SET", "maxmemory", "0"}, Retry::Idempotent);
+  std::optional<lvrl::cache::CachedEmbedding> hit = cache.get(key);
+  bool correct = true;
+  if (hit) {
+    correct = same(hit, tensor, key);
+    if (correct && bytes / put_seconds / 1e9 > best.full_put_gbps) {
+      best.full_put_gbps = bytes / put_seconds / 1e9;
+      best.full_put_faults_per_mb = faults_per_mb;
+    }
+  } else {
+    std::cerr << fmt::format("note: {}: the full cache evicted a chunk of the entry being put; run not counted\n", key);
+  }
+  hit.reset();
+  cache.remove(key);
+  admin.run(RedisCommand{"CONFIG", "SET", "maxmemory"}.add(maxmemory), Retry::Idempotent);
   return correct;
 }
 }  // namespace
@@ -146,6 +240,7 @@ int main(int argc, char** argv) {
   bool quick = std::getenv("LVRL_BENCH_QUICK") != nullptr;
   int repeat = 3;
   size_t chunk_bytes = size_t{4} << 20;
+  std::string results_path;
   lvrl::cache::RedisOptions redis_options;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
@@ -153,13 +248,16 @@ int main(int argc, char** argv) {
     else if (arg == "--repeat" && i + 1 < argc) repeat = std::max(1, std::atoi(argv[++i]));
     else if (arg == "--chunk-bytes" && i + 1 < argc) chunk_bytes = std::strtoull(argv[++i], nullptr, 10);
     else if (arg == "--pipeline-bytes" && i + 1 < argc) redis_options.pipeline_bytes = std::strtoull(argv[++i], nullptr, 10);
+    else if (arg == "--results" && i + 1 < argc) results_path = argv[++i];
     else {
-      std::cerr << "usage: bench_cache_throughput [--quick] [--repeat R] [--chunk-bytes B] [--pipeline-bytes B]\n";
+      std::cerr << "usage: bench_cache_throughput [--quick] [--repeat R] [--chunk-bytes B] [--pipeline-bytes B] "
+                   "[--results FILE.md]\n";
       return 2;
     }
   }
   if (quick) repeat = std::min(repeat, 2);
   at::set_num_threads(1);
+  const std::string load_before = lvrl::bench::first_line("/proc/loadavg");
 
   std::string pattern = (fs::temp_directory_path() / "lvrl-bench-cache-XXXXXX").string();
   if (::mkdtemp(pattern.data()) == nullptr) return 1;
@@ -167,13 +265,18 @@ int main(int argc, char** argv) {
   bool correct = true;
   std::vector<Measured> results;
   std::vector<std::pair<std::string, Anchor>> anchors;
+  const std::string maxmemory = "3gb";
   try {
     lvrl::cache::RedisServerOptions options;
     options.dir = dir.string();
     options.name = "bench";
-    options.maxmemory = "3gb";
+    options.maxmemory = maxmemory;
     options.tcp_port = free_tcp_port();
     lvrl::cache::RedisServer server(options);
+    lvrl::cache::RedisClient admin(server.endpoint());  // filler, MEMORY PURGE, CONFIG SET
+    const int64_t maxmemory_bytes = lvrl::cache::parse_memory_size(maxmemory, {"", 0, "maxmemory", ""});
+    const std::string filler(chunk_bytes, 'f');
+    int64_t next_filler = 0;
 
     std::vector<int64_t> sizes = {int64_t{64} << 20};
     if (!quick) sizes.push_back(int64_t{1} << 30);
@@ -190,15 +293,21 @@ int main(int argc, char** argv) {
       std::vector<Measured> measured(sizes.size());
       // Anchor and ours alternate, so a load change on this shared machine hits both alike.
       for (int r = 0; r < repeat; ++r) {
-        Anchor once = run_redis_benchmark(endpoint, chunk_bytes);
+        Anchor once = run_redis_benchmark(endpoint, chunk_bytes);  // leaves the server empty
         anchor.set_gbps = std::max(anchor.set_gbps, once.set_gbps);
         anchor.get_gbps = std::max(anchor.get_gbps, once.get_gbps);
         anchor.fresh_set_gbps = std::max(anchor.fresh_set_gbps, once.fresh_set_gbps);
         for (size_t i = 0; i < sizes.size(); ++i) {
           measured[i].transport = transport;
           measured[i].bytes = sizes[i];
-          correct &= measure_once(cache, tensors[i], fmt::format("bench-{}-{}", transport, sizes[i]), measured[i]);
+          correct &= measure_fresh(cache, admin, server.pid(), tensors[i],
+                                   fmt::format("bench-{}-{}", transport, sizes[i]), measured[i]);
         }
+        for (size_t i = 0; i < sizes.size(); ++i) {
+          correct &= measure_full(cache, admin, server.pid(), tensors[i], fmt::format("bench-{}-{}", transport, sizes[i]),
+                                  filler, maxmemory_bytes, next_filler, measured[i]);
+        }
+        admin.run(lvrl::cache::RedisCommand{"FLUSHALL"}, lvrl::cache::Retry::Idempotent);  // the anchor's empty server
       }
       anchors.emplace_back(transport, anchor);
       results.insert(results.end(), measured.begin(), measured.end());
@@ -209,37 +318,90 @@ int main(int argc, char** argv) {
     return 1;
   }
   fs::remove_all(dir);
+  const std::string load_after = lvrl::bench::first_line("/proc/loadavg");
 
-  nlohmann::json report = {{"bench", "cache_throughput"}, {"chunk_bytes", chunk_bytes}, {"repeat", repeat}};
+  nlohmann::json report = {{"bench", "cache_throughput"}, {"chunk_bytes", chunk_bytes}, {"repeat", repeat},
+                           {"load_before", load_before}, {"load_after", load_after}};
   std::cout << fmt::format("chunk {} MiB, GB/s best of {} runs; anchors: redis-benchmark with {}-byte values, best "
                            "of 1 and 4 clients; (x) = ours / anchor\n",
                            chunk_bytes >> 20, repeat, chunk_bytes);
-  std::cout << "  SET: one key overwritten (the server reuses memory); SET new: -r, a new key each time (the\n"
-               "  server allocates, as for every cache put); get: warm (buffer reused), cold (fresh memory)\n";
-  bool met = true, met_fresh = true;
+  std::cout << "  put: into an empty server (fresh pages, as SET new: -r, a new key each time); full: into a\n"
+               "  full cache that evicts (reused pages, as SET: one key overwritten); faults: the server's\n"
+               "  page faults per MB put; get: warm (buffer reused), cold (fresh memory)\n";
+  // Like for like: a put into fresh server memory against SET new, a put into a full cache against
+  // SET; `cross` (put into fresh memory against SET) is printed too, as the strictest reading.
+  bool met = true, met_cross = true;
+  std::string table =
+      "| link | tensor | put (empty server) | SET new | put/SET new | put (full cache) | SET | full/SET | put/SET "
+      "| server faults/MB: put, full | get warm | get cold | GET | warm/GET | cold/GET |\n"
+      "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
   for (const Measured& m : results) {
     const Anchor& anchor =
         std::find_if(anchors.begin(), anchors.end(), [&](const auto& a) { return a.first == m.transport; })->second;
-    const double put_ratio = m.put_gbps / anchor.set_gbps, fresh_ratio = m.put_gbps / anchor.fresh_set_gbps;
+    const double fresh_ratio = m.put_gbps / anchor.fresh_set_gbps, full_ratio = m.full_put_gbps / anchor.set_gbps;
+    const double cross_ratio = m.put_gbps / anchor.set_gbps;
     const double get_ratio = m.get_gbps / anchor.get_gbps, cold_ratio = m.cold_get_gbps / anchor.get_gbps;
-    met &= put_ratio >= kTarget && get_ratio >= kTarget;
-    met_fresh &= fresh_ratio >= kTarget && get_ratio >= kTarget;
-    std::cout << fmt::format("{:<4} {:>5} MB  put {:.2f} | SET {:.2f} ({:.2f}x) | SET new {:.2f} ({:.2f}x)  ||  get {:.2f} "
-                             "({:.2f}x) | cold {:.2f} ({:.2f}x) | GET {:.2f}\n",
-                             m.transport, m.bytes >> 20, m.put_gbps, anchor.set_gbps, put_ratio, anchor.fresh_set_gbps,
-                             fresh_ratio, m.get_gbps, get_ratio, m.cold_get_gbps, cold_ratio, anchor.get_gbps);
+    met &= fresh_ratio >= kTarget && full_ratio >= kTarget && get_ratio >= kTarget;
+    met_cross &= cross_ratio >= kTarget;
+    std::cout << fmt::format("{:<4} {:>5} MB  put {:.2f} | SET new {:.2f} ({:.2f}x) | full {:.2f} | SET {:.2f} ({:.2f}x; put "
+                             "{:.2f}x) | faults/MB {:.0f}, {:.0f}  ||  get {:.2f} ({:.2f}x) | cold {:.2f} ({:.2f}x) | GET {:.2f}\n",
+                             m.transport, m.bytes >> 20, m.put_gbps, anchor.fresh_set_gbps, fresh_ratio, m.full_put_gbps,
+                             anchor.set_gbps, full_ratio, cross_ratio, m.put_faults_per_mb, m.full_put_faults_per_mb,
+                             m.get_gbps, get_ratio, m.cold_get_gbps, cold_ratio, anchor.get_gbps);
+    auto mark = [](double ratio) { return ratio >= kTarget ? fmt::format("{:.2f}", ratio) : fmt::format("**{:.2f}**", ratio); };
+    table += fmt::format("| {} | {} | {:.2f} | {:.2f} | {} | {:.2f} | {:.2f} | {} | {} | {:.0f}, {:.0f} | {:.2f} | {:.2f} | {:.2f} "
+                         "| {} | {:.2f} |\n",
+                         m.transport, m.bytes >= (int64_t{1} << 30) ? "1 GB" : fmt::format("{} MB", m.bytes >> 20),
+                         m.put_gbps, anchor.fresh_set_gbps, mark(fresh_ratio), m.full_put_gbps, anchor.set_gbps,
+                         mark(full_ratio), mark(cross_ratio), m.put_faults_per_mb, m.full_put_faults_per_mb, m.get_gbps,
+                         m.cold_get_gbps, anchor.get_gbps, mark(get_ratio), cold_ratio);
     report["results"].push_back({{"link", m.transport}, {"bytes", m.bytes}, {"put_gbps", m.put_gbps},
-                                 {"get_gbps", m.get_gbps}, {"cold_get_gbps", m.cold_get_gbps},
+                                 {"full_cache_put_gbps", m.full_put_gbps}, {"get_gbps", m.get_gbps},
+                                 {"cold_get_gbps", m.cold_get_gbps}, {"put_server_faults_per_mb", m.put_faults_per_mb},
+                                 {"full_cache_put_server_faults_per_mb", m.full_put_faults_per_mb},
                                  {"anchor_set_gbps", anchor.set_gbps}, {"anchor_new_key_set_gbps", anchor.fresh_set_gbps},
-                                 {"anchor_get_gbps", anchor.get_gbps}, {"put_ratio", put_ratio},
-                                 {"put_ratio_new_keys", fresh_ratio}, {"get_ratio", get_ratio},
-                                 {"cold_get_ratio", cold_ratio}});
+                                 {"anchor_get_gbps", anchor.get_gbps}, {"put_ratio_new_keys", fresh_ratio},
+                                 {"full_cache_put_ratio", full_ratio}, {"put_ratio", cross_ratio},
+                                 {"get_ratio", get_ratio}, {"cold_get_ratio", cold_ratio}});
   }
-  std::cout << fmt::format("target put >= {0} x SET and warm get >= {0} x GET: {1}; against SET of new keys: {2}\n",
-                           kTarget, met ? "met" : "MISSED", met_fresh ? "met" : "MISSED");
-  report["target_met_new_keys"] = met_fresh;
+  std::cout << fmt::format("target (>= {0} x: put vs SET new, full-cache put vs SET, warm get vs GET): {1}; put into an "
+                           "empty server vs SET: {2}\n",
+                           kTarget, met ? "met" : "MISSED", met_cross ? "met" : "MISSED");
   report["target_met"] = met;
+  report["target_met_put_vs_set"] = met_cross;
   report["correct"] = correct;
+
+  if (!results_path.empty()) {
+    const unsigned cores = std::thread::hardware_concurrency();
+    const double busiest = std::max(std::atof(load_before.c_str()), std::atof(load_after.c_str()));
+    const std::string busy =
+        busiest > cores ? fmt::format(" **Machine busy (load average {:.1f} on {} cores): figures are noisy.**", busiest, cores)
+                        : "";
+    std::string section = fmt::format(
+        "## cache_throughput\n\n"
+        "`build/bench/bench_cache_throughput{}{} --results bench/RESULTS.md`, {}, {}, {} cores; load average {} before, "
+        "{} after (a shared machine: absolute figures swing by 2x between runs; anchor and ours alternate within "
+        "the run so load hits both alike, and each figure is the best of {}).{} One private cache server "
+        "(`allkeys-lru`, no persistence, maxmemory {}) on a unix socket and on TCP 127.0.0.1; {} MiB chunks, "
+        "`redis.pipeline_bytes` {} MiB; every get compared byte for byte with what was put ({}).\n\n"
+        "Anchors: `redis-benchmark -t set,get -d {} -n 150 -P 1`, best of `-c 1` and `-c 4`. \"SET\" overwrites "
+        "one key: the server reuses the old value's memory. \"SET new\" adds `-r 1000000000`, a new key per "
+        "request: the server takes fresh pages from the kernel. Ours, put: chunking, the xxh3 checksum, the "
+        "PERSIST check and the manifest commit, measured twice — into an empty server after `MEMORY PURGE` "
+        "(fresh pages, like for like with SET new), and into a full cache that evicts older entries to make room "
+        "(filler written first; the server reuses the evicted values' memory, like for like with SET). Get: the "
+        "manifest read, checks and checksum; \"warm\" gets land in the previous result's freed buffer (the steady "
+        "state of a trainer), \"cold\" ones in fresh memory. \"server faults/MB\": the server's minor page faults "
+        "(`/proc/<pid>/stat`) during the put, per MB put.\n\n{}\n"
+        "Target (>= {:.1f} x redis-benchmark, like for like: put into an empty server vs SET new, put into a full "
+        "cache vs SET, warm get vs GET): {}. Put into an empty server vs the overwriting SET (column put/SET): {}.\n",
+        quick ? " --quick" : "", repeat != 3 ? fmt::format(" --repeat {}", repeat) : "", lvrl::bench::utc_now(),
+        lvrl::bench::cpu_model(), cores, load_before, load_after, repeat, busy, maxmemory, chunk_bytes >> 20,
+        redis_options.pipeline_bytes >> 20, correct ? "all correct" : "WRONG results", chunk_bytes, table, kTarget,
+        met ? "met" : "MISSED", met_cross ? "met" : "MISSED");
+    lvrl::bench::replace_results_section(results_path, "## cache_throughput", section);
+    std::cout << "wrote " << results_path << "\n";
+  }
   std::cout << report.dump() << "\n";
   return correct ? 0 : 1;
 }

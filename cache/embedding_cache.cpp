@@ -7,9 +7,9 @@
 #include <cstring>
 #include <random>
 
+#include "cache/chunk_checksum.h"
 #include "cache/read_buffers.h"
 #include "core/error.h"
-#include "core/hash.h"
 #include "core/log.h"
 
 namespace lvrl::cache {
@@ -124,10 +124,15 @@ PutResult EmbeddingCache::put(const std::string& key, const at::Tensor& tensor, 
 
   RedisPool::Lease lease = pool_.acquire();
   RedisClient& client = *lease;
+  std::optional<ChunkChecksum> checksum;  // the payload's, once: it does not change between attempts
   for (int attempt = 1; attempt <= options_.attempts; ++attempt) {
     if (client.run(RedisCommand{"EXISTS", mkey}, Retry::Idempotent).integer() == 1) {
       ++already_present_;
       return PutResult::AlreadyPresent;
+    }
+    if (!checksum) {  // hashed while the chunks go out
+      checksum.emplace(manifest.chunks);
+      for (uint64_t i = 0; i < manifest.chunks; ++i) checksum->add(payload + i * manifest.chunk_bytes, manifest.chunk_size(i));
     }
     const uint64_t generation = client.generation();
     manifest.writer = random_writer();
@@ -142,13 +147,11 @@ PutResult EmbeddingCache::put(const std::string& key, const at::Tensor& tensor, 
                              .add("PX")
                              .add(static_cast<int64_t>(options_.staging_ttl.count())));
     }
-    Hasher hasher;
     client.pipeline(commands, Retry::Idempotent, [&](size_t i, const RedisReply& reply) {
       if (reply.is_error()) fail_redis(commands[i].describe(), reply.str());
-      hasher.update(payload + i * manifest.chunk_bytes, manifest.chunk_size(i));
       if (options_.on_chunk) options_.on_chunk("put", i);
     });
-    manifest.checksum = hasher.digest().hex();
+    manifest.checksum = checksum->digest();
 
     // 2. All still there? PERSIST answers 0 for a chunk that is gone (restart, eviction, TTL).
     commands.clear();
@@ -233,7 +236,7 @@ EmbeddingCache::Loaded EmbeddingCache::load(RedisClient& client, const std::stri
   for (uint64_t i = 0; i < manifest.chunks; ++i) {
     targets.push_back({destination + i * manifest.chunk_bytes, manifest.chunk_size(i)});
   }
-  Hasher hasher;
+  ChunkChecksum checksum(manifest.chunks);  // hashes each chunk while the next one arrives
   client.pipeline_get_into(commands, targets, Retry::Idempotent, [&](size_t i, const wire::BulkReply& chunk) {
     if (!out.problem.empty()) return;  // already broken: the rest only drains the pipeline
     switch (chunk.kind) {
@@ -245,15 +248,15 @@ EmbeddingCache::Loaded EmbeddingCache::load(RedisClient& client, const std::stri
         out.problem = fmt::format("chunk {} has {} bytes, the manifest says {}", i, chunk.size, targets[i].size);
         return;
       case wire::BulkReply::Kind::Filled:
-        hasher.update(targets[i].data, targets[i].size);
+        checksum.add(targets[i].data, targets[i].size);
         if (options_.on_chunk) options_.on_chunk("get", i);
         return;
     }
   });
   if (!out.problem.empty()) return out;
-  const std::string checksum = hasher.digest().hex();
-  if (checksum != manifest.checksum) {
-    out.problem = fmt::format("checksum mismatch: the payload hashes to {}, the manifest says {}", checksum,
+  const std::string digest = checksum.digest();
+  if (digest != manifest.checksum) {
+    out.problem = fmt::format("checksum mismatch: the payload hashes to {}, the manifest says {}", digest,
                               manifest.checksum);
     return out;
   }

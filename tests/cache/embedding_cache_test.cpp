@@ -14,6 +14,7 @@
 #include "cache/content_key.h"
 #include "cache/read_buffers.h"
 #include "core/error.h"
+#include "core/hash.h"
 #include "redis_test_support.h"
 
 namespace lvrl::cache {
@@ -96,6 +97,9 @@ TEST_F(EmbeddingCacheTest, RoundTripsEveryDtypeAndShape) {
       EXPECT_EQ(hit->manifest.metadata.extra, metadata.extra);
       EXPECT_GT(hit->manifest.created_unix_ms, 1600000000000);
       EXPECT_EQ(hit->manifest.chunks, (tensor.nbytes() + 999) / 1000);
+      // The manifest's checksum is the payload's XXH3-128 (hashed chunk by chunk on put's own thread).
+      const at::Tensor bytes = tensor.contiguous();
+      EXPECT_EQ(hit->manifest.checksum, hash_bytes(bytes.data_ptr(), bytes.nbytes()).hex());
     }
   }
   // Non-contiguous input is stored as its values, in row-major order.

@@ -3,6 +3,7 @@
 #include "core/hash.h"
 
 #include "core/error.h"
+#include "tests/core/test_files.h"
 
 #include <gtest/gtest.h>
 
@@ -60,12 +61,7 @@ class HashTest : public ::testing::Test {
   fs::path dir_;
 };
 
-std::string random_bytes(size_t size, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::string out(size, '\0');
-  for (char& c : out) c = static_cast<char>(rng() & 0xff);
-  return out;
-}
+using testing_files::random_bytes;
 
 TEST_F(HashTest, EmptyInputMatchesXxhsum) {
   // Also pinned here, so a broken xxhsum can't make both sides agree on a wrong value.

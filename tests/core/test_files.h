@@ -1,10 +1,11 @@
-// Files for core tests: a temporary directory removed with its contents, and whole-file bytes.
+// Files for tests: a temporary directory removed with its contents, whole-file bytes, seeded random bytes.
 #pragma once
 
 #include <stdlib.h>
 
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -41,6 +42,14 @@ inline std::string read_bytes(const std::string& path) {
 inline void write_bytes(const std::string& path, const std::string& bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+// `size` bytes from a generator seeded with `seed`: the same bytes on every run and machine.
+inline std::string random_bytes(size_t size, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::string out(size, '\0');
+  for (char& c : out) c = static_cast<char>(rng() & 0xff);
+  return out;
 }
 
 }  // namespace lvrl::testing_files
