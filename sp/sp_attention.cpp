@@ -251,42 +251,34 @@ class RingAttention : public torch::autograd::Function<RingAttention> {
   // q [B, n, h, D], k/v [B, n, h_kv, D] (n = the group's chunk sequence) → {out [B, n, h, D] in q's
   // dtype, lse [B, h, n] in the accumulation type}. K/V travel in their own dtype; the kernels get
   // accumulation-type copies, so partial outputs merge unrounded (a no-op for fp32 / fp64).
+  //
+  // Saved: {q, k, v, out, lse} for one rank over the whole sequence (the kernel alone), else
+  // {q, kv, out, lse} with K and V packed once as [2, B, n, h_kv, D] — the first message of the
+  // forward ring, kept in place of k and v so the backward ring needs no second packed copy.
   static variable_list forward(AutogradContext* ctx, const at::Tensor& q, const at::Tensor& k,
                                const at::Tensor& v, c10::intrusive_ptr<RingPlan> plan) {
     at::NoGradGuard no_grad;
-    const int ranks = plan->size(), me = plan->rank();
     const at::ScalarType type = accumulate_type(q.scalar_type());
-    at::Tensor out, lse;  // [B, n, h, D], [B, h, n] in the accumulation type
-    if (!whole_sequence_pair(*plan, q.size(1)) || q.size(2) == 0) {
-      out = at::zeros(q.sizes(), q.options().dtype(type));
-      lse = at::full({q.size(0), q.size(2), q.size(1)}, -INFINITY, q.options().dtype(type));
-    }
     const std::optional<ChunkPair> whole = whole_sequence_pair(*plan, q.size(1));
+    at::Tensor out, lse;  // [B, n, h, D], [B, h, n] in the accumulation type
     if (whole && q.size(2) > 0) {
-      // One rank, one pair over every row: the kernel's results are the outputs (no accumulators,
-      // no K/V packing).
+      // One rank, one pair over every row: the kernel's results are the outputs (no accumulators).
       model::AttentionResult r = model::blockwise_attention_forward(q.to(type), k.to(type), v.to(type),
                                                                     whole->spec, plan->options);
       out = std::move(r.out);
       lse = std::move(r.lse);
-    } else if (q.size(2) > 0) {  // a rank without heads (H < U) skips, as does its whole ring group
-      const at::Tensor q_acc = q.to(type);
-      at::Tensor kv = at::stack({k, v}).contiguous();  // [2, B, n, h_kv, D], one message per hop
-      for (int step = 0; step < ranks; ++step) {
-        std::optional<RingExchange> next;
-        if (step + 1 < ranks) next.emplace(plan->mesh->ring(), kv, kv, /*tag=*/0);
-        const at::Tensor kv_acc = kv.to(type);
-        for (const ChunkPair& pair : chunk_pairs(*plan, (me - step + ranks) % ranks)) {
-          const model::AttentionResult part = model::blockwise_attention_forward(
-              q_acc.narrow(1, pair.q_offset, pair.queries), kv_acc[0].narrow(1, pair.k_offset, pair.keys),
-              kv_acc[1].narrow(1, pair.k_offset, pair.keys), pair.spec, plan->options);
-          merge_partial(out.narrow(1, pair.q_offset, pair.queries),
-                        lse.narrow(2, pair.q_offset, pair.queries), part.out, part.lse);
-        }
-        if (next) kv = next->wait();
-      }
+    } else {
+      out = at::zeros(q.sizes(), q.options().dtype(type));
+      lse = at::full({q.size(0), q.size(2), q.size(1)}, -INFINITY, q.options().dtype(type));
     }
-    ctx->save_for_backward({q, k, v, out, lse});  // out in the accumulation type
+    if (whole) {
+      ctx->save_for_backward({q, k, v, out, lse});
+    } else {
+      const at::Tensor kv = at::stack({k, v}).contiguous();
+      // A rank without heads (H < U) skips the ring, as does its whole ring group.
+      if (q.size(2) > 0) ring_forward(*plan, q.to(type), kv, out, lse);
+      ctx->save_for_backward({q, kv, out, lse});
+    }
     ctx->saved_data["plan"] = at::IValue::make_capsule(plan);
     ctx->set_materialize_grads(false);
     return {out.to(q.scalar_type()), lse};
@@ -294,45 +286,74 @@ class RingAttention : public torch::autograd::Function<RingAttention> {
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const variable_list saved = ctx->get_saved_variables();
-    const at::Tensor &q = saved[0], &k = saved[1], &v = saved[2], &out = saved[3], &lse = saved[4];
     const auto plan = from_capsule<RingPlan>(ctx->saved_data["plan"]);
-    const int ranks = plan->size(), me = plan->rank();
+    const at::Tensor& q = saved[0];
     const at::ScalarType type = accumulate_type(q.scalar_type());
+    const at::Tensor& out = saved[saved.size() - 2];
+    const at::Tensor& lse = saved[saved.size() - 1];
     const at::Tensor dout = grads[0].defined() ? grads[0].to(type) : at::zeros_like(out);
     const at::Tensor& dlse = grads[1];
-    if (const std::optional<ChunkPair> whole = whole_sequence_pair(*plan, q.size(1)); whole && q.size(2) > 0) {
+    if (saved.size() == 5) {  // one rank, the whole sequence
+      const at::Tensor &k = saved[1], &v = saved[2];
+      if (q.size(2) == 0) return {at::zeros_like(q), at::zeros_like(k), at::zeros_like(v), at::Tensor()};
+      const std::optional<ChunkPair> whole = whole_sequence_pair(*plan, q.size(1));
       const model::AttentionGrads g = model::blockwise_attention_backward(
           q.to(type), k.to(type), v.to(type), out, lse, dout, dlse, whole->spec, plan->options);
       return {g.dq.to(q.scalar_type()), g.dk.to(k.scalar_type()), g.dv.to(v.scalar_type()), at::Tensor()};
     }
-    const at::Tensor q_acc = q.to(type);
-    at::Tensor dq = at::zeros(q.sizes(), q.options().dtype(type));     // [B, n, h, D]
-    at::Tensor kv = at::stack({k, v}).contiguous();                    // [2, B, n, h_kv, D]
-    at::Tensor dkv = at::zeros(kv.sizes(), kv.options().dtype(type));  // travels with kv
-    if (q.size(2) > 0) {
-      for (int step = 0; step < ranks; ++step) {
-        std::optional<RingExchange> next;
-        if (step + 1 < ranks) next.emplace(plan->mesh->ring(), kv, kv, /*tag=*/0);
-        const at::Tensor kv_acc = kv.to(type);
-        for (const ChunkPair& pair : chunk_pairs(*plan, (me - step + ranks) % ranks)) {
-          auto rows = [&](const at::Tensor& x) { return x.narrow(1, pair.q_offset, pair.queries); };
-          auto lse_rows = [&](const at::Tensor& x) {
-            return x.defined() ? x.narrow(2, pair.q_offset, pair.queries) : at::Tensor();
-          };
-          auto keys = [&](const at::Tensor& x) { return x.narrow(1, pair.k_offset, pair.keys); };
-          const model::AttentionGrads g = model::blockwise_attention_backward(
-              rows(q_acc), keys(kv_acc[0]), keys(kv_acc[1]), rows(out), lse_rows(lse), rows(dout),
-              lse_rows(dlse), pair.spec, plan->options);
-          rows(dq).add_(g.dq);
-          keys(dkv[0]).add_(g.dk);
-          keys(dkv[1]).add_(g.dv);
-        }
-        // R hops bring every accumulator home: after step s this rank holds block (me − s − 1)'s.
-        if (ranks > 1) dkv = RingExchange(plan->mesh->ring(), dkv, dkv, /*tag=*/1).wait();
-        if (next) kv = next->wait();
+    const at::Tensor& kv = saved[1];                                        // [2, B, n, h_kv, D]
+    at::Tensor dq = at::zeros(q.sizes(), q.options().dtype(type));          // [B, n, h, D]
+    at::Tensor dkv = at::zeros(kv.sizes(), kv.options().dtype(type));       // travels with kv
+    if (q.size(2) > 0) ring_backward(*plan, q.to(type), kv, out, lse, dout, dlse, dq, dkv);
+    return {dq.to(q.scalar_type()), dkv[0].to(kv.scalar_type()), dkv[1].to(kv.scalar_type()), at::Tensor()};
+  }
+
+ private:
+  // out, lse ← q_acc's chunks against every K/V block of the ring, merged.
+  static void ring_forward(const RingPlan& plan, const at::Tensor& q_acc, at::Tensor kv, at::Tensor& out,
+                           at::Tensor& lse) {
+    const int ranks = plan.size(), me = plan.rank();
+    for (int step = 0; step < ranks; ++step) {
+      std::optional<RingExchange> next;
+      if (step + 1 < ranks) next.emplace(plan.mesh->ring(), kv, kv, /*tag=*/0);
+      const at::Tensor kv_acc = kv.to(q_acc.scalar_type());
+      for (const ChunkPair& pair : chunk_pairs(plan, (me - step + ranks) % ranks)) {
+        const model::AttentionResult part = model::blockwise_attention_forward(
+            q_acc.narrow(1, pair.q_offset, pair.queries), kv_acc[0].narrow(1, pair.k_offset, pair.keys),
+            kv_acc[1].narrow(1, pair.k_offset, pair.keys), pair.spec, plan.options);
+        merge_partial(out.narrow(1, pair.q_offset, pair.queries), lse.narrow(2, pair.q_offset, pair.queries),
+                      part.out, part.lse);
       }
+      if (next) kv = next->wait();
     }
-    return {dq.to(q.scalar_type()), dkv[0].to(k.scalar_type()), dkv[1].to(v.scalar_type()), at::Tensor()};
+  }
+
+  // dq += the gradients of q_acc's rows; dkv: the K/V accumulators, home after R hops.
+  static void ring_backward(const RingPlan& plan, const at::Tensor& q_acc, at::Tensor kv, const at::Tensor& out,
+                            const at::Tensor& lse, const at::Tensor& dout, const at::Tensor& dlse, at::Tensor& dq,
+                            at::Tensor& dkv) {
+    const int ranks = plan.size(), me = plan.rank();
+    for (int step = 0; step < ranks; ++step) {
+      std::optional<RingExchange> next;
+      if (step + 1 < ranks) next.emplace(plan.mesh->ring(), kv, kv, /*tag=*/0);
+      const at::Tensor kv_acc = kv.to(q_acc.scalar_type());
+      for (const ChunkPair& pair : chunk_pairs(plan, (me - step + ranks) % ranks)) {
+        auto rows = [&](const at::Tensor& x) { return x.narrow(1, pair.q_offset, pair.queries); };
+        auto lse_rows = [&](const at::Tensor& x) {
+          return x.defined() ? x.narrow(2, pair.q_offset, pair.queries) : at::Tensor();
+        };
+        auto keys = [&](const at::Tensor& x) { return x.narrow(1, pair.k_offset, pair.keys); };
+        const model::AttentionGrads g = model::blockwise_attention_backward(
+            rows(q_acc), keys(kv_acc[0]), keys(kv_acc[1]), rows(out), lse_rows(lse), rows(dout), lse_rows(dlse),
+            pair.spec, plan.options);
+        rows(dq).add_(g.dq);
+        keys(dkv[0]).add_(g.dk);
+        keys(dkv[1]).add_(g.dv);
+      }
+      // R hops bring every accumulator home: after step s this rank holds block (me − s − 1)'s.
+      if (ranks > 1) dkv = RingExchange(plan.mesh->ring(), dkv, dkv, /*tag=*/1).wait();
+      if (next) kv = next->wait();
+    }
   }
 };
 
@@ -386,25 +407,40 @@ class UlyssesAttention : public torch::autograd::Function<UlyssesAttention> {
     const at::Tensor &q_group = saved[0], &k_group = saved[1], &v_group = saved[2], &lse = saved[3],
                      &out = saved[4];
     const auto plan = from_capsule<UlyssesPlan>(ctx->saved_data["plan"]);
-    const at::Tensor dout = grads[0].contiguous();  // [B, l, H, D]
-    const at::Tensor dout_group = heads_to_sequence(*plan->q_routing, dout);
+    // dq, dk, dv in the head layout; dout's head-layout copy and Δ die before the way back.
+    model::AttentionGrads g = group_grads(*plan, q_group, k_group, v_group, lse, out, grads[0].contiguous());
+    at::Tensor dq = sequence_to_heads(*plan->q_routing, g.dq);
+    g.dq.reset();
+    at::Tensor dk = sequence_to_heads(*plan->kv_routing, g.dk);
+    g.dk.reset();
+    at::Tensor dv = sequence_to_heads(*plan->kv_routing, g.dv);
+    return {dq, dk, dv, at::Tensor()};
+  }
+
+ private:
+  // The local kernel's backward on the real rows of this rank's heads; padding rows get zeros.
+  static model::AttentionGrads group_grads(const UlyssesPlan& plan, const at::Tensor& q_group,
+                                           const at::Tensor& k_group, const at::Tensor& v_group,
+                                           const at::Tensor& lse, const at::Tensor& out, const at::Tensor& dout) {
+    const at::Tensor dout_group = heads_to_sequence(*plan.q_routing, dout);  // [B, L, H_u, D]
     // Δ [B, l, H] on the sequence side, sent as a [B, l, H, 1] tensor → [B, L, H_u, 1] → [B, H_u, L].
     const at::Tensor delta_local = model::attention_delta(out, dout, at::Tensor()).transpose(1, 2).unsqueeze(-1);
-    const at::Tensor delta = heads_to_sequence(*plan->q_routing, delta_local.contiguous()).squeeze(-1).transpose(1, 2);
-    at::Tensor dq = at::zeros_like(q_group), dk = at::zeros_like(k_group), dv = at::zeros_like(v_group);
-    const int64_t n = plan->length;
-    if (q_group.size(2) > 0 && n > 0) {
-      const model::AttentionGrads g = model::blockwise_attention_backward_from_delta(
-          q_group.narrow(1, 0, n), k_group.narrow(1, 0, n), v_group.narrow(1, 0, n), lse.narrow(2, 0, n),
-          dout_group.narrow(1, 0, n), delta.narrow(2, 0, n), plan->spec, plan->options);
-      if (n == q_group.size(1)) {
-        dq = g.dq, dk = g.dk, dv = g.dv;
-      } else {
-        dq.narrow(1, 0, n).copy_(g.dq), dk.narrow(1, 0, n).copy_(g.dk), dv.narrow(1, 0, n).copy_(g.dv);
-      }
+    const at::Tensor delta = heads_to_sequence(*plan.q_routing, delta_local.contiguous()).squeeze(-1).transpose(1, 2);
+    const int64_t n = plan.length, length = q_group.size(1);
+    if (q_group.size(2) == 0 || n == 0) {
+      return {at::zeros_like(q_group), at::zeros_like(k_group), at::zeros_like(v_group)};
     }
-    return {sequence_to_heads(*plan->q_routing, dq), sequence_to_heads(*plan->kv_routing, dk),
-            sequence_to_heads(*plan->kv_routing, dv), at::Tensor()};
+    model::AttentionGrads g = model::blockwise_attention_backward_from_delta(
+        q_group.narrow(1, 0, n), k_group.narrow(1, 0, n), v_group.narrow(1, 0, n), lse.narrow(2, 0, n),
+        dout_group.narrow(1, 0, n), delta.narrow(2, 0, n), plan.spec, plan.options);
+    if (n == length) return g;
+    // Padding sits at the end: the real rows' gradients, zero after them.
+    auto padded = [&](const at::Tensor& grad, const at::Tensor& like) {
+      at::Tensor full = at::zeros_like(like);
+      full.narrow(1, 0, n).copy_(grad);
+      return full;
+    };
+    return {padded(g.dq, q_group), padded(g.dk, k_group), padded(g.dv, v_group)};
   }
 };
 
