@@ -521,7 +521,7 @@ AttentionGrads blockwise_attention_backward(const at::Tensor& q, const at::Tenso
 
 AttentionGrads blockwise_attention_backward_from_delta(const at::Tensor& q, const at::Tensor& k,
                                                        const at::Tensor& v, const at::Tensor& lse,
-                                                       const at::Tensor& dout, const at::Tensor& delta,
+                                                       at::Tensor dout, const at::Tensor& delta,
                                                        const AttentionSpec& spec, const BlockwiseOptions& options) {
   check_attention_inputs(q, k, v, spec);
   check_options(options);
@@ -537,15 +537,18 @@ AttentionGrads blockwise_attention_backward_from_delta(const at::Tensor& q, cons
   const at::ScalarType type = accumulate_type(q);
   const int64_t G = d.group;
   const double scale = softmax_scale(spec, d.head_dim);
-  const at::Tensor qr = to_query_rows(q, d, type).mul_(scale);  // [BH, Lq·G, D]
-  const at::Tensor kr = to_key_rows(k, d, type);                // [BH, Lk, D]
-  const at::Tensor vr = to_key_rows(v, d, type);                // [BH, Lk, D]
-  const at::Tensor dout_rows = to_query_rows(dout, d, type);    // [BH, Lq·G, D]
+  // The row copies are released before the gradients go back to the caller's layout (one at a
+  // time), so the peak is the loop's, not the loop's plus three converted gradients.
+  at::Tensor qr = to_query_rows(q, d, type).mul_(scale);  // [BH, Lq·G, D]
+  at::Tensor kr = to_key_rows(k, d, type);                // [BH, Lk, D]
+  at::Tensor vr = to_key_rows(v, d, type);                // [BH, Lk, D]
+  at::Tensor dout_rows = to_query_rows(dout, d, type);    // [BH, Lq·G, D]
+  dout.reset();
   // A row that sees no key has lse = -inf; +inf there makes its P = exp(S - lse) exactly 0.
   at::Tensor lse_rows = lse_to_rows(lse, d, type);  // [BH, Lq·G]
   lse_rows.masked_fill_(lse_rows.isneginf(), INFINITY);
   // dS = P ∘ (dP − Δ).
-  const at::Tensor delta_rows = lse_to_rows(delta, d, type);  // [BH, Lq·G]
+  at::Tensor delta_rows = lse_to_rows(delta, d, type);  // [BH, Lq·G]
   at::Tensor dq_rows = at::zeros_like(qr);
   at::Tensor dk_rows = at::zeros_like(kr);
   at::Tensor dv_rows = at::zeros_like(vr);
@@ -570,9 +573,14 @@ AttentionGrads blockwise_attention_backward_from_delta(const at::Tensor& q, cons
       dv_rows.narrow(1, kb.begin, bk).baddbmm_(p.transpose(1, 2), dout_block);
     }
   }
-  dq_rows.mul_(scale);
-  return {from_query_rows(dq_rows, d, q.scalar_type()), from_key_rows(dk_rows, d, k.scalar_type()),
-          from_key_rows(dv_rows, d, v.scalar_type())};
+  for (at::Tensor* used : {&qr, &kr, &vr, &dout_rows, &lse_rows, &delta_rows}) used->reset();
+  AttentionGrads grads;
+  grads.dq = from_query_rows(dq_rows.mul_(scale), d, q.scalar_type());
+  dq_rows.reset();
+  grads.dk = from_key_rows(dk_rows, d, k.scalar_type());
+  dk_rows.reset();
+  grads.dv = from_key_rows(dv_rows, d, v.scalar_type());
+  return grads;
 }
 
 std::shared_ptr<AttentionBackend> make_blockwise_attention(BlockwiseOptions options) {

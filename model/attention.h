@@ -98,10 +98,12 @@ AttentionGrads blockwise_attention_backward(const at::Tensor& q, const at::Tenso
                                             const AttentionSpec& spec, const BlockwiseOptions& options = {});
 // The same backward given Δ = rowsum(dout ∘ out) − dlse ([B, H, Lq], fp32 or fp64) in place of out and
 // dlse: the backward reads out only through Δ, so a caller holding out in another layout (Ulysses:
-// on the sequence side) computes Δ there and need not keep this layout's copy.
+// on the sequence side) computes Δ there and need not keep this layout's copy. dout is taken by
+// value and dropped once copied into the kernel's layout: a caller that moves its last reference in
+// frees it there.
 AttentionGrads blockwise_attention_backward_from_delta(const at::Tensor& q, const at::Tensor& k,
                                                        const at::Tensor& v, const at::Tensor& lse,
-                                                       const at::Tensor& dout, const at::Tensor& delta,
+                                                       at::Tensor dout, const at::Tensor& delta,
                                                        const AttentionSpec& spec,
                                                        const BlockwiseOptions& options = {});
 // Δ of the above from out, dout [B, L, H, D] and dlse [B, H, L] (may be undefined), a block of rows

@@ -309,51 +309,61 @@ class RingAttention : public torch::autograd::Function<RingAttention> {
   }
 
  private:
-  // out, lse ← q_acc's chunks against every K/V block of the ring, merged.
-  static void ring_forward(const RingPlan& plan, const at::Tensor& q_acc, at::Tensor kv, at::Tensor& out,
-                           at::Tensor& lse) {
+  // One pass around the ring, the next K/V block posted before the current one is used: at each
+  // step `visit(kv_acc, pair)` for every pair of this rank's q chunks with the block it holds (in
+  // the accumulation type), then `after_step()`.
+  template <typename Visit, typename AfterStep>
+  static void around_the_ring(const RingPlan& plan, at::Tensor kv, at::ScalarType type, Visit visit,
+                              AfterStep after_step) {
     const int ranks = plan.size(), me = plan.rank();
     for (int step = 0; step < ranks; ++step) {
       std::optional<RingExchange> next;
       if (step + 1 < ranks) next.emplace(plan.mesh->ring(), kv, kv, /*tag=*/0);
-      const at::Tensor kv_acc = kv.to(q_acc.scalar_type());
-      for (const ChunkPair& pair : chunk_pairs(plan, (me - step + ranks) % ranks)) {
-        const model::AttentionResult part = model::blockwise_attention_forward(
-            q_acc.narrow(1, pair.q_offset, pair.queries), kv_acc[0].narrow(1, pair.k_offset, pair.keys),
-            kv_acc[1].narrow(1, pair.k_offset, pair.keys), pair.spec, plan.options);
-        merge_partial(out.narrow(1, pair.q_offset, pair.queries), lse.narrow(2, pair.q_offset, pair.queries),
-                      part.out, part.lse);
-      }
+      const at::Tensor kv_acc = kv.to(type);
+      for (const ChunkPair& pair : chunk_pairs(plan, (me - step + ranks) % ranks)) visit(kv_acc, pair);
+      after_step();
       if (next) kv = next->wait();
     }
   }
 
+  // out, lse ← q_acc's chunks against every K/V block of the ring, merged.
+  static void ring_forward(const RingPlan& plan, const at::Tensor& q_acc, const at::Tensor& kv, at::Tensor& out,
+                           at::Tensor& lse) {
+    around_the_ring(
+        plan, kv, q_acc.scalar_type(),
+        [&](const at::Tensor& kv_acc, const ChunkPair& pair) {
+          const model::AttentionResult part = model::blockwise_attention_forward(
+              q_acc.narrow(1, pair.q_offset, pair.queries), kv_acc[0].narrow(1, pair.k_offset, pair.keys),
+              kv_acc[1].narrow(1, pair.k_offset, pair.keys), pair.spec, plan.options);
+          merge_partial(out.narrow(1, pair.q_offset, pair.queries), lse.narrow(2, pair.q_offset, pair.queries),
+                        part.out, part.lse);
+        },
+        [] {});
+  }
+
   // dq += the gradients of q_acc's rows; dkv: the K/V accumulators, home after R hops.
-  static void ring_backward(const RingPlan& plan, const at::Tensor& q_acc, at::Tensor kv, const at::Tensor& out,
+  static void ring_backward(const RingPlan& plan, const at::Tensor& q_acc, const at::Tensor& kv, const at::Tensor& out,
                             const at::Tensor& lse, const at::Tensor& dout, const at::Tensor& dlse, at::Tensor& dq,
                             at::Tensor& dkv) {
-    const int ranks = plan.size(), me = plan.rank();
-    for (int step = 0; step < ranks; ++step) {
-      std::optional<RingExchange> next;
-      if (step + 1 < ranks) next.emplace(plan.mesh->ring(), kv, kv, /*tag=*/0);
-      const at::Tensor kv_acc = kv.to(q_acc.scalar_type());
-      for (const ChunkPair& pair : chunk_pairs(plan, (me - step + ranks) % ranks)) {
-        auto rows = [&](const at::Tensor& x) { return x.narrow(1, pair.q_offset, pair.queries); };
-        auto lse_rows = [&](const at::Tensor& x) {
-          return x.defined() ? x.narrow(2, pair.q_offset, pair.queries) : at::Tensor();
-        };
-        auto keys = [&](const at::Tensor& x) { return x.narrow(1, pair.k_offset, pair.keys); };
-        const model::AttentionGrads g = model::blockwise_attention_backward(
-            rows(q_acc), keys(kv_acc[0]), keys(kv_acc[1]), rows(out), lse_rows(lse), rows(dout), lse_rows(dlse),
-            pair.spec, plan.options);
-        rows(dq).add_(g.dq);
-        keys(dkv[0]).add_(g.dk);
-        keys(dkv[1]).add_(g.dv);
-      }
-      // R hops bring every accumulator home: after step s this rank holds block (me − s − 1)'s.
-      if (ranks > 1) dkv = RingExchange(plan.mesh->ring(), dkv, dkv, /*tag=*/1).wait();
-      if (next) kv = next->wait();
-    }
+    around_the_ring(
+        plan, kv, q_acc.scalar_type(),
+        [&](const at::Tensor& kv_acc, const ChunkPair& pair) {
+          auto rows = [&](const at::Tensor& x) { return x.narrow(1, pair.q_offset, pair.queries); };
+          auto lse_rows = [&](const at::Tensor& x) {
+            return x.defined() ? x.narrow(2, pair.q_offset, pair.queries) : at::Tensor();
+          };
+          auto keys = [&](const at::Tensor& x) { return x.narrow(1, pair.k_offset, pair.keys); };
+          const model::AttentionGrads g = model::blockwise_attention_backward(
+              rows(q_acc), keys(kv_acc[0]), keys(kv_acc[1]), rows(out), lse_rows(lse), rows(dout), lse_rows(dlse),
+              pair.spec, plan.options);
+          rows(dq).add_(g.dq);
+          keys(dkv[0]).add_(g.dk);
+          keys(dkv[1]).add_(g.dv);
+        },
+        // R hops bring every accumulator home: after step s this rank holds block (me − s − 1)'s.
+        [&] {
+          if (plan.size() > 1) dkv = RingExchange(plan.mesh->ring(), dkv, dkv, /*tag=*/1).wait();
+        });
   }
 };
 
@@ -422,7 +432,7 @@ class UlyssesAttention : public torch::autograd::Function<UlyssesAttention> {
   static model::AttentionGrads group_grads(const UlyssesPlan& plan, const at::Tensor& q_group,
                                            const at::Tensor& k_group, const at::Tensor& v_group,
                                            const at::Tensor& lse, const at::Tensor& out, const at::Tensor& dout) {
-    const at::Tensor dout_group = heads_to_sequence(*plan.q_routing, dout);  // [B, L, H_u, D]
+    at::Tensor dout_group = heads_to_sequence(*plan.q_routing, dout);  // [B, L, H_u, D]
     // Δ [B, l, H] on the sequence side, sent as a [B, l, H, 1] tensor → [B, L, H_u, 1] → [B, H_u, L].
     const at::Tensor delta_local = model::attention_delta(out, dout, at::Tensor()).transpose(1, 2).unsqueeze(-1);
     const at::Tensor delta = heads_to_sequence(*plan.q_routing, delta_local.contiguous()).squeeze(-1).transpose(1, 2);
@@ -430,9 +440,12 @@ class UlyssesAttention : public torch::autograd::Function<UlyssesAttention> {
     if (q_group.size(2) == 0 || n == 0) {
       return {at::zeros_like(q_group), at::zeros_like(k_group), at::zeros_like(v_group)};
     }
+    // The kernel gets the last reference to dout's head-layout copy and frees it once it has its own.
+    at::Tensor dout_real = dout_group.narrow(1, 0, n);
+    dout_group.reset();
     model::AttentionGrads g = model::blockwise_attention_backward_from_delta(
         q_group.narrow(1, 0, n), k_group.narrow(1, 0, n), v_group.narrow(1, 0, n), lse.narrow(2, 0, n),
-        dout_group.narrow(1, 0, n), delta.narrow(2, 0, n), plan.spec, plan.options);
+        std::move(dout_real), delta.narrow(2, 0, n), plan.spec, plan.options);
     if (n == length) return g;
     // Padding sits at the end: the real rows' gradients, zero after them.
     auto padded = [&](const at::Tensor& grad, const at::Tensor& like) {
