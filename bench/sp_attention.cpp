@@ -59,7 +59,6 @@
 #include <vector>
 
 #include "bench/bench_report.h"
-#include "core/memory.h"
 #include "model/attention.h"
 #include "sp/comm.h"
 #include "sp/launch.h"
@@ -865,7 +864,6 @@ int run_parent(const Options& options, const std::string& command_line) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  lvrl::fix_mmap_threshold();  // as the lvrl binary does (core/memory.h), for every run alike
   Options options;
   RunSpec worker;
   bool is_worker = false;
