@@ -229,6 +229,17 @@ std::optional<ChunkPair> whole_sequence_pair(const RingPlan& plan, int64_t n) {
   return pairs[0];
 }
 
+// `real` extended along `dim` to `length` rows with `fill` (padding sits at the end of the sequence);
+// `real` itself when it already has them.
+at::Tensor padded_to(const at::Tensor& real, int64_t dim, int64_t length, double fill) {
+  if (real.size(dim) == length) return real;
+  std::vector<int64_t> sizes = real.sizes().vec();
+  sizes[dim] = length;
+  at::Tensor full = at::full(sizes, fill, real.options());
+  full.narrow(dim, 0, real.size(dim)).copy_(real);
+  return full;
+}
+
 // Folds a partial result into the running one, rows of one q chunk:
 //   lse = logaddexp(lse_acc, lse_part),  out = e^(lse_acc − lse)·out_acc + e^(lse_part − lse)·out_part.
 // Rows where both are −inf stay (0, −inf): the exponents are taken against 0 there, never −inf − −inf.
@@ -304,7 +315,8 @@ class RingAttention : public torch::autograd::Function<RingAttention> {
     const at::Tensor& kv = saved[1];                                        // [2, B, n, h_kv, D]
     at::Tensor dq = at::zeros(q.sizes(), q.options().dtype(type));          // [B, n, h, D]
     at::Tensor dkv = at::zeros(kv.sizes(), kv.options().dtype(type));       // travels with kv
-    if (q.size(2) > 0) ring_backward(*plan, q.to(type), kv, out, lse, dout, dlse, dq, dkv);
+    // Δ = rowsum(dout ∘ out) − dlse [B, h, n], once: every pair of a q chunk reads the same rows.
+    if (q.size(2) > 0) ring_backward(*plan, q.to(type), kv, lse, dout, model::attention_delta(out, dout, dlse), dq, dkv);
     return {dq.to(q.scalar_type()), dkv[0].to(kv.scalar_type()), dkv[1].to(kv.scalar_type()), at::Tensor()};
   }
 
@@ -342,20 +354,17 @@ class RingAttention : public torch::autograd::Function<RingAttention> {
   }
 
   // dq += the gradients of q_acc's rows; dkv: the K/V accumulators, home after R hops.
-  static void ring_backward(const RingPlan& plan, const at::Tensor& q_acc, const at::Tensor& kv, const at::Tensor& out,
-                            const at::Tensor& lse, const at::Tensor& dout, const at::Tensor& dlse, at::Tensor& dq,
-                            at::Tensor& dkv) {
+  static void ring_backward(const RingPlan& plan, const at::Tensor& q_acc, const at::Tensor& kv, const at::Tensor& lse,
+                            const at::Tensor& dout, const at::Tensor& delta, at::Tensor& dq, at::Tensor& dkv) {
     around_the_ring(
         plan, kv, q_acc.scalar_type(),
         [&](const at::Tensor& kv_acc, const ChunkPair& pair) {
           auto rows = [&](const at::Tensor& x) { return x.narrow(1, pair.q_offset, pair.queries); };
-          auto lse_rows = [&](const at::Tensor& x) {
-            return x.defined() ? x.narrow(2, pair.q_offset, pair.queries) : at::Tensor();
-          };
+          auto per_row = [&](const at::Tensor& x) { return x.narrow(2, pair.q_offset, pair.queries); };
           auto keys = [&](const at::Tensor& x) { return x.narrow(1, pair.k_offset, pair.keys); };
-          const model::AttentionGrads g = model::blockwise_attention_backward(
-              rows(q_acc), keys(kv_acc[0]), keys(kv_acc[1]), rows(out), lse_rows(lse), rows(dout), lse_rows(dlse),
-              pair.spec, plan.options);
+          const model::AttentionGrads g = model::blockwise_attention_backward_from_delta(
+              rows(q_acc), keys(kv_acc[0]), keys(kv_acc[1]), per_row(lse), rows(dout), per_row(delta), pair.spec,
+              plan.options);
           rows(dq).add_(g.dq);
           keys(dkv[0]).add_(g.dk);
           keys(dkv[1]).add_(g.dv);
@@ -389,22 +398,17 @@ class UlyssesAttention : public torch::autograd::Function<UlyssesAttention> {
     const at::Tensor k_group = heads_to_sequence(*plan->kv_routing, k);  // [B, L, H_kv,u, D]
     const at::Tensor v_group = heads_to_sequence(*plan->kv_routing, v);
     const at::ScalarType type = accumulate_type(q.scalar_type());
-    const int64_t n = plan->length;
-    // Padding sits at the end of the sequence: the kernel sees the real rows only.
+    const int64_t n = plan->length, length = q_group.size(1);
+    // Padding sits at the end of the sequence: the kernel sees the real rows only (padding: out 0, lse −inf).
     at::Tensor out_group, lse;  // [B, L, H_u, D], [B, H_u, L]
-    if (q_group.size(2) > 0 && n == q_group.size(1)) {
-      model::AttentionResult r =
-          model::blockwise_attention_forward(q_group, k_group, v_group, plan->spec, plan->options);
-      out_group = std::move(r.out), lse = std::move(r.lse);
+    if (q_group.size(2) > 0 && n > 0) {
+      const model::AttentionResult r = model::blockwise_attention_forward(
+          q_group.narrow(1, 0, n), k_group.narrow(1, 0, n), v_group.narrow(1, 0, n), plan->spec, plan->options);
+      out_group = padded_to(r.out, 1, length, 0);
+      lse = padded_to(r.lse, 2, length, -INFINITY);
     } else {
       out_group = at::zeros(q_group.sizes(), q_group.options());
-      lse = at::full({q.size(0), q_group.size(2), q_group.size(1)}, -INFINITY, q.options().dtype(type));
-      if (q_group.size(2) > 0 && n > 0) {
-        const model::AttentionResult r = model::blockwise_attention_forward(
-            q_group.narrow(1, 0, n), k_group.narrow(1, 0, n), v_group.narrow(1, 0, n), plan->spec, plan->options);
-        out_group.narrow(1, 0, n).copy_(r.out);
-        lse.narrow(2, 0, n).copy_(r.lse);
-      }
+      lse = at::full({q.size(0), q_group.size(2), length}, -INFINITY, q.options().dtype(type));
     }
     at::Tensor out = sequence_to_heads(*plan->q_routing, out_group);  // [B, l, H, D]
     ctx->save_for_backward({q_group, k_group, v_group, lse, out});
@@ -446,14 +450,8 @@ class UlyssesAttention : public torch::autograd::Function<UlyssesAttention> {
     model::AttentionGrads g = model::blockwise_attention_backward_from_delta(
         q_group.narrow(1, 0, n), k_group.narrow(1, 0, n), v_group.narrow(1, 0, n), lse.narrow(2, 0, n),
         std::move(dout_real), delta.narrow(2, 0, n), plan.spec, plan.options);
-    if (n == length) return g;
-    // Padding sits at the end: the real rows' gradients, zero after them.
-    auto padded = [&](const at::Tensor& grad, const at::Tensor& like) {
-      at::Tensor full = at::zeros_like(like);
-      full.narrow(1, 0, n).copy_(grad);
-      return full;
-    };
-    return {padded(g.dq, q_group), padded(g.dk, k_group), padded(g.dv, v_group)};
+    // The real rows' gradients, zero on the padding after them.
+    return {padded_to(g.dq, 1, length, 0), padded_to(g.dk, 1, length, 0), padded_to(g.dv, 1, length, 0)};
   }
 };
 
