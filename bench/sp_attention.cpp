@@ -59,6 +59,7 @@
 #include <vector>
 
 #include "bench/bench_report.h"
+#include "core/cpu_allocator.h"
 #include "model/attention.h"
 #include "sp/comm.h"
 #include "sp/launch.h"
@@ -278,6 +279,8 @@ int run_worker(const RunSpec& spec, const std::string& report_path) {
   barrier();  // every rank past start-up before the baseline
   const int64_t baseline = status_bytes("VmRSS");
   const bool peak_reset = reset_peak_rss();
+  lvrl::cpu_allocator().reset_peak();
+  const int64_t baseline_live = lvrl::cpu_allocator().stats().live_bytes;
   const int rank = mesh->sp_rank();
   const at::Tensor indices = layout.token_indices(rank);
   // As in a decoder layer, q, k and v are projections of the hidden states x (the leaf), so nothing
@@ -316,11 +319,15 @@ int run_worker(const RunSpec& spec, const std::string& report_path) {
   }
   const int64_t hwm = status_bytes("VmHWM");
   const int64_t growth = hwm - baseline;
+  // Large tensors' peak as the allocator saw it (bytes held at once); 0 under LVRL_CPU_ALLOCATOR=system.
+  const int64_t tensor_peak =
+      lvrl::cpu_allocator_installed() ? lvrl::cpu_allocator().stats().peak_live_bytes - baseline_live : 0;
   const int64_t expected = attention.expected_bytes(1, kHeads, kKvHeads, kHeadDim, kElementBytes);
 
   // Everything below is bookkeeping, after the peak was read.
   std::vector<double> row = {static_cast<double>(baseline), static_cast<double>(growth),
-                             static_cast<double>(sent), static_cast<double>(expected)};
+                             static_cast<double>(sent), static_cast<double>(expected),
+                             static_cast<double>(tensor_peak)};
   row.insert(row.end(), times.begin(), times.end());
   row.insert(row.end(), cpu_times.begin(), cpu_times.end());
   const at::Tensor stats =
@@ -368,6 +375,7 @@ int run_worker(const RunSpec& spec, const std::string& report_path) {
   }
   if (rank != 0) return 0;
   json report = {{"finite", finite},
+                 {"cpu_allocator", lvrl::cpu_allocator_installed() ? "caching" : "system"},
                  {"peak_reset", peak_reset},
                  {"local_length", layout.local_length()},
                  {"max_rel_err", std::isnan(max_rel_err) ? json(nullptr) : json(max_rel_err)}};
@@ -375,13 +383,14 @@ int run_worker(const RunSpec& spec, const std::string& report_path) {
     const at::Tensor s = stats[r];
     std::vector<double> rank_times, rank_cpu_times;
     for (int i = 0; i < spec.reps; ++i) {
-      rank_times.push_back(s[4 + i].item<double>());
-      rank_cpu_times.push_back(s[4 + spec.reps + i].item<double>());
+      rank_times.push_back(s[5 + i].item<double>());
+      rank_cpu_times.push_back(s[5 + spec.reps + i].item<double>());
     }
     report["ranks"].push_back({{"baseline_rss", s[0].item<int64_t>()},
                                {"peak_growth", s[1].item<int64_t>()},
                                {"bytes_sent", s[2].item<int64_t>()},
                                {"expected_bytes", s[3].item<int64_t>()},
+                               {"tensor_peak", s[4].item<int64_t>()},
                                {"times", rank_times},
                                {"cpu_times", rank_cpu_times}});
   }
