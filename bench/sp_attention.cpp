@@ -165,6 +165,7 @@ struct RankStats {
   std::vector<double> times;      // fwd+bwd wall seconds per repetition
   std::vector<double> cpu_times;  // the process's CPU seconds over the same span (Gloo threads included)
   int64_t baseline_rss = 0, peak_growth = 0, bytes_sent = 0, expected_bytes = 0;
+  int64_t tensor_peak = 0;  // the CPU allocator's peak of large tensors held at once (core/cpu_allocator.h)
 };
 
 struct RunResult {
@@ -174,6 +175,7 @@ struct RunResult {
   double max_rel_err = NAN;  // against the anchor (or the float64 kernel); NaN when not compared
   bool finite = false;
   bool peak_reset = false;
+  std::string cpu_allocator;  // "caching" or "system" (LVRL_CPU_ALLOCATOR)
   int64_t local_length = 0;
 
   double step_time(size_t rep) const {  // the slowest rank's time of one repetition
@@ -198,6 +200,11 @@ struct RunResult {
   int64_t max_growth() const {
     int64_t g = 0;
     for (const RankStats& r : ranks) g = std::max(g, r.peak_growth);
+    return g;
+  }
+  int64_t max_tensor_peak() const {
+    int64_t g = 0;
+    for (const RankStats& r : ranks) g = std::max(g, r.tensor_peak);
     return g;
   }
 };
@@ -440,6 +447,7 @@ class Runner {
     result.ran = true;
     result.finite = parsed["finite"].get<bool>();
     result.peak_reset = parsed["peak_reset"].get<bool>();
+    result.cpu_allocator = parsed["cpu_allocator"].get<std::string>();
     result.local_length = parsed["local_length"].get<int64_t>();
     if (!parsed["max_rel_err"].is_null()) result.max_rel_err = parsed["max_rel_err"].get<double>();
     for (const json& r : parsed["ranks"]) {
@@ -448,6 +456,7 @@ class Runner {
       stats.peak_growth = r["peak_growth"].get<int64_t>();
       stats.bytes_sent = r["bytes_sent"].get<int64_t>();
       stats.expected_bytes = r["expected_bytes"].get<int64_t>();
+      stats.tensor_peak = r["tensor_peak"].get<int64_t>();
       stats.times = r["times"].get<std::vector<double>>();
       stats.cpu_times = r["cpu_times"].get<std::vector<double>>();
       result.ranks.push_back(stats);
@@ -756,13 +765,15 @@ int run_parent(const Options& options, const std::string& command_line) {
       "Growth = VmHWM − VmRSS at the baseline (after LibTorch start-up and the rendezvous, before q/k/v "
       "exist; VmHWM reset there: {}), the largest rank's; x, dout, every activation the attention keeps and "
       "every gradient (dx, and dq/dk/dv held by hooks) included. "
-      "Target ≤ {} × single / P.\n\n",
-      memory_single.peak_reset ? "yes" : "**no, the figure includes start-up peaks**", kMemoryTarget);
-  md << "| mode | P | peak growth / rank MiB | single / P MiB | ratio to single / P | baseline RSS MiB | max "
-        "rel err vs P = 1 |\n|---|---|---|---|---|---|---|\n";
+      "Target ≤ {} × single / P. CPU allocator: {} (core/cpu_allocator.h); `tensors` = its peak of large "
+      "(≥ 1 MiB) tensors held at once over the same span, the part of the growth the algorithm decides.\n\n",
+      memory_single.peak_reset ? "yes" : "**no, the figure includes start-up peaks**", kMemoryTarget,
+      memory_single.cpu_allocator);
+  md << "| mode | P | peak growth / rank MiB | single / P MiB | ratio to single / P | tensors / rank MiB | "
+        "baseline RSS MiB | max rel err vs P = 1 |\n|---|---|---|---|---|---|---|---|\n";
   const double single_growth = memory_single.ran ? static_cast<double>(memory_single.max_growth()) : NAN;
-  md << fmt::format("| single rank | 1 | {} | {} | 1 | {} | - |\n", mib(memory_single.max_growth()),
-                    mib(memory_single.max_growth()),
+  md << fmt::format("| single rank | 1 | {} | {} | 1 | {} | {} | - |\n", mib(memory_single.max_growth()),
+                    mib(memory_single.max_growth()), mib(memory_single.max_tensor_peak()),
                     memory_single.ran ? mib(memory_single.ranks[0].baseline_rss) : "-");
   std::cout << fmt::format("  single rank      P=1  {} MiB\n", mib(memory_single.max_growth()));
   bool memory_met = memory_single.ran;
@@ -775,13 +786,14 @@ int run_parent(const Options& options, const std::string& command_line) {
     std::cout << fmt::format("  {:<16} P={}  {} MiB  (single/P {:.0f} MiB, ratio {:.2f})\n", r.spec.label(),
                              r.spec.nproc, mib(r.max_growth()), per_rank / 1048576.0, ratio);
     md << fmt::format(
-        "| {} | {} | {} | {:.0f} | {} | {} | {:.2g} |\n", r.spec.mode, r.spec.nproc, mib(r.max_growth()),
+        "| {} | {} | {} | {:.0f} | {} | {} | {} | {:.2g} |\n", r.spec.mode, r.spec.nproc, mib(r.max_growth()),
         per_rank / 1048576.0,
         ratio <= kMemoryTarget ? fmt::format("{:.2f}", ratio) : fmt::format("**{:.2f}**", ratio),
-        mib(r.ranks[0].baseline_rss), r.max_rel_err);
+        mib(r.max_tensor_peak()), mib(r.ranks[0].baseline_rss), r.max_rel_err);
     report["memory"].push_back({{"mode", r.spec.mode},
                                 {"nproc", r.spec.nproc},
                                 {"peak_growth", r.max_growth()},
+                                {"tensor_peak", r.max_tensor_peak()},
                                 {"ratio_to_single_over_p", ratio}});
   }
   report["memory_single_growth"] = memory_single.ran ? memory_single.max_growth() : -1;

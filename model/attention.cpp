@@ -81,12 +81,26 @@ double lowest_finite(at::ScalarType type) {
 
 // ---- Row layouts --------------------------------------------------------------------------------
 
-// [B, Lq, H, D] → [B·Hkv, Lq·G, D], a fresh contiguous tensor of `type`.
+// The row layouts below are views of their input where it already has that layout and type (one
+// K/V head on the rank and B = 1, as Ulysses leaves a rank whose K/V heads were replicated), fresh
+// contiguous copies otherwise. The kernels only read them.
+
+// x's values as a contiguous tensor of `type`: x itself where it is one, one copy otherwise.
+at::Tensor contiguous_as(const at::Tensor& x, at::ScalarType type) {
+  return x.scalar_type() == type ? x.contiguous()
+                                 : x.to(type, /*non_blocking=*/false, /*copy=*/false, at::MemoryFormat::Contiguous);
+}
+
+// [B, Lq, H, D] → [B·Hkv, Lq·G, D] of `type`.
 at::Tensor to_query_rows(const at::Tensor& x, const Dims& d, at::ScalarType type) {
-  return x.reshape({d.batch, d.queries, d.kv_heads, d.group, d.head_dim})
-      .permute({0, 2, 1, 3, 4})
-      .to(type, /*non_blocking=*/false, /*copy=*/true, at::MemoryFormat::Contiguous)
+  return contiguous_as(x.reshape({d.batch, d.queries, d.kv_heads, d.group, d.head_dim}).permute({0, 2, 1, 3, 4}), type)
       .view({d.batch * d.kv_heads, d.queries * d.group, d.head_dim});
+}
+
+// scale · q in the query-row layout, always fresh (one copy: the scaling makes it where the layout did not).
+at::Tensor scaled_query_rows(const at::Tensor& q, const Dims& d, at::ScalarType type, double scale) {
+  at::Tensor rows = to_query_rows(q, d, type);
+  return rows.is_alias_of(q) ? rows.mul(scale) : rows.mul_(scale);
 }
 
 // [B·Hkv, Lq·G, D] → [B, Lq, H, D] of `type`.
@@ -97,10 +111,9 @@ at::Tensor from_query_rows(const at::Tensor& rows, const Dims& d, at::ScalarType
       .to(type);
 }
 
-// [B, Lk, Hkv, D] → [B·Hkv, Lk, D], fresh and contiguous.
+// [B, Lk, Hkv, D] → [B·Hkv, Lk, D] of `type`.
 at::Tensor to_key_rows(const at::Tensor& x, const Dims& d, at::ScalarType type) {
-  return x.permute({0, 2, 1, 3})
-      .to(type, /*non_blocking=*/false, /*copy=*/true, at::MemoryFormat::Contiguous)
+  return contiguous_as(x.permute({0, 2, 1, 3}), type)
       .view({d.batch * d.kv_heads, d.keys, d.head_dim});
 }
 
@@ -455,9 +468,9 @@ AttentionResult blockwise_attention_forward(const at::Tensor& q, const at::Tenso
   const Dims d = dims_of(q, k);
   const at::ScalarType type = accumulate_type(q);
   const int64_t G = d.group, BH = d.batch * d.kv_heads;
-  const at::Tensor qr = to_query_rows(q, d, type).mul_(softmax_scale(spec, d.head_dim));  // [BH, Lq·G, D]
-  const at::Tensor kr = to_key_rows(k, d, type);                                          // [BH, Lk, D]
-  const at::Tensor vr = to_key_rows(v, d, type);                                          // [BH, Lk, D]
+  const at::Tensor qr = scaled_query_rows(q, d, type, softmax_scale(spec, d.head_dim));  // [BH, Lq·G, D]
+  const at::Tensor kr = to_key_rows(k, d, type);                                         // [BH, Lk, D]
+  const at::Tensor vr = to_key_rows(v, d, type);                                         // [BH, Lk, D]
   const auto options_of = qr.options();
   at::Tensor out_rows = at::zeros({BH, d.queries * G, d.head_dim}, options_of);  // [BH, Lq·G, D]
   at::Tensor lse_rows = at::full({BH, d.queries * G}, -INFINITY, options_of);    // [BH, Lq·G]
@@ -539,7 +552,7 @@ AttentionGrads blockwise_attention_backward_from_delta(const at::Tensor& q, cons
   const double scale = softmax_scale(spec, d.head_dim);
   // The row copies are released before the gradients go back to the caller's layout (one at a
   // time), so the peak is the loop's, not the loop's plus three converted gradients.
-  at::Tensor qr = to_query_rows(q, d, type).mul_(scale);  // [BH, Lq·G, D]
+  at::Tensor qr = scaled_query_rows(q, d, type, scale);   // [BH, Lq·G, D]
   at::Tensor kr = to_key_rows(k, d, type);                // [BH, Lk, D]
   at::Tensor vr = to_key_rows(v, d, type);                // [BH, Lk, D]
   at::Tensor dout_rows = to_query_rows(dout, d, type);    // [BH, Lq·G, D]

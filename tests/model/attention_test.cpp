@@ -193,6 +193,10 @@ Results run_backend(AttentionBackend& backend, const Case& c, const Inputs& in, 
   } else {
     r.out.backward(in.dout.to(device, type));
   }
+  // The kernels read q, k and v through views where the layout allows (B = 1, one K/V head): never write.
+  EXPECT_TRUE(q.detach().equal(in.q.to(device, type)) && k.detach().equal(in.k.to(device, type)) &&
+              v.detach().equal(in.v.to(device, type)))
+      << "the backend changed its inputs";
   auto f64 = [](const at::Tensor& t) { return t.detach().to(at::kCPU, at::kDouble); };
   return {f64(r.out), f64(r.lse), f64(q.grad()), f64(k.grad()), f64(v.grad())};
 }
