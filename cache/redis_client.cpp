@@ -194,8 +194,8 @@ void RedisClient::send(const RedisCommand& command) {
 
 void RedisClient::exchange(const RedisCommand* commands, size_t count, size_t& answered, const ReplySink& sink) {
   redisContext* context = context_;
-  auto cost = [&](size_t i) { return commands[i].bytes() + (sink.reply_bytes ? sink.reply_bytes(i) : 0); };
-  size_t sent = answered, in_flight = 0;
+  auto reply_cost = [&](size_t i) { return sink.reply_bytes ? sink.reply_bytes(i) : 0; };
+  size_t sent = answered, requests_in_flight = 0, replies_in_flight = 0;
   try {
     set_socket_timeout(wanted_timeout_);
     if (sink.own_reader) {
@@ -203,14 +203,18 @@ void RedisClient::exchange(const RedisCommand* commands, size_t count, size_t& a
       bulk_reader_ = std::make_unique<wire::BulkReader>(context->fd);
     }
     while (answered < count) {
-      // Keep the server busy while we stay under the bound; always at least one command out.
-      while (sent < count && (sent == answered || in_flight + cost(sent) <= options_.pipeline_bytes)) {
+      // Keep the server busy while we stay under both bounds; always at least one command out.
+      while (sent < count && (sent == answered ||
+                              (requests_in_flight + commands[sent].bytes() <= options_.pipeline_bytes &&
+                               replies_in_flight + reply_cost(sent) <= options_.pipeline_reply_bytes))) {
         send(commands[sent]);
-        in_flight += cost(sent);
+        requests_in_flight += commands[sent].bytes();
+        replies_in_flight += reply_cost(sent);
         ++sent;
       }
       sink.read(answered);
-      in_flight -= cost(answered);
+      requests_in_flight -= commands[answered].bytes();
+      replies_in_flight -= reply_cost(answered);
       const size_t index = answered++;  // counted first: a handler that throws never sees it again
       sink.deliver(index);
     }

@@ -25,7 +25,9 @@ const RegisterConfigSection redis_section({"redis", "Redis servers: the embeddin
     ConfigKey::string("server", "redis-server", "redis-server executable for private servers"),
     ConfigKey::integer("chunk_bytes", 4 << 20, "embedding tensors are stored in chunks of this many bytes")
         .range(64 << 10, 512 << 20),
-    ConfigKey::integer("pipeline_bytes", 8 << 20, "bytes of requests and replies in flight per connection")
+    ConfigKey::integer("pipeline_bytes", 32 << 20, "bytes of requests in flight per connection (puts)")
+        .range(1 << 20, 2048.0 * (1 << 20)),
+    ConfigKey::integer("pipeline_reply_bytes", 8 << 20, "bytes of expected replies in flight per connection (gets)")
         .range(1 << 20, 2048.0 * (1 << 20)),
     ConfigKey::integer("connect_timeout_ms", 2000, "connect timeout").range(10, 600000),
     ConfigKey::integer("command_timeout_ms", 30000, "send/receive timeout of one command").range(10, 3600000),
@@ -51,6 +53,7 @@ RedisOptions redis_options_from(const Config& config) {
   out.command_timeout = std::chrono::milliseconds(get_int(config, "redis.command_timeout_ms"));
   out.reconnect_for = std::chrono::milliseconds(get_int(config, "redis.reconnect_for_ms"));
   out.pipeline_bytes = static_cast<size_t>(get_int(config, "redis.pipeline_bytes"));
+  out.pipeline_reply_bytes = static_cast<size_t>(get_int(config, "redis.pipeline_reply_bytes"));
   return out;
 }
 

@@ -230,7 +230,7 @@ TEST_F(EmbeddingCacheTest, ABrokenEntryNeverTakesANewGoodOneWithIt) {
     }
   };
   RedisOptions one_at_a_time = quick_options();
-  one_at_a_time.pipeline_bytes = 1;  // chunk 1 is requested only after the hook ran
+  one_at_a_time.pipeline_reply_bytes = 1;  // chunk 1 is requested only after the hook ran
   EmbeddingCache cache(server_.endpoint(), hooked, one_at_a_time);
   cache.put("k", sample(at::kFloat, {2000}, 4));
   EXPECT_FALSE(cache.get("k").has_value());

@@ -53,7 +53,7 @@ TEST(RedisClient, ErrorRepliesThrowNamingTheCommand) {
 TEST(RedisClient, PipelineKeepsOrderUnderATightBound) {
   TestServer server;
   RedisOptions options = quick_options();
-  options.pipeline_bytes = 64 << 10;  // a few values in flight at a time
+  options.pipeline_bytes = options.pipeline_reply_bytes = 64 << 10;  // a few values in flight at a time
   RedisClient client(server.endpoint(), options);
   std::vector<std::string> values;
   std::vector<RedisCommand> sets, gets;
