@@ -805,9 +805,8 @@ int run_parent(const Options& options, const std::string& command_line) {
       "Computed, not searched: growth is linear in L (blockwise attention keeps no L×L term), so "
       "L_max = (cap − a) / b from the line through the zigzag runs at L = {} and {} (P = 1: the "
       "single-rank runs); rounded down to a multiple of 2P. A run at L_max would take hours at P = 1 "
-      "(work grows as L²). `linearity` = the L = {} run's growth against the line: at short L an SP rank's "
-      "tensors are a few MiB, below glibc's mmap threshold, so they come from the heap and its reuse slack "
-      "adds tens of MiB; the line is fit on the long runs.\n\n",
+      "(work grows as L²). `linearity` = the L = {} run's growth against the line, a check that growth is "
+      "linear in L (under LVRL_CPU_ALLOCATOR=system, malloc's reuse slack at short L adds tens of MiB).\n\n",
       options.time_length, options.memory_length, options.bytes_length);
   md << "| P | growth at L_t MiB | growth at L_m MiB | MiB per 1k tokens | L_max | linearity at short L "
         "|\n|---|---|---|---|---|---|\n";
