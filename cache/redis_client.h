@@ -120,7 +120,8 @@ class RedisClient {
   };
   void run_pipeline(const RedisCommand* commands, size_t count, Retry retry, const ReplySink& sink);
   void exchange(const RedisCommand* commands, size_t count, size_t& answered, const ReplySink& sink);
-  void send(const RedisCommand& command);
+  void send(const RedisCommand& command);  // small ones are queued until flush()
+  void flush();
   ReplySink hiredis_sink(const ReplyHandler& on_reply, const std::function<size_t(size_t)>& reply_bytes,
                          RedisReply& slot);
   RedisReply single(const RedisCommand& command, Retry retry, std::chrono::milliseconds extra_timeout);
@@ -131,6 +132,7 @@ class RedisClient {
   redisContext* context_ = nullptr;
   std::chrono::milliseconds socket_timeout_{0};  // what the socket has now
   std::chrono::milliseconds wanted_timeout_{0};  // what the next exchange needs
+  size_t queued_bytes_ = 0;  // small commands in hiredis' output buffer, not yet written
   uint64_t generation_ = 0;
   bool connected_once_ = false;
   std::string last_failure_;  // why the last connection dropped, for the next error message
