@@ -169,11 +169,24 @@ CachingCpuAllocator& cpu_allocator() {
 
 namespace {
 
+// AddressSanitizer sees inside malloc's blocks, not inside our mappings: sanitizer builds default to
+// LibTorch's allocator.
+#if defined(__has_feature)  // clang
+#if __has_feature(address_sanitizer)
+#define LVRL_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) || defined(LVRL_ASAN)  // gcc, clang
+constexpr const char* kDefaultAllocator = "system";
+#else
+constexpr const char* kDefaultAllocator = "caching";
+#endif
+
 // Runs before main (LibTorch's own allocator registers earlier, in libc10's initialisation): priority 1
 // outranks it.
 bool install_at_start() {
   const char* choice = std::getenv("LVRL_CPU_ALLOCATOR");
-  const std::string value = choice == nullptr ? "caching" : choice;
+  const std::string value = choice == nullptr ? kDefaultAllocator : choice;
   if (value == "system") return false;
   if (value != "caching") {
     std::fprintf(stderr, "error: LVRL_CPU_ALLOCATOR='%s' is not one of: caching, system\n", value.c_str());

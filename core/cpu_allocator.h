@@ -8,7 +8,8 @@
 // Smaller blocks come from posix_memalign. Every block is 64-byte aligned, as LibTorch's own.
 //
 // Installed for every binary that links core/ at start-up (LibTorch's CPU allocator slot, priority 1);
-// LVRL_CPU_ALLOCATOR=system keeps LibTorch's allocator (an anchor for benchmarks, or a memory debugger).
+// LVRL_CPU_ALLOCATOR=system keeps LibTorch's allocator (an anchor for benchmarks, or a memory debugger;
+// the default in AddressSanitizer builds, which cannot see inside these mappings).
 #pragma once
 
 #include <c10/core/Allocator.h>
