@@ -51,6 +51,7 @@ using lvrl::cache::RedisEndpoint;
 namespace {
 using Clock = std::chrono::steady_clock;
 constexpr double kTarget = 0.8;
+constexpr const char* kNewKeys = "-r 1000000000";  // redis-benchmark: a new random key per request
 
 double seconds_since(Clock::time_point begin) {
   return std::chrono::duration<double>(Clock::now() - begin).count();
@@ -111,7 +112,7 @@ Anchor run_redis_benchmark(const RedisEndpoint& endpoint, size_t value_bytes) {
   anchor.set_gbps = redis_benchmark_gbps(endpoint, "SET", value_bytes, "");
   anchor.get_gbps = redis_benchmark_gbps(endpoint, "GET", value_bytes, "");
   flush();
-  anchor.fresh_set_gbps = redis_benchmark_gbps(endpoint, "SET", value_bytes, "-r 1000000000");
+  anchor.fresh_set_gbps = redis_benchmark_gbps(endpoint, "SET", value_bytes, kNewKeys);
   flush();
   return anchor;
 }
@@ -120,7 +121,7 @@ struct Measured {
   std::string transport;
   int64_t bytes = 0;
   double put_gbps = 0;       // into a server that must take fresh pages: as SET new
-  double full_put_gbps = 0;  // into a full cache that evicts to make room: reuses memory, as SET
+  double full_put_gbps = 0;  // into a full cache that evicts to make room, as SET new into it
   double get_gbps = 0, cold_get_gbps = 0;
   double put_faults_per_mb = 0, full_put_faults_per_mb = 0;  // the server's, in the fastest run
   // Diagnostic anchor: one connection's SETs of new keys, as many as the tensor has chunks, into the full
@@ -324,12 +325,12 @@ int main(int argc, char** argv) {
         // SET of new keys into the same full cache: the server work of a full-cache put's chunks.
         fill_until_evicting(admin, filler, maxmemory_bytes, next_filler, /*age_filler=*/false);
         anchor.full_set_gbps =
-            std::max(anchor.full_set_gbps, redis_benchmark_gbps(endpoint, "SET", chunk_bytes, "-r 1000000000"));
+            std::max(anchor.full_set_gbps, redis_benchmark_gbps(endpoint, "SET", chunk_bytes, kNewKeys));
         for (size_t i = 0; i < sizes.size(); ++i) {  // the same, one put's worth after the same pause
           fill_until_evicting(admin, filler, maxmemory_bytes, next_filler);
           const auto chunks = static_cast<int64_t>((sizes[i] + chunk_bytes - 1) / chunk_bytes);
           measured[i].burst_set_gbps = std::max(
-              measured[i].burst_set_gbps, redis_benchmark_gbps(endpoint, "SET", chunk_bytes, "-r 1000000000", chunks, {1}));
+              measured[i].burst_set_gbps, redis_benchmark_gbps(endpoint, "SET", chunk_bytes, kNewKeys, chunks, {1}));
         }
         admin.run(lvrl::cache::RedisCommand{"FLUSHALL"}, lvrl::cache::Retry::Idempotent);  // the anchor's empty server
       }

@@ -550,7 +550,7 @@ AttentionGrads blockwise_attention_backward_from_delta(const at::Tensor& q, cons
   const at::ScalarType type = accumulate_type(q);
   const int64_t G = d.group;
   const double scale = softmax_scale(spec, d.head_dim);
-  // The row copies are released before the gradients go back to the caller's layout (one at a
+  // The row tensors are released before the gradients go back to the caller's layout (one at a
   // time), so the peak is the loop's, not the loop's plus three converted gradients.
   at::Tensor qr = scaled_query_rows(q, d, type, scale);   // [BH, Lq·G, D]
   at::Tensor kr = to_key_rows(k, d, type);                // [BH, Lk, D]
