@@ -3,6 +3,10 @@
 #include "core/error.h"
 
 #include <xxhash.h>
+#if defined(__x86_64__) && __has_include(<xxh_x86dispatch.h>)
+#include <xxh_x86dispatch.h>
+#define LVRL_XXH3_DISPATCH 1
+#endif
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -18,6 +22,26 @@ namespace {
 // 4 MiB: large enough that the read syscalls cost nothing next to hashing, small enough that the
 // buffer doesn't matter beside the decoded frames that follow.
 constexpr size_t kFileReadSize = size_t{4} << 20;
+
+// XXH3-128 through libxxhash's runtime dispatch on x86-64: AVX2 where the CPU has it, SSE2 otherwise
+// (the plain entry points are built for SSE2 only). The same function, so the same digests; on the
+// AMD EPYC we bench on, 42 GB/s instead of 18 over a 4 MiB chunk still in the cache, as a chunk is
+// when it has just been sent or received; from memory both run at ~15 GB/s.
+XXH128_hash_t xxh3_128(const void* data, size_t size) {
+#ifdef LVRL_XXH3_DISPATCH
+  return XXH3_128bits_dispatch(data, size);
+#else
+  return XXH3_128bits(data, size);
+#endif
+}
+
+XXH_errorcode xxh3_128_update(XXH3_state_t* state, const void* data, size_t size) {
+#ifdef LVRL_XXH3_DISPATCH
+  return XXH3_128bits_update_dispatch(state, data, size);
+#else
+  return XXH3_128bits_update(state, data, size);
+#endif
+}
 
 Hash128 from_xxh(XXH128_hash_t hash) {
   Hash128 out;
@@ -65,7 +89,7 @@ std::string Hash128::hex() const {
   return out;
 }
 
-Hash128 hash_bytes(const void* data, size_t size) { return from_xxh(XXH3_128bits(data, size)); }
+Hash128 hash_bytes(const void* data, size_t size) { return from_xxh(xxh3_128(data, size)); }
 
 Hash128 hash_string(std::string_view s) { return hash_bytes(s.data(), s.size()); }
 
@@ -112,7 +136,7 @@ Hasher::~Hasher() = default;
 Hasher& Hasher::update(const void* data, size_t size) {
   LVRL_ASSERT(state_ != nullptr, "update() on a moved-from Hasher");
   // XXH3 reports an error only for a null pointer with a non-zero size: a bug in the caller.
-  XXH_errorcode rc = XXH3_128bits_update(state_.get(), data, size);
+  XXH_errorcode rc = xxh3_128_update(state_.get(), data, size);
   LVRL_ASSERT(rc == XXH_OK, "XXH3_128bits_update failed: null data with size " + std::to_string(size));
   return *this;
 }
