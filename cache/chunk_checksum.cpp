@@ -1,9 +1,17 @@
 #include "cache/chunk_checksum.h"
 
+#include <sched.h>
+
 namespace lvrl::cache {
 
 ChunkChecksum::ChunkChecksum(uint64_t chunks) {
-  if (chunks > 1) thread_ = std::thread([this] { run(); });
+  if (chunks <= 1) return;
+  thread_ = std::thread([this] {
+    // Lowering one's own priority needs no privilege; should it fail, the thread runs at normal priority.
+    sched_param param{};
+    ::sched_setscheduler(0, SCHED_IDLE, &param);
+    run();
+  });
 }
 
 ChunkChecksum::~ChunkChecksum() {
@@ -28,27 +36,37 @@ void ChunkChecksum::add(const char* data, size_t size) {
   changed_.notify_all();
 }
 
+void ChunkChecksum::hash_front(std::unique_lock<std::mutex>& lock) {
+  const auto [data, size] = pending_.front();
+  pending_.pop_front();
+  hashing_ = true;
+  lock.unlock();
+  hasher_.update(data, size);
+  lock.lock();
+  hashing_ = false;
+  changed_.notify_all();
+}
+
 std::string ChunkChecksum::digest() {
   if (thread_.joinable()) {
     std::unique_lock<std::mutex> lock(mutex_);
-    changed_.wait(lock, [this] { return pending_.empty() && !hashing_; });
+    while (!pending_.empty() || hashing_) {
+      if (hashing_) {
+        changed_.wait(lock);
+      } else {
+        hash_front(lock);
+      }
+    }
   }
-  return hasher_.digest().hex();  // the thread waits for more chunks: it does not touch hasher_ now
+  return hasher_.digest().hex();  // nothing is queued: the thread waits and does not touch hasher_
 }
 
 void ChunkChecksum::run() {
   std::unique_lock<std::mutex> lock(mutex_);
   for (;;) {
-    changed_.wait(lock, [this] { return stop_ || !pending_.empty(); });
+    changed_.wait(lock, [this] { return stop_ || (!pending_.empty() && !hashing_); });
     if (stop_) return;
-    const auto [data, size] = pending_.front();
-    pending_.pop_front();
-    hashing_ = true;
-    lock.unlock();
-    hasher_.update(data, size);
-    lock.lock();
-    hashing_ = false;
-    changed_.notify_all();
+    hash_front(lock);
   }
 }
 
