@@ -124,16 +124,21 @@ PutResult EmbeddingCache::put(const std::string& key, const at::Tensor& tensor, 
 
   RedisPool::Lease lease = pool_.acquire();
   RedisClient& client = *lease;
-  std::optional<ChunkChecksum> checksum;  // the payload's, once: it does not change between attempts
+  // The payload's checksum, fed each chunk in order as it first goes out (its bytes are then hot in
+  // the cache), once: resends after a reconnect and later attempts add nothing.
+  std::optional<ChunkChecksum> checksum;
+  uint64_t hashed = 0;
+  auto hash_sent = [&](size_t i) {
+    if (i != hashed) return;
+    checksum->add(payload + i * manifest.chunk_bytes, manifest.chunk_size(i));
+    ++hashed;
+  };
   for (int attempt = 1; attempt <= options_.attempts; ++attempt) {
     if (client.run(RedisCommand{"EXISTS", mkey}, Retry::Idempotent).integer() == 1) {
       ++already_present_;
       return PutResult::AlreadyPresent;
     }
-    if (!checksum) {  // hashed while the chunks go out
-      checksum.emplace(manifest.chunks);
-      for (uint64_t i = 0; i < manifest.chunks; ++i) checksum->add(payload + i * manifest.chunk_bytes, manifest.chunk_size(i));
-    }
+    if (!checksum) checksum.emplace(manifest.chunks);
     const uint64_t generation = client.generation();
     manifest.writer = random_writer();
 
@@ -147,10 +152,13 @@ PutResult EmbeddingCache::put(const std::string& key, const at::Tensor& tensor, 
                              .add("PX")
                              .add(static_cast<int64_t>(options_.staging_ttl.count())));
     }
-    client.pipeline(commands, Retry::Idempotent, [&](size_t i, const RedisReply& reply) {
-      if (reply.is_error()) fail_redis(commands[i].describe(), reply.str());
-      if (options_.on_chunk) options_.on_chunk("put", i);
-    });
+    client.pipeline(
+        commands, Retry::Idempotent,
+        [&](size_t i, const RedisReply& reply) {
+          if (reply.is_error()) fail_redis(commands[i].describe(), reply.str());
+          if (options_.on_chunk) options_.on_chunk("put", i);
+        },
+        {}, hash_sent);
     manifest.checksum = checksum->digest();
 
     // 2. All still there? PERSIST answers 0 for a chunk that is gone (restart, eviction, TTL).

@@ -217,6 +217,7 @@ void RedisClient::exchange(const RedisCommand* commands, size_t count, size_t& a
                               (requests_in_flight + commands[sent].bytes() <= options_.pipeline_bytes &&
                                replies_in_flight + reply_cost(sent) <= options_.pipeline_reply_bytes))) {
         send(commands[sent]);
+        if (sink.sent) sink.sent(sent);
         requests_in_flight += commands[sent].bytes();
         replies_in_flight += reply_cost(sent);
         ++sent;
@@ -265,9 +266,12 @@ RedisClient::ReplySink RedisClient::hiredis_sink(const ReplyHandler& on_reply,
 }
 
 void RedisClient::pipeline(const std::vector<RedisCommand>& commands, Retry retry, const ReplyHandler& on_reply,
-                           const std::function<size_t(size_t)>& reply_bytes) {
+                           const std::function<size_t(size_t)>& reply_bytes,
+                           const std::function<void(size_t)>& on_sent) {
   RedisReply slot;
-  run_pipeline(commands.data(), commands.size(), retry, hiredis_sink(on_reply, reply_bytes, slot));
+  ReplySink sink = hiredis_sink(on_reply, reply_bytes, slot);
+  sink.sent = on_sent;
+  run_pipeline(commands.data(), commands.size(), retry, sink);
 }
 
 void RedisClient::pipeline_get_into(const std::vector<RedisCommand>& commands, const std::vector<BulkTarget>& targets,

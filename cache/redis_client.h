@@ -80,12 +80,15 @@ class RedisClient {
 
   // Sends `commands` pipelined and calls on_reply(i, reply) for each, in order. Error replies are
   // passed on, not thrown. `reply_bytes(i)`, when given, is the size the caller expects reply i to
-  // have; it counts against options.pipeline_reply_bytes until the reply is read. After a lost
-  // connection, Retry::Idempotent resends the commands not yet answered (on_reply never sees an
-  // index twice); Retry::Never throws RedisConnectionError.
+  // have; it counts against options.pipeline_reply_bytes until the reply is read. `on_sent(i)`, when
+  // given, runs as soon as command i is handed to the socket (a large one is written by then), so
+  // a caller can work on its bytes while they are hot in the cache; after a reconnect it runs again
+  // for the commands resent. After a lost connection, Retry::Idempotent resends the commands not yet
+  // answered (on_reply never sees an index twice); Retry::Never throws RedisConnectionError.
   using ReplyHandler = std::function<void(size_t, const RedisReply&)>;
   void pipeline(const std::vector<RedisCommand>& commands, Retry retry, const ReplyHandler& on_reply,
-                const std::function<size_t(size_t)>& reply_bytes = {});
+                const std::function<size_t(size_t)>& reply_bytes = {},
+                const std::function<void(size_t)>& on_sent = {});
 
   // GETs pipelined like pipeline(), each reply read straight into targets[i] when it is a string of
   // exactly targets[i].size bytes (zero-copy: redis_wire.h); other replies are reported by kind.
@@ -116,6 +119,7 @@ class RedisClient {
     std::function<void(size_t)> read;
     std::function<void(size_t)> deliver;
     std::function<size_t(size_t)> reply_bytes;  // optional: expected size of reply i
+    std::function<void(size_t)> sent;           // optional: command i was handed to the socket
     bool own_reader = false;                    // `read` parses the socket itself (wire::BulkReader)
   };
   void run_pipeline(const RedisCommand* commands, size_t count, Retry retry, const ReplySink& sink);

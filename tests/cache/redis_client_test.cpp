@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <thread>
 
@@ -73,6 +74,40 @@ TEST(RedisClient, PipelineKeepsOrderUnderATightBound) {
     EXPECT_EQ(reply.str(), values[i]);
   }, [&](size_t i) { return values[i].size(); });
   EXPECT_EQ(next, 200u);
+}
+
+TEST(RedisClient, OnSentRunsInOrderBeforeEachReplyAndAgainForResends) {
+  TestServer server;
+  RedisOptions options = quick_options();
+  options.pipeline_bytes = 64 << 10;  // a few values in flight at a time
+  RedisClient client(server.endpoint(), options);
+  const std::string value(20000, 'v');
+  std::vector<RedisCommand> sets;
+  for (int i = 0; i < 40; ++i) sets.push_back(RedisCommand{"SET"}.add("k" + std::to_string(i)).add(value));
+  std::vector<size_t> sent, answered;
+  bool crashed = false;
+  client.pipeline(
+      sets, Retry::Idempotent,
+      [&](size_t i, const RedisReply& reply) {
+        EXPECT_EQ(reply.text(), "OK");
+        EXPECT_NE(std::find(sent.begin(), sent.end(), i), sent.end()) << "reply " << i << " before its send";
+        answered.push_back(i);
+        if (i == 9 && !crashed) {  // commands 10.. are in flight or not sent yet: they go again
+          crashed = true;
+          server.crash_and_restart();
+        }
+      },
+      {}, [&](size_t i) { sent.push_back(i); });
+  ASSERT_EQ(answered.size(), 40u);
+  // The first pass sends 0, 1, ... in order; after the reconnect the sends start over at 10.
+  const auto restart = std::find(sent.begin() + 1, sent.end(), size_t{10});
+  ASSERT_NE(restart, sent.end());
+  const auto again = std::find(restart + 1, sent.end(), size_t{10});
+  ASSERT_NE(again, sent.end()) << "nothing was resent";
+  for (size_t k = 0; k < static_cast<size_t>(again - sent.begin()); ++k) EXPECT_EQ(sent[k], k);
+  for (auto it = again; it != sent.end(); ++it) EXPECT_EQ(*it, 10 + static_cast<size_t>(it - again));
+  EXPECT_EQ(sent.back(), 39u);
+  EXPECT_EQ(client.generation(), 1u);
 }
 
 TEST(RedisClient, HandlerThatThrowsLeavesTheClientUsable) {
