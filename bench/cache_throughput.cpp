@@ -125,7 +125,7 @@ struct Measured {
   double get_gbps = 0, cold_get_gbps = 0;
   double put_faults_per_mb = 0, full_put_faults_per_mb = 0;  // the server's, in the fastest run
   // Diagnostic anchor: one connection's SETs of new keys, as many as the tensor has chunks, into the full
-  // cache after the same pause as a full-cache put (a burst the size of one put, not a 150-request stream).
+  // cache right after the filler, as a full-cache put (a burst the size of one put, not a 150-request stream).
   double burst_set_gbps = 0;
 };
 
@@ -149,25 +149,55 @@ int64_t evicted_keys(lvrl::cache::RedisClient& admin) {
   return std::stoll(info.substr(at + 14));
 }
 
-// Writes chunk-sized filler values until the server evicts: a cache in use, where the chunks of each
-// put land in memory that evicting older entries frees. Then, with `age_filler`, waits out Redis' LRU
-// clock (1 s steps), so that the filler is older than anything a put writes and eviction takes it first.
-void fill_until_evicting(lvrl::cache::RedisClient& admin, const std::string& filler, int64_t maxmemory,
-                         int64_t& next_filler, bool age_filler = true) {
-  const int64_t before = evicted_keys(admin);
-  const int64_t most = 2 * maxmemory / static_cast<int64_t>(filler.size()) + 64;
-  for (int64_t written = 0; evicted_keys(admin) == before; written += 8) {
+// The filler: chunk-sized random (incompressible) values, serialized once by DUMP, so that RESTORE ...
+// IDLETIME can write them already old in Redis' LRU (idle an hour): eviction takes filler before
+// anything a put writes.
+struct Filler {
+  RedisEndpoint endpoint;
+  std::string dumped;  // DUMP of a chunk-sized value
+  int64_t next = 0;    // the next filler key's number
+};
+
+Filler make_filler(const RedisEndpoint& endpoint, size_t chunk_bytes) {
+  using lvrl::cache::RedisCommand;
+  using lvrl::cache::Retry;
+  const at::Tensor random = at::randint(0, 256, {static_cast<int64_t>(chunk_bytes)}, at::TensorOptions().dtype(at::kByte));
+  lvrl::cache::RedisClient client(endpoint);
+  client.run(RedisCommand{"SET", "bench:filler:template"}.add_view(static_cast<const char*>(random.data_ptr()), chunk_bytes),
+             Retry::Idempotent);
+  Filler filler{endpoint, client.run(RedisCommand{"DUMP", "bench:filler:template"}, Retry::Idempotent).str()};
+  client.run(RedisCommand{"DEL", "bench:filler:template"}, Retry::Idempotent);
+  return filler;
+}
+
+// Writes filler until the server evicts: a cache in use, where the chunks of each put land in memory
+// that evicting older entries frees. The filler's own connection closes when it is done, as a writer
+// that has finished: Redis keeps a read buffer sized for the next large argument on a connection that
+// sent one, and closing hands it back, so the first chunk of a put (or of the anchor) lands in reused
+// memory too. (With none free, every put's first chunk took ~1025 fresh pages, 3–8 ms of the server's
+// time; now 0.) No pause follows: a put (and the anchor) starts right after this stream of writes. (A pause of a
+// second or more to age the filler instead left both processes on one of this machine's two CPUs for
+// a whole 64 MB put: ~10 of its 28 ms waiting in the run queue, /proc/<pid>/schedstat, against none
+// right after a stream of writes.)
+void fill_until_evicting(Filler& filler, int64_t maxmemory) {
+  lvrl::cache::RedisClient client(filler.endpoint);
+  const int64_t before = evicted_keys(client);
+  const int64_t most = 2 * maxmemory / static_cast<int64_t>(filler.dumped.size()) + 64;
+  for (int64_t written = 0; evicted_keys(client) == before; written += 8) {
     if (written > most) throw std::runtime_error("the server does not evict: is maxmemory set?");
     std::vector<lvrl::cache::RedisCommand> batch;
     for (int i = 0; i < 8; ++i) {
-      batch.push_back(
-          lvrl::cache::RedisCommand{"SET"}.add(fmt::format("bench:filler:{}", next_filler++)).add_view(filler.data(), filler.size()));
+      batch.push_back(lvrl::cache::RedisCommand{"RESTORE"}
+                          .add(fmt::format("bench:filler:{}", filler.next++))
+                          .add(int64_t{0})
+                          .add_view(filler.dumped.data(), filler.dumped.size())
+                          .add("IDLETIME")
+                          .add(int64_t{3600}));
     }
-    admin.pipeline(batch, lvrl::cache::Retry::Idempotent, [&](size_t i, const lvrl::cache::RedisReply& reply) {
+    client.pipeline(batch, lvrl::cache::Retry::Idempotent, [&](size_t i, const lvrl::cache::RedisReply& reply) {
       if (reply.is_error()) throw std::runtime_error(batch[i].describe() + ": " + reply.str());
     });
   }
-  if (age_filler) std::this_thread::sleep_for(std::chrono::milliseconds(2100));
 }
 
 bool same(const std::optional<lvrl::cache::CachedEmbedding>& hit, const at::Tensor& tensor, const std::string& key) {
@@ -219,13 +249,13 @@ bool measure_fresh(EmbeddingCache& cache, lvrl::cache::RedisClient& admin, pid_t
 // sampling: should it take a chunk of this very put, the entry reads as a miss; that run is not
 // counted (and said so), since the cache did its job.
 bool measure_full(EmbeddingCache& cache, lvrl::cache::RedisClient& admin, pid_t server, const at::Tensor& tensor,
-                  const std::string& key, const std::string& filler, int64_t maxmemory, int64_t& next_filler,
+                  const std::string& key, Filler& filler, int64_t maxmemory,
                   Measured& best) {
   using lvrl::cache::RedisCommand;
   using lvrl::cache::Retry;
   const auto bytes = static_cast<double>(tensor.nbytes());
   cache.remove(key);
-  fill_until_evicting(admin, filler, maxmemory, next_filler);
+  fill_until_evicting(filler, maxmemory);
   const int64_t faults = minor_faults(server);
   const Clock::time_point start = Clock::now();
   cache.put(key, tensor);
@@ -288,10 +318,9 @@ int main(int argc, char** argv) {
     options.maxmemory = maxmemory;
     options.tcp_port = free_tcp_port();
     lvrl::cache::RedisServer server(options);
-    lvrl::cache::RedisClient admin(server.endpoint());  // filler, MEMORY PURGE, CONFIG SET
+    lvrl::cache::RedisClient admin(server.endpoint());  // MEMORY PURGE, CONFIG SET, FLUSHALL
     const int64_t maxmemory_bytes = lvrl::cache::parse_memory_size(maxmemory, {"", 0, "maxmemory", ""});
-    const std::string filler(chunk_bytes, 'f');
-    int64_t next_filler = 0;
+    Filler filler = make_filler(server.endpoint(), chunk_bytes);
 
     std::vector<int64_t> sizes = {int64_t{64} << 20};
     if (!quick) sizes.push_back(int64_t{1} << 30);
@@ -318,16 +347,19 @@ int main(int argc, char** argv) {
           correct &= measure_fresh(cache, admin, server.pid(), tensors[i],
                                    fmt::format("bench-{}-{}", transport, sizes[i]), measured[i]);
         }
+        // The server is empty here: fill it once, so that each full-cache put below, like the anchor,
+        // meets a cache that has been full for a while and needs only a few more writes to evict.
+        fill_until_evicting(filler, maxmemory_bytes);
         for (size_t i = 0; i < sizes.size(); ++i) {
           correct &= measure_full(cache, admin, server.pid(), tensors[i], fmt::format("bench-{}-{}", transport, sizes[i]),
-                                  filler, maxmemory_bytes, next_filler, measured[i]);
+                                  filler, maxmemory_bytes, measured[i]);
         }
         // SET of new keys into the same full cache: the server work of a full-cache put's chunks.
-        fill_until_evicting(admin, filler, maxmemory_bytes, next_filler, /*age_filler=*/false);
+        fill_until_evicting(filler, maxmemory_bytes);
         anchor.full_set_gbps =
             std::max(anchor.full_set_gbps, redis_benchmark_gbps(endpoint, "SET", chunk_bytes, kNewKeys));
-        for (size_t i = 0; i < sizes.size(); ++i) {  // the same, one put's worth after the same pause
-          fill_until_evicting(admin, filler, maxmemory_bytes, next_filler);
+        for (size_t i = 0; i < sizes.size(); ++i) {  // the same, one put's worth
+          fill_until_evicting(filler, maxmemory_bytes);
           const auto chunks = static_cast<int64_t>((sizes[i] + chunk_bytes - 1) / chunk_bytes);
           measured[i].burst_set_gbps = std::max(
               measured[i].burst_set_gbps, redis_benchmark_gbps(endpoint, "SET", chunk_bytes, kNewKeys, chunks, {1}));
@@ -422,13 +454,13 @@ int main(int argc, char** argv) {
         "Anchors: `redis-benchmark -t set,get -d {} -n 150 -P 1`, best of `-c 1` and `-c 4`. \"SET\" overwrites "
         "one key: the server reuses the old value's memory and evicts nothing. \"SET new\" adds `-r 1000000000`, "
         "a new key per request, as every chunk of a put is: into the empty server it takes fresh pages from the "
-        "kernel; \"SET new (full)\" runs it against the full cache, right after our full-cache puts, so the server "
-        "evicts older values to make room for each; \"one put's worth\" (a diagnostic, not judged) runs only as "
-        "many of those SETs as the tensor has chunks, on one connection, after the same 2.1 s pause a "
-        "full-cache put follows — a burst the size of one put rather than a 150-request stream. Ours, put: chunking, the xxh3 checksum, the "
+        "kernel; \"SET new (full)\" runs it against the full cache (filled with old values until it evicts, "
+        "then at once), so the server evicts older values to make room for each; \"one put's worth\" (a "
+        "diagnostic, not judged) runs only as many of those SETs as the tensor has chunks, on one connection, in "
+        "the same state — a burst the size of one put rather than a 150-request stream. Ours, put: chunking, the xxh3 checksum, the "
         "PERSIST check and the manifest commit, measured twice — into an empty server after `MEMORY PURGE` "
         "(fresh pages, like for like with SET new), and into a full cache that evicts older entries to make room "
-        "(filler written first; like for like with SET new (full)). Get: the "
+        "(the same filling first, then at once; like for like with SET new (full)). Get: the "
         "manifest read, checks and checksum; \"warm\" gets land in the previous result's freed buffer (the steady "
         "state of a trainer), \"cold\" ones in fresh memory. \"server faults/MB\": the server's minor page faults "
         "(`/proc/<pid>/stat`) during the put, per MB put.\n\n{}\n"
