@@ -2,7 +2,12 @@
 
 #include <sched.h>
 
+#include <algorithm>
+
 namespace lvrl::cache {
+namespace {
+constexpr size_t kSliceBytes = size_t{1} << 20;
+}  // namespace
 
 ChunkChecksum::ChunkChecksum(uint64_t chunks) {
   if (chunks <= 1) return;
@@ -31,7 +36,8 @@ void ChunkChecksum::add(const char* data, size_t size) {
   }
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    pending_.emplace_back(data, size);
+    // In slices, so that digest() never waits long for a slice an idle-class thread has begun.
+    for (size_t at = 0; at < size; at += kSliceBytes) pending_.emplace_back(data + at, std::min(kSliceBytes, size - at));
   }
   changed_.notify_all();
 }
