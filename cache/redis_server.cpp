@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -20,6 +19,7 @@
 
 #include "cache/redis_client.h"
 #include "core/log.h"
+#include "core/process.h"
 
 namespace lvrl::cache {
 namespace {
@@ -152,42 +152,12 @@ void RedisServer::write_config() const {
 
 void RedisServer::spawn() {
   ::unlink(endpoint().socket_path.c_str());  // a stale socket from a killed server
-  int report[2];  // the child writes errno here if exec fails; CLOEXEC closes it when exec works
-  if (::pipe2(report, O_CLOEXEC) != 0) fail_system("pipe2", std::strerror(errno));
-  const std::string config = config_path();
-  std::vector<char*> argv = {const_cast<char*>(options_.executable.c_str()), const_cast<char*>(config.c_str()),
-                             nullptr};
-  const pid_t parent = ::getpid();
-  pid_t pid = ::fork();
-  if (pid < 0) fail_system("fork", std::strerror(errno));
-  if (pid == 0) {  // the child: async-signal-safe calls only, then exec
-    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
-    if (::getppid() != parent) ::_exit(127);
-    int null = ::open("/dev/null", O_RDWR);
-    ::dup2(null, 0);
-    ::dup2(null, 1);
-    ::dup2(null, 2);
-    ::dup2(report[1], 3);
-    ::close_range(4, ~0U, 0);  // nothing inherited: no other server's sockets, no test files
-    ::fcntl(3, F_SETFD, FD_CLOEXEC);
-    ::execvp(argv[0], argv.data());
-    int error = errno;
-    ssize_t ignored = ::write(3, &error, sizeof(error));
-    (void)ignored;
-    ::_exit(127);
-  }
-  ::close(report[1]);
-  int error = 0;
-  ssize_t got;
-  do {
-    got = ::read(report[0], &error, sizeof(error));
-  } while (got < 0 && errno == EINTR);
-  ::close(report[0]);
-  if (got == static_cast<ssize_t>(sizeof(error))) {
-    reap(pid, true);
+  SpawnOptions spawn;
+  spawn.quiet = true;  // the server logs to <name>.log
+  const pid_t pid = spawn_process({options_.executable, config_path()}, spawn);
+  if (pid < 0) {
     throw InputError({"", 0, "redis server executable", options_.executable},
-                     std::string("cannot run it: ") + std::strerror(error) +
-                         " (install redis-server, or set the path to it)");
+                     std::string("cannot run it: ") + std::strerror(-pid) + " (install redis-server, or set the path to it)");
   }
   pid_ = pid;
 }

@@ -7,11 +7,10 @@
 //    should survive a restart of the server.
 //
 // Each server listens on a unix socket in the run directory (mode 700), requires a random password,
-// and opens no TCP port unless one is configured (then on 127.0.0.1 only, by default). It is
-// started by fork + exec of `redis-server <dir>/<name>.conf` — exec right after fork, so the child
-// never runs LibTorch's state — with every inherited descriptor closed and PR_SET_PDEATHSIG, so a
-// crashed parent does not leave servers behind. PR_SET_PDEATHSIG fires when the *thread* that
-// started the server exits: start servers from a thread that outlives them (the main thread).
+// and opens no TCP port unless one is configured (then on 127.0.0.1 only, by default). It runs
+// `redis-server <dir>/<name>.conf` through spawn_process (core/process.h): no inherited descriptors,
+// output to its log only, and SIGTERM when the thread that started it exits, so a crashed parent
+// does not leave servers behind — start servers from a thread that outlives them (the main thread).
 #pragma once
 
 #include <sys/types.h>

@@ -6,7 +6,6 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -22,6 +21,7 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "core/process.h"
 
 extern char** environ;
 
@@ -110,13 +110,6 @@ std::vector<std::string> rank_environment(const LaunchOptions& options, int rank
   return env;
 }
 
-std::vector<char*> pointers(std::vector<std::string>& strings) {
-  std::vector<char*> out;
-  for (std::string& s : strings) out.push_back(s.data());
-  out.push_back(nullptr);
-  return out;
-}
-
 int exit_code(int status) {
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
@@ -134,52 +127,6 @@ void signal_running(const std::vector<Rank>& ranks, int signo) {
   }
 }
 
-// fork + exec at once, async-signal-safe calls only in the child. Returns the pid, or the errno
-// exec failed with (negated).
-pid_t spawn_rank(std::vector<char*>& argv, std::vector<char*>& envp) {
-  int report[2];  // the child writes errno here if exec fails; CLOEXEC closes it when exec works
-  if (::pipe2(report, O_CLOEXEC) != 0) fail_system("pipe2", std::strerror(errno));
-  const pid_t parent = ::getpid();
-  pid_t pid = ::fork();
-  if (pid < 0) fail_system("fork", std::strerror(errno));
-  if (pid == 0) {
-    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
-    if (::getppid() != parent) ::_exit(127);
-    ::setpgid(0, 0);
-    struct sigaction action {};
-    action.sa_handler = SIG_DFL;
-    sigemptyset(&action.sa_mask);
-    for (int signo : {SIGINT, SIGTERM, SIGHUP, SIGCHLD, SIGPIPE}) ::sigaction(signo, &action, nullptr);
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    int null = ::open("/dev/null", O_RDONLY);
-    if (null >= 0) ::dup2(null, 0);
-    ::dup2(report[1], 3);
-    ::close_range(4, ~0U, 0);  // nothing inherited beyond stdio: no sockets, no test files
-    ::fcntl(3, F_SETFD, FD_CLOEXEC);
-    ::execvpe(argv[0], argv.data(), envp.data());
-    int error = errno;
-    ssize_t ignored = ::write(3, &error, sizeof(error));
-    (void)ignored;
-    ::_exit(127);
-  }
-  ::setpgid(pid, pid);  // also here, so a signal sent right after the fork reaches the group
-  ::close(report[1]);
-  int error = 0;
-  ssize_t got;
-  do {
-    got = ::read(report[0], &error, sizeof(error));
-  } while (got < 0 && errno == EINTR);
-  ::close(report[0]);
-  if (got == static_cast<ssize_t>(sizeof(error))) {
-    int status;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    return -error;
-  }
-  return pid;
-}
 }  // namespace
 
 int pick_free_port() {
@@ -222,13 +169,13 @@ int launch_local_ranks(const LaunchOptions& options) {
              options.nproc, options.command.front(), port, threads);
 
   SignalScope signals;
-  std::vector<std::string> arguments = options.command;
-  std::vector<char*> argv = pointers(arguments);
   std::vector<Rank> ranks(options.nproc);
   for (int r = 0; r < options.nproc; ++r) {
-    std::vector<std::string> env = rank_environment(options, r, port, threads);
-    std::vector<char*> envp = pointers(env);
-    pid_t pid = spawn_rank(argv, envp);
+    const std::vector<std::string> env = rank_environment(options, r, port, threads);
+    SpawnOptions spawn;
+    spawn.own_process_group = true;  // a signal to the group reaches what the rank starts too
+    spawn.environment = &env;
+    const pid_t pid = spawn_process(options.command, spawn);
     if (pid < 0) {
       signal_running(ranks, SIGKILL);
       for (Rank& rank : ranks) {

@@ -1,6 +1,6 @@
 // Starting P local ranks of one command, torchrun-style: `lvrl sp launch --nproc P -- CMD ARGS...`.
 //
-// Each rank is fork+exec'd at once (never a bare fork after LibTorch started) with the environment
+// Each rank is started by spawn_process (core/process.h: fork + exec at once) with the environment
 // Mesh rendezvous reads (sp/mesh.h):
 //   RANK, LOCAL_RANK = 0..P−1, WORLD_SIZE = LOCAL_WORLD_SIZE = P,
 //   MASTER_ADDR = 127.0.0.1, MASTER_PORT = a port the OS picked free just before the spawn
