@@ -4,8 +4,8 @@
 // persistence: the cache server's config). The anchor is the best of 1 and 4 clients, no
 // pipelining (on this 2-core machine pipelining 4 MB SETs only slows redis-benchmark down), run
 // against the server in the state each put meets: empty (SET of new keys: fresh pages), full and
-// evicting (SET of new keys after our full-cache puts); SET overwriting one key is reported as the
-// strictest reading.
+// evicting (SET of new keys right after the same filling as a full-cache put); SET overwriting one key
+// is reported as the strictest reading.
 //
 // Ours includes everything a user pays: chunking, the xxh3 checksum, the PERSIST check and the
 // manifest commit on put; the manifest read, the checks and the checksum on get. Gets are timed

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 #include <hiredis/hiredis.h>
+#include <hiredis/sds.h>
 #include <signal.h>
 #include <sys/time.h>
 
@@ -68,7 +69,6 @@ RedisClient::~RedisClient() { disconnect(); }
 void RedisClient::disconnect() {
   if (context_ != nullptr) redisFree(context_);
   context_ = nullptr;
-  queued_bytes_ = 0;
 }
 
 void RedisClient::give_up(const std::string& statement, const std::string& detail) const {
@@ -189,12 +189,10 @@ void RedisClient::send(const RedisCommand& command) {
   std::vector<size_t> lengths;
   command.fill_argv(argv, lengths);
   LVRL_REDIS_CHECK(context, redisAppendCommandArgv(context, static_cast<int>(argv.size()), argv.data(), lengths.data()));
-  queued_bytes_ += command.bytes();
-  if (queued_bytes_ >= kZeroCopyBytes) flush();
+  if (sdslen(context->obuf) >= kZeroCopyBytes) flush();  // hiredis' output buffer: what waits to be written
 }
 
 void RedisClient::flush() {
-  queued_bytes_ = 0;
   int done = 0;
   do {
     LVRL_REDIS_CHECK(context_, redisBufferWrite(context_, &done));

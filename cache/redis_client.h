@@ -136,7 +136,6 @@ class RedisClient {
   redisContext* context_ = nullptr;
   std::chrono::milliseconds socket_timeout_{0};  // what the socket has now
   std::chrono::milliseconds wanted_timeout_{0};  // what the next exchange needs
-  size_t queued_bytes_ = 0;  // small commands in hiredis' output buffer, not yet written
   uint64_t generation_ = 0;
   bool connected_once_ = false;
   std::string last_failure_;  // why the last connection dropped, for the next error message
