@@ -8,6 +8,8 @@
 namespace lvrl::model {
 
 namespace {
+// Asks for the reasoning inside <think> </think> and the answer inside <answer> </answer>, the layout
+// Long-RL's video prompt asks for and its format reward checks.
 constexpr const char* kThinkAnswerInstruction =
     "Think about the question step by step before answering. Write your reasoning between <think> and "
     "</think>, then give only the final answer between <answer> and </answer>.";
@@ -74,37 +76,39 @@ int64_t video_token_count(const std::array<int64_t, 3>& grid_thw, int64_t merge_
   return t * h * w / (merge_size * merge_size);
 }
 
-std::string user_text(const std::string& question, const std::vector<std::string>& options,
-                      const PromptOptions& prompt) {
-  std::string text = question;
-  if (!options.empty()) {
+namespace {
+// The user turn after the video: the question, then "Options:" and one option per line when there
+// are options, then the instruction on its own line (when not empty).
+std::string user_text(const PromptRequest& request, const PromptOptions& prompt) {
+  std::string text = request.question;
+  if (!request.options.empty()) {
     text += "\nOptions:";
-    for (const std::string& option : options) text += "\n" + option;
+    for (const std::string& option : request.options) text += "\n" + option;
   }
-  std::string instruction = prompt.effective_instruction(!options.empty());
+  std::string instruction = prompt.effective_instruction(!request.options.empty());
   if (!instruction.empty()) text += "\n" + instruction;
   return text;
 }
+}  // namespace
 
-std::string render_video_prompt(const std::string& user_text, int64_t video_tokens,
-                                const PromptOptions& options) {
+std::string render_prompt_text(const PromptRequest& request, const PromptOptions& options, int64_t merge_size) {
+  const int64_t video_tokens = video_token_count(request.grid_thw, merge_size);
   std::string pads;
   pads.reserve(static_cast<size_t>(video_tokens) * 13);
   for (int64_t i = 0; i < video_tokens; ++i) pads += kVideoPad;
-  return prompt_head(options) + pads + prompt_tail(user_text);
+  return prompt_head(options) + pads + prompt_tail(user_text(request, options));
 }
 
-VideoPrompt build_video_prompt(const Tokenizer& tokenizer, const std::string& user_text,
-                               const std::array<int64_t, 3>& grid_thw, const PromptOptions& options,
-                               int64_t merge_size) {
+VideoPrompt render_prompt(const Tokenizer& tokenizer, const PromptRequest& request, const PromptOptions& options,
+                          int64_t merge_size) {
   VideoPrompt prompt;
-  prompt.video_tokens = video_token_count(grid_thw, merge_size);
+  prompt.video_tokens = video_token_count(request.grid_thw, merge_size);
   // Added tokens split the text before anything else, so encoding the parts on either side of the
   // placeholders separately gives exactly the ids of the whole text (a test checks this).
   tokenizer.encode(prompt_head(options), prompt.ids);
   prompt.video_begin = static_cast<int64_t>(prompt.ids.size());
   prompt.ids.insert(prompt.ids.end(), static_cast<size_t>(prompt.video_tokens), tokenizer.id_of(kVideoPad));
-  tokenizer.encode(prompt_tail(user_text), prompt.ids);
+  tokenizer.encode(prompt_tail(user_text(request, options)), prompt.ids);
   return prompt;
 }
 

@@ -46,14 +46,12 @@ struct PromptOptions {
 // multiples of merge_size (InputError naming grid_thw otherwise).
 int64_t video_token_count(const std::array<int64_t, 3>& grid_thw, int64_t merge_size = 2);
 
-// The user turn after the video: the question, then "Options:" and one option per line when there
-// are options, then the instruction on its own line (when not empty).
-std::string user_text(const std::string& question, const std::vector<std::string>& options,
-                      const PromptOptions& options_of_prompt);
-
-// The whole prompt as text, the video placeholder already expanded to `video_tokens` pads.
-std::string render_video_prompt(const std::string& user_text, int64_t video_tokens,
-                                const PromptOptions& options);
+// One video question, as a dataset row gives it.
+struct PromptRequest {
+  std::string question;
+  std::vector<std::string> options;   // one line each, as written ("A. eggs"); empty for open questions
+  std::array<int64_t, 3> grid_thw{};  // the video's patch grid {T/2, H/14, W/14}
+};
 
 struct VideoPrompt {
   std::vector<TokenId> ids;  // [L] the prompt, ending with "<|im_start|>assistant\n"
@@ -61,10 +59,13 @@ struct VideoPrompt {
   int64_t video_tokens = 0;  // K: ids[video_begin, video_begin + K) are <|video_pad|>
 };
 
-// The ids of render_video_prompt(user_text, K, options) — identical to encoding that text — built
-// without tokenizing K placeholders one by one.
-VideoPrompt build_video_prompt(const Tokenizer& tokenizer, const std::string& user_text,
-                               const std::array<int64_t, 3>& grid_thw, const PromptOptions& options,
+// The one prompt renderer: SFT, rollout, eval and generation all turn a question into ids here, so
+// the policy is trained on exactly the prompts it is sampled and judged on. The ids equal encoding
+// render_prompt_text(request, options) — built without tokenizing K placeholders one by one.
+VideoPrompt render_prompt(const Tokenizer& tokenizer, const PromptRequest& request, const PromptOptions& options,
+                          int64_t merge_size = 2);
+// The same prompt as text, the video placeholder expanded to its K pads (for logs, tests, records).
+std::string render_prompt_text(const PromptRequest& request, const PromptOptions& options,
                                int64_t merge_size = 2);
 
 // An assistant answer in `format`, e.g. for SFT targets: "<think>{reasoning}</think><answer>{answer}

@@ -19,40 +19,61 @@ TEST(ChatTemplate, VideoTokenCountFromGrid) {
   EXPECT_THROW(video_token_count({0, 2, 2}), InputError);
 }
 
+// The whole text of one prompt under the default options, written out by hand from Qwen2.5-VL's chat
+// template (system turn, user turn with the video first, assistant header) and the configured
+// instruction: any change to what the policy sees changes this string.
+TEST(ChatTemplate, PinsTheDefaultPrompt) {
+  PromptRequest request{"Which colour appears first?", {"A. red", "B. green", "C. blue", "D. yellow"}, {1, 2, 4}};
+  EXPECT_EQ(render_prompt_text(request, PromptOptions{}),
+            "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+            "<|im_start|>user\n<|vision_start|><|video_pad|><|video_pad|><|vision_end|>"
+            "Which colour appears first?\nOptions:\nA. red\nB. green\nC. blue\nD. yellow\n"
+            "Think about the question step by step before answering. Write your reasoning between <think> and "
+            "</think>, then give only the final answer between <answer> and </answer>. For a multiple-choice "
+            "question, the answer is the option's letter.<|im_end|>\n"
+            "<|im_start|>assistant\n");
+}
+
 TEST(ChatTemplate, RendersQwenVideoQaLayout) {
   PromptOptions options;
   options.format = AnswerFormat::Free;
-  EXPECT_EQ(render_video_prompt("What happens in this video?", 3, options),
-            "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n<|vision_start|>"
+  options.system = "Be brief.";
+  EXPECT_EQ(render_prompt_text({"What happens in this video?", {}, {3, 2, 2}}, options),
+            "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n<|vision_start|>"
             "<|video_pad|><|video_pad|><|video_pad|><|vision_end|>What happens in this video?<|im_end|>\n"
             "<|im_start|>assistant\n");
 }
 
+// The user turn's text: the rendered prompt between <|vision_end|> and the turn's <|im_end|>.
+std::string user_turn(const PromptRequest& request, const PromptOptions& options) {
+  const std::string text = render_prompt_text(request, options);
+  const size_t begin = text.find("<|vision_end|>") + std::string("<|vision_end|>").size();
+  return text.substr(begin, text.find("<|im_end|>", begin) - begin);
+}
+
 TEST(ChatTemplate, UserTextCarriesOptionsAndInstruction) {
+  const std::array<int64_t, 3> grid{1, 2, 2};
   PromptOptions free;
   free.format = AnswerFormat::Free;
-  EXPECT_EQ(user_text("Q?", {}, free), "Q?");
-  EXPECT_EQ(user_text("Q?", {"A. x", "B. y"}, free), "Q?\nOptions:\nA. x\nB. y");
-  PromptOptions think;
-  std::string text = user_text("Q?", {"A. x"}, think);
-  EXPECT_NE(text.find("<think>"), std::string::npos);
-  EXPECT_NE(text.find("<answer>"), std::string::npos);
-  EXPECT_NE(text.find("letter"), std::string::npos);
+  EXPECT_EQ(user_turn({"Q?", {}, grid}, free), "Q?");
+  EXPECT_EQ(user_turn({"Q?", {"A. x", "B. y"}, grid}, free), "Q?\nOptions:\nA. x\nB. y");
+  PromptOptions answer;
+  answer.format = AnswerFormat::Answer;
+  EXPECT_EQ(user_turn({"Q?", {}, grid}, answer), "Q?\nGive only the final answer, between <answer> and </answer>.");
   PromptOptions custom;
   custom.instruction = "Answer in one word.";
-  EXPECT_EQ(user_text("Q?", {}, custom), "Q?\nAnswer in one word.");
+  EXPECT_EQ(user_turn({"Q?", {"A. x"}, grid}, custom), "Q?\nOptions:\nA. x\nAnswer in one word.");
 }
 
 TEST(ChatTemplate, PromptIdsEqualEncodingTheExpandedText) {
   const Tokenizer& t = qwen_tokenizer();
   PromptOptions options;
   for (std::array<int64_t, 3> grid : {std::array<int64_t, 3>{1, 2, 2}, {2, 4, 6}, {10, 40, 72}}) {
-    std::string question =
-        user_text("What does the man cook first? \xE4\xBD\xA0\xE5\xA5\xBD", {"A. eggs", "B. rice"}, options);
-    VideoPrompt prompt = build_video_prompt(t, question, grid, options);
+    PromptRequest request{"What does the man cook first? \xE4\xBD\xA0\xE5\xA5\xBD", {"A. eggs", "B. rice"}, grid};
+    VideoPrompt prompt = render_prompt(t, request, options);
     int64_t k = video_token_count(grid);
     EXPECT_EQ(prompt.video_tokens, k);
-    EXPECT_EQ(prompt.ids, t.encode(render_video_prompt(question, k, options)));
+    EXPECT_EQ(prompt.ids, t.encode(render_prompt_text(request, options)));
     ASSERT_GE(prompt.video_begin, 1);
     EXPECT_EQ(prompt.ids[prompt.video_begin - 1], t.id_of("<|vision_start|>"));
     for (int64_t i = 0; i < k; ++i) ASSERT_EQ(prompt.ids[prompt.video_begin + i], 151656);
