@@ -18,6 +18,7 @@ LVRL_PACKAGES=(
   libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
   libutf8proc-dev libxxhash-dev xxhash
   libgtest-dev libgmock-dev libbenchmark-dev
+  clang-format-14 clang-tidy-14
   python3-av
 )
 
