@@ -2,7 +2,7 @@
 // thread per rank, decoder-layer shapes (B = 1, H = 8, H_kv = 2, D = 64, float32, causal):
 //
 //   1. bytes  — every mode at P = 2 and 4 (hybrid: U = R = 2) on a short sequence L_b: the bytes each rank
-//               sent (comm.h's counter) against the design note's closed form and expected_bytes(),
+//               sent (comm.h's counter) against docs/sp.md's closed form and expected_bytes(),
 //               within 1% (a miss exits 1), and out / dq / dk / dv against the P = 1 run (≤ 1e-5
 //               relative), which itself is checked against the same kernel in float64.
 //   2. time   — "same total work": one global length L_t at P = 1 (the anchor: the local blockwise
@@ -476,7 +476,7 @@ class Runner {
   int runs_ = 0;
 };
 
-// The design note's closed form, fwd + bwd, for even heads: Ulysses 2·(U−1)/U·(2d + 2d_kv)·N/P; ring
+// docs/sp.md's closed form, fwd + bwd, for even heads: Ulysses 2·(U−1)/U·(2d + 2d_kv)·N/P; ring
 // (R−1) hops of K/V (2·N·d_kv/P) each way and R hops of fp32 dK/dV back. d_kv becomes U·d_h when the
 // H_kv < U KV heads are replicated (each rank receives the one its query heads read).
 int64_t note_formula_bytes(const RunSpec& spec, int64_t local) {
@@ -665,7 +665,7 @@ int run_parent(const Options& options, const std::string& command_line) {
   std::cout << fmt::format("\nbytes sent per rank, fwd+bwd, L = {} (N/P tokens per rank):\n",
                            options.bytes_length);
   md << fmt::format("### Bytes sent per rank (fwd + bwd, L = {})\n\n", options.bytes_length);
-  md << "The design note's closed form (`note`): Ulysses 2·(U−1)/U·(2d + 2d_kv)·N/P, ring (R−1) K/V hops "
+  md << "docs/sp.md's closed form (`note`): Ulysses 2·(U−1)/U·(2d + 2d_kv)·N/P, ring (R−1) K/V hops "
         "of 2·N·d_kv/P each way plus R hops of fp32 dK/dV; d_kv → U·d_h where H_kv < U replicates KV heads. "
         "`expected` is `SequenceParallelAttention::expected_bytes` (per rank, exact head split). "
         "`measured` is comm.h's counter, max over ranks; the error is the worst rank's.\n\n";

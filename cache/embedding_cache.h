@@ -1,6 +1,6 @@
 // The embedding cache: tensors of any size in Redis, content-addressed, verified on every read.
 //
-// Why it is built this way (video_and_cache.md):
+// Why it is built this way (docs/cache.md#the-embedding-cache):
 //  - Redis strings cap at 512 MB and one GET copies the whole value into a reply buffer, while an
 //    hour of video is ~1.8 GB of embeddings. So a tensor is split into chunks (4 MB by default),
 //    written pipelined with a bound on bytes in flight, and read the same way straight into the

@@ -1,6 +1,6 @@
 // Private redis-server processes for one run (tests, the demo, `lvrl launch`).
 //
-// Two roles, because one server cannot be both (video_and_cache.md):
+// Two roles, because one server cannot be both (docs/cache.md#two-servers):
 //  - Cache: `maxmemory` + `allkeys-lru`, no persistence. Embeddings are a cache: losing them costs
 //    re-encoding, never correctness (manifests and chunks are checked on every read).
 //  - Queue: `noeviction` + AOF `everysec`. Streams and weight versions must not be evicted and

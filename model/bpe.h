@@ -1,4 +1,4 @@
-// Byte-level BPE (the "model" of tokenizer.json, qwen2_5_vl.md §3).
+// Byte-level BPE (the "model" of tokenizer.json, docs/model.md#tokenizer).
 //
 // Vocabulary strings in tokenizer.json are written in GPT-2's byte-level alphabet (every byte mapped
 // to a printable code point, `bytes_to_unicode`). We undo that mapping once at load time and run BPE

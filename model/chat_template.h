@@ -1,4 +1,4 @@
-// The prompt Qwen2.5-VL expects for one video and one question (qwen2_5_vl.md §2.5, §2.6):
+// Qwen2.5-VL's prompt for one video and one question (docs/model.md#placeholder-expansion, #chat-template):
 //
 //   <|im_start|>system\n{system}<|im_end|>\n
 //   <|im_start|>user\n<|vision_start|><|video_pad|>×K<|vision_end|>{question}<|im_end|>\n

@@ -1,4 +1,4 @@
-// Keys and values of earlier tokens, per layer, for incremental decoding (qwen2_5_vl.md §5.5).
+// Keys and values of earlier tokens, per layer, for incremental decoding (docs/model.md#decode-positions).
 //
 // Preallocated once ([B, capacity, H_kv, D] per layer) so decoding never reallocates. Every row is
 // left-aligned: row b's tokens sit at cache indices 0 .. length(b)-1, whatever its prompt length,

@@ -9,7 +9,7 @@
 namespace lvrl::model {
 
 // y = weight ⊙ cast_to_input_dtype(x_f32 · rsqrt(mean(x_f32²) + eps)): the normalized value is cast
-// back to the input's dtype *before* the weight multiplies it (qwen2_5_vl.md §4.4). Float64 inputs
+// back to the input's dtype *before* the weight multiplies it (docs/model.md#vision-forward). Float64 inputs
 // are normalized in float64.
 class RMSNormImpl : public torch::nn::Module {
  public:

@@ -1,4 +1,4 @@
-// Text preparation before BPE, Qwen2 flavour (qwen2_5_vl.md §3): UTF-8 decoding that survives bad
+// Text preparation before BPE, Qwen2 flavour (docs/model.md#tokenizer): UTF-8 decoding that survives bad
 // bytes, the NFC normalizer, and the Split pre-tokenizer.
 //
 // The Split regex (kQwenSplitPattern; its fourth alternative begins with a space)

@@ -1,4 +1,4 @@
-// Reading config.json (qwen2_5_vl.md §1.1):
+// Reading config.json (docs/model.md#config-layouts):
 //  - text fields come from "text_config" when it exists (transformers ≥ 4.53), else the top level;
 //  - mrope_section from "rope_scaling" or "rope_parameters" (text section first, then top level);
 //  - rope_theta from the text section, the top level, or "rope_parameters".
@@ -101,7 +101,7 @@ Section sub_section(const Section& parent, const char* name) {
   return Section{value, parent.key(name) + ".", parent.file};
 }
 
-// Qwen2-VL and Qwen3-VL share the family's file layout but not its architecture (qwen2_5_vl.md §8–9).
+// Qwen2-VL and Qwen3-VL: the family's files, another architecture (docs/model.md#qwen2-vl-and-qwen3-vl).
 void check_model_type(const Section& section, const char* name, const std::vector<std::string>& accepted,
                       bool required) {
   const json* value = section.find(name);

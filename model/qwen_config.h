@@ -1,4 +1,4 @@
-// Qwen2.5-VL's config.json (qwen2_5_vl.md §1): the fields the architecture needs, read from any of
+// Qwen2.5-VL's config.json (docs/model.md#config): the fields the architecture needs, read from any of
 // the three layouts transformers has written (flat hub format with rope_scaling, nested text_config,
 // v5 rope_parameters), validated, and written back with the real field names in the flat hub layout
 // so transformers loads what we save. Presets `tiny` and `small` are the same architecture at sizes

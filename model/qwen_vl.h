@@ -1,4 +1,4 @@
-// Qwen2.5-VL: vision tower + language model + LM head (qwen2_5_vl.md §4–5), one module whose
+// Qwen2.5-VL: vision tower + language model + LM head (docs/model.md), one module whose
 // named_parameters() are the checkpoint's tensor names (visual.*, model.*, lm_head.*).
 //
 // The three ways the rest of lvrl runs it:

@@ -1,4 +1,4 @@
-// get_rope_index follows transformers' Qwen2_5_VLModel.get_rope_index (qwen2_5_vl.md §5.4) on the
+// get_rope_index follows transformers' Qwen2_5_VLModel.get_rope_index (docs/model.md#3-d-position-ids) on the
 // valid (mask 1) tokens of each row, with one difference: where transformers jumps over t·h·w/4
 // tokens without looking, we check that the block really holds that many pad tokens, because a
 // mismatch would otherwise surface later as a silently misaligned embedding merge.
@@ -20,7 +20,7 @@ std::string grid_string(const GridTHW& grid) {
   return fmt::format("({}, {}, {})", grid[0], grid[1], grid[2]);
 }
 
-// τ_pos of temporal grid index τ (spec §5.4).
+// τ_pos of temporal grid index τ (docs/model.md#3-d-position-ids).
 int64_t temporal_position(int64_t tau, double second_per_grid_t, double tokens_per_second,
                           TemporalRule rule) {
   if (rule == TemporalRule::IntegerCastFirst) {

@@ -1,4 +1,4 @@
-// Rotary position embeddings of both towers (qwen2_5_vl.md §4.2, §5.3–5.5).
+// Rotary position embeddings of both towers (docs/model.md#vision-rotary-table, #m-rope…#decode-positions).
 //
 // Text: M-RoPE. Every token has three position ids (temporal, height, width); frequency j of the
 // head takes its angle from the axis its mrope_section chunk names. Text tokens carry the same id on
@@ -20,7 +20,7 @@ namespace lvrl::model {
 
 using GridTHW = std::array<int64_t, 3>;  // (temporal patches, patch rows, patch columns)
 
-// How a video block's temporal id is computed from its grid index τ (spec §5.4 "version pitfall").
+// A video block's temporal id from its grid index τ: the pitfall in docs/model.md#3-d-position-ids.
 enum class TemporalRule {
   FloatThenFloor,   // ⌊τ · second_per_grid_t · tokens_per_second⌋: official training code, transformers ≥ #48669
   IntegerCastFirst, // τ · int(second_per_grid_t) · tokens_per_second: transformers 4.49–4.57

@@ -1,4 +1,4 @@
-// Qwen2 decoder with M-RoPE (qwen2_5_vl.md §5.2–5.3): embed_tokens → layers of RMSNorm / GQA
+// Qwen2 decoder with M-RoPE (docs/model.md#decoder-layer): embed_tokens → layers of RMSNorm / GQA
 // attention (q/k/v with bias, o_proj without) / SwiGLU MLP (no biases) → final RMSNorm. The LM head
 // is not here: callers ask model::QwenVL for log-probs or logits of the positions they need only.
 #pragma once

@@ -1,5 +1,5 @@
 // The Qwen2 / Qwen2.5-VL tokenizer, read from a model directory's tokenizer.json (+
-// tokenizer_config.json), matching Hugging Face `tokenizers` id for id (qwen2_5_vl.md §3).
+// tokenizer_config.json), matching Hugging Face `tokenizers` id for id (docs/model.md#tokenizer).
 //
 // encode: added tokens are cut out of the raw text first (leftmost, longest match; never split),
 // every stretch between them is NFC-normalized, cut into pieces by the Qwen split regex

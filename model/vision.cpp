@@ -1,5 +1,5 @@
 // The tower's forward mirrors transformers' Qwen2_5_VisionTransformerPretrainedModel.forward
-// (qwen2_5_vl.md §4.4) step by step, so a bf16 run rounds where the reference rounds: the conv on
+// (docs/model.md#vision-forward) step by step, so a bf16 run rounds where the reference rounds: the conv on
 // bf16 pixels, the fp32 rotary tables and q/k rotation, RMSNorm's cast before the weight, exact-erf
 // GELU in the merger. A float64 tower computes everything (rotation, cos/sin of the fp32 angles)
 // in float64, which is what the reference tests compare against.

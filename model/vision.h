@@ -1,4 +1,4 @@
-// Qwen2.5-VL's vision tower (qwen2_5_vl.md §4): Conv3d patch embedding (no bias) → blocks of
+// Qwen2.5-VL's vision tower (docs/model.md#vision-tower): Conv3d patch embedding (no bias) → blocks of
 // RMSNorm / 2-D-rotary attention / SwiGLU MLP → PatchMerger (2×2 patches → one LLM token).
 //
 // Most blocks attend inside windows of window_size pixels (4×4 merged units); the blocks in
@@ -31,7 +31,7 @@ struct WindowPartition {
   at::Tensor cu_window_seqlens;  // [W+1] int64 patch offsets of the windows (empty windows dropped)
   at::Tensor cu_seqlens;         // [Σt + 1] int64 patch offsets of the temporal slices
 };
-// spec §4.3; grids are patch grids (h, w even).
+// docs/model.md#window-partition; grids are patch grids (h, w even).
 WindowPartition partition_windows(const VisionConfig& config, const std::vector<GridTHW>& grids);
 
 // Module trees mirror transformers' so named_parameters() are the checkpoint names (visual.blocks.0.attn.qkv.weight).

@@ -1,4 +1,4 @@
-// Qwen2.5-VL checkpoints in Hugging Face layout (qwen2_5_vl.md §6): config.json + safetensors (one
+// Qwen2.5-VL checkpoints in HF layout (docs/model.md#checkpoint-weights): config.json + safetensors (one
 // file or shards with an index), tokenizer files beside them.
 //
 // Loading accepts the original hub names (visual.*, model.*, lm_head.*) and the names of newer

@@ -1,5 +1,5 @@
 // The collectives SP needs, on a c10d process group, with their byte counts recorded so
-// measurements can be checked against the design note's volume formulas. Every call waits for its
+// measurements can be checked against docs/sp.md's volume formulas. Every call waits for its
 // work (errors surface here through LVRL_C10D_CHECK, naming the operation).
 #pragma once
 

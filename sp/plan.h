@@ -37,7 +37,7 @@
 //                 dK/dV, and the local kernel's score blocks (256 × 256 per head).
 //   Not counted: a reference policy for KL, the rollout engine, logits (log-probs are chunked).
 //
-// Comm per step per rank: attention_bytes (sp/volume.h, the design note's formulas with the exact
+// Comm per step per rank: attention_bytes (sp/volume.h, docs/sp.md's formulas with the exact
 // head split) per layer, forward + backward, × layers; with recompute the forward runs (and sends)
 // again in backward, so its bytes count twice. Data-parallel gradient traffic is not SP's and is left out.
 #pragma once

@@ -37,7 +37,7 @@ class SequenceParallelAttention : public model::AttentionBackend {
   model::AttentionResult forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                  const model::AttentionSpec& spec) override;
 
-  // Bytes one rank sends for one forward + backward of these shapes, by the design note's formulas
+  // Bytes one rank sends for one forward + backward of these shapes, by docs/sp.md's formulas
   // (Ulysses: (U−1)/U of q, k, v, out and their gradients; ring: (R−1) hops of K/V forward, R−1 of
   // K/V and R of dK/dV backward; sp/volume.h's attention_bytes for this rank). Compared with comm.h's
   // bytes_sent() by `lvrl sp check` and bench_sp_attention.

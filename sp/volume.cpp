@@ -51,7 +51,7 @@ AttentionBytes attention_bytes(int ulysses, int ring, int ulysses_rank, int64_t 
   LVRL_ASSERT(heads >= 1 && kv_heads >= 1 && heads % kv_heads == 0,
               fmt::format("attention_bytes: H = {}, H_kv = {}", heads, kv_heads));
   // Heads this rank computes (H_me, H_kv,me) and the head-slots it sends the others in the
-  // heads → sequence direction (Σ_{u≠me} H_u, Σ_{u≠me} H_kv,u; the design note's (U−1)/U·H when even).
+  // heads → sequence direction (Σ_{u≠me} H_u, Σ_{u≠me} H_kv,u; docs/sp.md's (U−1)/U·H when even).
   int64_t q_heads = heads, q_others = 0, kv_here = kv_heads, kv_others = 0;
   if (U > 1) {
     const auto query_heads = split_query_heads(heads, U);

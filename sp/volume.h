@@ -4,7 +4,7 @@
 // the planner (sp/plan.h, which picks U × R by these volumes), so the plan's figures are the bytes
 // the attention really sends — comm.h's counter checks them in `lvrl sp check` and bench_sp_attention.
 //
-// The design note's closed forms are the even case (H % U == 0, H_kv ≥ U): per rank, forward
+// The closed forms in docs/sp.md are the even case (H % U == 0, H_kv ≥ U): per rank, forward
 // (U−1)/U·(2d + 2d_kv)·N/P for Ulysses and (R−1) hops of K/V, 2·N·d_kv/P each, for the ring; the
 // same again in backward, plus R hops of the dK/dV accumulators (in fp32 at least). Uneven head
 // counts and replicated KV heads (H_kv < U) change the per-rank figures; attention_bytes counts them
@@ -37,7 +37,7 @@ struct AttentionBytes {
 // element (dK/dV accumulators travel at max(element_bytes, 4)).
 //   Ulysses forward: q, k, v heads → sequence, out sequence → heads; backward: dout heads → sequence,
 //     dq, dk, dv sequence → heads; with R = 1 also Δ = rowsum(dout ∘ out), [B, l, H] in the
-//     accumulation type, heads → sequence (the design note's formula leaves it out: 1/(2D) of dout's
+//     accumulation type, heads → sequence (docs/sp.md's formula leaves it out: 1/(2D) of dout's
 //     share at fp32, 0.3% of the total for H = 8, H_kv = 2, D = 64).
 //   Ring forward: R−1 hops of this group's K/V block; backward: R−1 hops of K/V and R of dK/dV.
 AttentionBytes attention_bytes(int ulysses, int ring, int ulysses_rank, int64_t batch, int64_t local_tokens,

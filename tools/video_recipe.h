@@ -1,5 +1,5 @@
 // How one video becomes the vision tower's input — which frames, at what size, as which patches —
-// exactly as qwen-vl-utils' fetch_video + the HF processor do it (qwen2_5_vl.md §2.4), and the two
+// exactly as qwen-vl-utils' fetch_video + the HF processor do it (docs/model.md#video-path), and the two
 // texts that name the recipe inside embedding cache keys (cache/content_key.h).
 //
 // Why frames are chosen this way:

@@ -1,6 +1,6 @@
 // Follows qwen-vl-utils' vision_process.py as shipped with Qwen2.5-VL (0.0.10/0.0.11: smart_resize
 // clamps the shrunk side to at least `factor`; the 0.0.14 copy in the Qwen3-VL repository dropped
-// that clamp and can return 0) and the HF Qwen2-VL processor's patch flattening (spec §2.1-§2.4).
+// that clamp and can return 0) and the HF Qwen2-VL processor's patch flattening (docs/model.md#processor).
 // Python evaluates these formulas in double with true division; so do we, in the same order, so the
 // floor/ceil/round steps see the same doubles.
 #include "video/qwen_preprocess.h"

@@ -1,4 +1,4 @@
-// Qwen2.5-VL's video preprocessing (spec: qwen2_5_vl.md §2): how many frames to take and which
+// Qwen2.5-VL's video preprocessing (spec: docs/model.md#processor): how many frames to take and which
 // (smart_nframes, qwen_frame_indices), the smart_resize rule that picks a frame size, and frames →
 // normalized pixel patches in exactly the order the Conv3d patch embedding flattens its kernel, plus
 // grid_thw. Every number here must match qwen-vl-utils + the HF processor bit for bit, so the
@@ -14,7 +14,7 @@
 
 namespace lvrl::video {
 
-// qwen-vl-utils' video defaults (spec §2.4).
+// qwen-vl-utils' video defaults (docs/model.md#video-path).
 constexpr int64_t kQwenVideoMinPixels = 128 * 28 * 28;  // 100352 per frame
 constexpr int64_t kQwenVideoMaxPixels = 768 * 28 * 28;  // 602112 per frame
 constexpr int64_t kQwenVideoTotalPixels = 90316800;     // 128000·28²·0.9 over the whole clip

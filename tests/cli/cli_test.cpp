@@ -1,4 +1,4 @@
-// The binary's contract (ARCHITECTURE.md): --help and --version succeed; unknown commands and flags
+// The binary's contract (docs/architecture.md): --help and --version succeed; unknown commands and flags
 // fail with a non-zero exit naming them; config errors name file, key and value.
 #include <gtest/gtest.h>
 #include <sys/wait.h>

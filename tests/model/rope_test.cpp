@@ -1,6 +1,6 @@
-// Rotary positions: get_rope_index against hand-computed 3-D ids (qwen2_5_vl.md §5.4, including its
-// worked example), decode positions (§5.5), the M-RoPE tables and rotation against float64
-// formulas (§5.3), and the vision angle table's patch order (§4.2, §2.3).
+// Rotary positions: get_rope_index against hand-computed 3-D ids (docs/model.md#3-d-position-ids, with its
+// worked example), decode positions (#decode-positions), the M-RoPE tables and rotation against float64
+// formulas (#m-rope), and the vision angle table's patch order (#vision-rotary-table, #patch-order).
 #include "model/rope.h"
 
 #include <ATen/ATen.h>
@@ -49,7 +49,7 @@ std::vector<int64_t> concat(std::initializer_list<std::vector<int64_t>> parts) {
 
 using testing_model::expect_input_error;
 
-// A B <vs> [video (2, 4, 4)] <ve> C: spec §5.4's worked example.
+// A B <vs> [video (2, 4, 4)] <ve> C: the worked example of docs/model.md#3-d-position-ids.
 RopeIndexInput worked_example() {
   RopeIndexInput input;
   input.input_ids = row_tensor({concat({{kA, kB, kVs}, repeat(kVideo, 8), {kVe, kC}})});

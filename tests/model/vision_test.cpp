@@ -1,5 +1,5 @@
-// The vision tower: the window partition (qwen2_5_vl.md §4.3, with the spec's 644×476 example), the
-// module tree's checkpoint names, and the forward (§4.4) against an independent float64 reference
+// The vision tower: the window partition (docs/model.md#window-partition, with its 644×476 example), the
+// module tree's checkpoint names, and the forward (#vision-forward) against an independent float64 reference
 // that never reorders rows: it walks the raster grid window by window and runs plain dense
 // attention on each segment.
 #include "model/vision.h"
@@ -195,7 +195,7 @@ struct PatchPlace {
   int64_t row, col;  // patch row and column in the slice
 };
 
-// Patch rows in patchify order (§2.3): slice by slice, 2×2 merge blocks in raster order, (mh, mw) inside.
+// Patchify row order (docs/model.md#patch-order): per slice, 2×2 blocks in raster order, (mh, mw) inside.
 std::vector<PatchPlace> patch_places(const std::vector<GridTHW>& grids) {
   std::vector<PatchPlace> places;
   int64_t slice = 0;
@@ -232,7 +232,7 @@ at::Tensor reference_tower(torch::nn::Module& tower, const VisionConfig& config,
                            const std::vector<GridTHW>& grids) {
   const int64_t n = pixels.size(0), c = config.hidden_size, heads = config.num_heads, hd = config.head_dim();
   const std::vector<PatchPlace> places = patch_places(grids);
-  // Patch embedding as the matmul of §4.1.
+  // Patch embedding as the matmul of docs/model.md#patch-embedding.
   at::Tensor x = at::matmul(pixels, param(tower, "patch_embed.proj.weight").reshape({c, -1}).t());  // [N, C]
 
   // Rotary angles: the spec's fp32 inv_freq (from arange(0, dim, 2) / dim), fp32 products r·f, q·f.

@@ -1,4 +1,4 @@
-// sp/plan: hand-computed cases. Volumes are written out from the design note's closed forms (even
+// sp/plan: hand-computed cases. Volumes are written out from docs/sp.md's closed forms (even
 // heads) rather than taken from sp/volume.h, per local token l: Ulysses (U−1)/U·(2d + 2d_kv)·l·eb each
 // way; ring (R−1) hops of K and V (2·l·d_kv·eb each) each way plus R hops of fp32 dK/dV in backward;
 // with recompute the forward counts twice per step.

@@ -1,4 +1,4 @@
-// Qwen preprocessing against independent references: the spec's worked numbers (qwen2_5_vl.md §2),
+// Qwen preprocessing against independent references: the spec's worked numbers (docs/model.md#processor),
 // values from running qwen-vl-utils' own Python formulas, smart_resize restated in exact integer
 // arithmetic, frame indices from exact rational linspace, and pixel patches rebuilt element by
 // element in float64 from the spec's explicit row/column index formula.
@@ -41,7 +41,7 @@ void expect_input_error(Body body, const std::vector<std::string>& fragments) {
 // smart_resize / video_frame_size
 
 TEST(QwenPreprocessSmartResize, SpecImageExamples) {
-  // §2.2: 640×480 → 644×476 → 23·17 = 391 tokens; 1920×1080 → 1932×1092 → 69·39 = 2691 tokens.
+  // docs/model.md#image-path: 640×480 → 644×476 → 391 tokens; 1920×1080 → 1932×1092 → 2691 tokens.
   const Size vga = smart_resize(480, 640, 28, kImageMinPixels, kImageMaxPixels);
   EXPECT_EQ(vga, Size(476, 644));
   EXPECT_EQ((vga.first / 28) * (vga.second / 28), 391);
@@ -194,7 +194,7 @@ TEST(QwenPreprocessSmartResize, MatchesExactIntegerReferenceOnGrid) {
 }
 
 TEST(QwenPreprocessVideoFrameSize, SpecWorkedExample) {
-  // §2.4: 1280×720 at 30 fps for 10 s → 20 frames, max_px 602112, 560×1008, grid [10, 40, 72],
+  // docs/model.md#video-path: 1280×720, 30 fps, 10 s → 20 frames, max_px 602112, 560×1008, grid [10, 40, 72],
   // 10·20·36 = 7200 video tokens.
   const int64_t frames = smart_nframes(300, 30.0, kQwenDefaultFps, kQwenFpsMinFrames, kQwenFpsMaxFrames);
   ASSERT_EQ(frames, 20);
