@@ -33,9 +33,14 @@ case "${1:-}" in
       mapfile -t files < <(git diff --name-only --diff-filter=d "${LVRL_LINT_BASE:-HEAD~1}" -- '*.cpp')
     fi
     if ((${#files[@]} == 0)); then echo "[lint] clang-tidy: no changed sources"; exit 0; fi
+    # The build's precompiled header is GCC's; clang reads the header it was made from instead.
+    db=$(mktemp -d)
+    trap 'rm -rf "$db"' EXIT
+    sed "s#-include [^ ]*/cmake_pch.hxx#-include $root/cmake/pch.h#g" "$build_dir/compile_commands.json" \
+      >"$db/compile_commands.json"
     for file in "${files[@]}"; do
       echo "[lint] clang-tidy $file" >&2
-      clang-tidy-14 -p "$build_dir" --quiet --warnings-as-errors='*' "$file"
+      clang-tidy-14 -p "$db" --quiet --warnings-as-errors='*' "$file"
     done
     ;;
   *)
