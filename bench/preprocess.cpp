@@ -16,7 +16,7 @@
 // (default 5); the re-encode the best of E (default 1: it takes a minute or more here; from 2 on,
 // the encodes must also agree byte for byte). --threads: LibTorch intra-op threads (default: cores).
 // Environment: LVRL_BENCH_QUICK=1, LVRL_BENCH_CACHE (default: cache/ beside this executable).
-#include "tools/preprocess.h"
+#include "pipeline/preprocess.h"
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -41,8 +41,8 @@
 #include "cache/redis_server.h"
 #include "core/hash.h"
 #include "model/qwen_vl.h"
-#include "tools/video_recipe.h"
-#include "tools/vision_encoder.h"
+#include "pipeline/video_recipe.h"
+#include "pipeline/vision_encoder.h"
 
 namespace fs = std::filesystem;
 
@@ -125,15 +125,15 @@ fs::path ensure_video(const fs::path& dir, int seconds) {
 
 struct Encoded {
   at::Tensor embeddings;
-  lvrl::tools::PreparedVideo video;
+  lvrl::pipeline::PreparedVideo video;
   double prepare_s = 0, encode_s = 0;
 };
 
-Encoded reencode(const std::string& path, const lvrl::tools::VideoRecipe& recipe,
-                 lvrl::tools::VisionEncoder& encoder) {
+Encoded reencode(const std::string& path, const lvrl::pipeline::VideoRecipe& recipe,
+                 lvrl::pipeline::VisionEncoder& encoder) {
   Encoded out;
   Clock::time_point start = Clock::now();
-  out.video = lvrl::tools::prepare_video(path, recipe);  // decoder threads: lvrl's default
+  out.video = lvrl::pipeline::prepare_video(path, recipe);  // decoder threads: lvrl's default
   out.prepare_s = seconds_since(start);
   start = Clock::now();
   out.embeddings = encoder.encode(out.video.patches);
@@ -169,8 +169,8 @@ int main(int argc, char** argv) {
     Clock::time_point setup = Clock::now();
     lvrl::model::QwenVL model(lvrl::model::QwenConfig::preset("small"));
     lvrl::model::init_weights(*model, 1234);
-    lvrl::tools::VisionEncoder encoder(model->visual, at::kFloat, at::kCPU);
-    lvrl::tools::VideoRecipe recipe;  // qwen-vl-utils' defaults: fps 2, 4..768 frames, its pixel bounds
+    lvrl::pipeline::VisionEncoder encoder(model->visual, at::kFloat, at::kCPU);
+    lvrl::pipeline::VideoRecipe recipe;  // qwen-vl-utils' defaults: fps 2, 4..768 frames, its pixel bounds
     recipe.vision = encoder.vision_params();
     fmt::print("model set up in {:.1f} s (not measured)\n", seconds_since(setup));
     std::fflush(stdout);
@@ -198,7 +198,7 @@ int main(int argc, char** argv) {
     cache_options.ns = "bench";
     lvrl::cache::EmbeddingCache cache(server.endpoint(), cache_options);
     const lvrl::Hash128 video_hash = lvrl::hash_file(clip.string());
-    const std::string key = lvrl::tools::video_embedding_key(video_hash, recipe, encoder.fingerprint());
+    const std::string key = lvrl::pipeline::video_embedding_key(video_hash, recipe, encoder.fingerprint());
     lvrl::cache::EmbeddingMetadata metadata;
     const auto& grid = encoded.video.patches.grid_thw;
     metadata.grid_thw.assign(grid.begin(), grid.end());
@@ -220,7 +220,7 @@ int main(int argc, char** argv) {
       }
       start = Clock::now();  // preprocess's skip check: hash for the key, manifest, chunks
       const bool present = cache.contains(
-          lvrl::tools::video_embedding_key(lvrl::hash_file(clip.string()), recipe, encoder.fingerprint()));
+          lvrl::pipeline::video_embedding_key(lvrl::hash_file(clip.string()), recipe, encoder.fingerprint()));
       skip_s = std::min(skip_s, seconds_since(start));
       correct &= present;
     }

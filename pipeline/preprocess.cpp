@@ -1,4 +1,4 @@
-#include "tools/preprocess.h"
+#include "pipeline/preprocess.h"
 
 #include <ATen/ATen.h>
 #include <fmt/format.h>
@@ -22,10 +22,10 @@
 #include "core/error.h"
 #include "core/hash.h"
 #include "core/log.h"
+#include "pipeline/sharded_encoder.h"
 #include "sp/mesh.h"
-#include "tools/sharded_encoder.h"
 
-namespace lvrl::tools {
+namespace lvrl::pipeline {
 namespace {
 using Clock = std::chrono::steady_clock;
 
@@ -440,4 +440,4 @@ nlohmann::json PreprocessSummary::to_json() const {
           {"failures", failures}};
 }
 
-}  // namespace lvrl::tools
+}  // namespace lvrl::pipeline

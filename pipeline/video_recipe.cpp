@@ -1,4 +1,4 @@
-#include "tools/video_recipe.h"
+#include "pipeline/video_recipe.h"
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -7,7 +7,7 @@
 
 #include "core/error.h"
 
-namespace lvrl::tools {
+namespace lvrl::pipeline {
 
 void VideoRecipe::check() const {
   if (min_pixels > max_pixels) {
@@ -95,4 +95,4 @@ PreparedVideo prepare_video(const std::string& path, const VideoRecipe& recipe,
   return out;
 }
 
-}  // namespace lvrl::tools
+}  // namespace lvrl::pipeline

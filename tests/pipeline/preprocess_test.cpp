@@ -5,7 +5,7 @@
 // killed after its first commit resumes to the same key set, skipping what was committed. Under
 // `lvrl sp launch --nproc 2` the same dataset gives the same keys and rows (frames split over the
 // ranks), one summary, and a rank-0 failure stops both ranks.
-#include "tools/preprocess.h"
+#include "pipeline/preprocess.h"
 
 #include <ATen/ATen.h>
 #include <fcntl.h>
@@ -38,7 +38,7 @@
 
 extern char** environ;
 
-namespace lvrl::tools {
+namespace lvrl::pipeline {
 namespace {
 using cache::EmbeddingCache;
 namespace tv = testing_video;
@@ -360,4 +360,4 @@ TEST_F(PreprocessTest, TwoRanksStopTogetherWhenRankZeroFails) {
 }
 
 }  // namespace
-}  // namespace lvrl::tools
+}  // namespace lvrl::pipeline

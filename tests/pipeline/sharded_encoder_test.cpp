@@ -1,8 +1,8 @@
-// The multi-rank encode protocol of `lvrl preprocess` (tools/sharded_encoder.h) on two real Gloo
+// The multi-rank encode protocol of `lvrl preprocess` (pipeline/sharded_encoder.h) on two real Gloo
 // ranks, without videos or a cache: an encode that throws on one rank fails that video on both and
 // the next video still encodes in step (rows equal to one rank's encode); set-up failures and
 // differing encoders stop every rank. The end-to-end run is in preprocess_test.cpp.
-#include "tools/sharded_encoder.h"
+#include "pipeline/sharded_encoder.h"
 
 #include <ATen/ATen.h>
 #include <fmt/format.h>
@@ -18,7 +18,7 @@
 #include "sp/mesh.h"
 #include "tests/sp/multi_rank.h"
 
-namespace lvrl::tools {
+namespace lvrl::pipeline {
 namespace {
 
 using testing_sp::ranks_succeeded;
@@ -107,4 +107,4 @@ TEST(ShardedEncoder, AnEncodeFailureOnRankZeroFailsTheVideoOnBoth) {
 }
 
 }  // namespace
-}  // namespace lvrl::tools
+}  // namespace lvrl::pipeline

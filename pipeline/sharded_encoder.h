@@ -36,14 +36,14 @@
 #include <exception>
 #include <string>
 
-#include "tools/vision_encoder.h"
+#include "pipeline/vision_encoder.h"
 #include "video/qwen_preprocess.h"
 
 namespace lvrl::sp {
 class Mesh;
 }
 
-namespace lvrl::tools {
+namespace lvrl::pipeline {
 
 // Collective over mesh.world(), once before the first video: each rank says whether its set-up
 // (cache connection on rank 0, encoder load everywhere) succeeded, and with which encoder. When a
@@ -81,4 +81,4 @@ class ShardedEncoder {
 // Returns the number of videos served.
 int64_t serve_sharded_encoder(VisionEncoder& encoder, const sp::Mesh& mesh);
 
-}  // namespace lvrl::tools
+}  // namespace lvrl::pipeline

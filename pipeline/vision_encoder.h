@@ -20,7 +20,7 @@
 #include "model/vision.h"
 #include "video/qwen_preprocess.h"
 
-namespace lvrl::tools {
+namespace lvrl::pipeline {
 
 class VisionEncoder {
  public:
@@ -35,7 +35,7 @@ class VisionEncoder {
 
   const model::VisionConfig& config() const { return tower_->config(); }
   // The tower itself, in eval mode on device() in dtype(): for encoders that split the work
-  // (tools/sharded_encoder.h).
+  // (pipeline/sharded_encoder.h).
   model::VisionTowerImpl& tower() { return *tower_; }
   // The patch layout patchify_video must produce for this tower.
   video::QwenVisionParams vision_params() const;
@@ -60,4 +60,4 @@ VisionEncoder load_vision_encoder(const Config& config, int local_rank = -1);
 // encoder_fingerprint hashes — the same tensors as the visual.* entries of model::state_dict.
 std::map<std::string, at::Tensor> visual_state_dict(const model::VisionTowerImpl& tower);
 
-}  // namespace lvrl::tools
+}  // namespace lvrl::pipeline

@@ -1,4 +1,4 @@
-#include "tools/vision_encoder.h"
+#include "pipeline/vision_encoder.h"
 
 #include <ATen/ATen.h>
 #include <fmt/format.h>
@@ -16,7 +16,7 @@
 #include "model/qwen_config.h"
 #include "model/weights.h"
 
-namespace lvrl::tools {
+namespace lvrl::pipeline {
 namespace {
 const std::string kPrefix = "visual.";
 
@@ -118,4 +118,4 @@ at::Tensor VisionEncoder::encode(const video::PixelPatches& patches) {
   return embeddings.to(at::kCPU).contiguous();
 }
 
-}  // namespace lvrl::tools
+}  // namespace lvrl::pipeline

@@ -19,7 +19,7 @@
 //  - Launched as several ranks (`lvrl sp launch --nproc P -- lvrl preprocess ...`), every rank
 //    encodes every video: rank 0 runs everything above and sends each video's patch rows to the
 //    others; each rank encodes a contiguous run of its temporal slices (MR-SP stage 1) and rank 0
-//    stores the gathered rows (tools/sharded_encoder.h). The embeddings, hence the keys, are those
+//    stores the gathered rows (pipeline/sharded_encoder.h). The embeddings, hence the keys, are those
 //    of a single-rank run; the progress line and summary come from rank 0 alone.
 #pragma once
 
@@ -32,14 +32,14 @@
 #include "core/config.h"
 #include "core/hash.h"
 #include "core/progress.h"
-#include "tools/video_recipe.h"
-#include "tools/vision_encoder.h"
+#include "pipeline/video_recipe.h"
+#include "pipeline/vision_encoder.h"
 
 namespace lvrl::sp {
 class Mesh;
 }
 
-namespace lvrl::tools {
+namespace lvrl::pipeline {
 
 struct PreprocessOptions {
   std::string dataset;      // JSONL (data.path)
@@ -90,7 +90,7 @@ struct PreprocessSummary {
 // Runs the whole dataset. Per-video problems end up in the summary; a cache server that cannot be
 // reached, or a dataset that cannot be read, throws.
 // mesh: null, or of one rank: this process encodes alone. Of several ranks: this is rank 0, and
-// every other rank is in serve_sharded_encoder (tools/sharded_encoder.h) until this returns or throws.
+// every other rank is in serve_sharded_encoder (pipeline/sharded_encoder.h) until this returns or throws.
 PreprocessSummary run_preprocess(const PreprocessOptions& options, VisionEncoder& encoder,
                                  cache::EmbeddingCache& cache, const sp::Mesh* mesh = nullptr);
 
@@ -98,4 +98,4 @@ PreprocessSummary run_preprocess(const PreprocessOptions& options, VisionEncoder
 std::string video_embedding_key(const Hash128& video_hash, const VideoRecipe& recipe,
                                 const std::string& fingerprint);
 
-}  // namespace lvrl::tools
+}  // namespace lvrl::pipeline

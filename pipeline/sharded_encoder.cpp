@@ -1,4 +1,4 @@
-#include "tools/sharded_encoder.h"
+#include "pipeline/sharded_encoder.h"
 
 #include <ATen/ATen.h>
 #include <fmt/format.h>
@@ -12,7 +12,7 @@
 #include "sp/mesh.h"
 #include "sp/vlm_shard.h"
 
-namespace lvrl::tools {
+namespace lvrl::pipeline {
 namespace {
 
 constexpr int kRoot = 0;
@@ -180,4 +180,4 @@ int64_t serve_sharded_encoder(VisionEncoder& encoder, const sp::Mesh& mesh) {
   }
 }
 
-}  // namespace lvrl::tools
+}  // namespace lvrl::pipeline

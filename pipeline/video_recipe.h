@@ -25,7 +25,7 @@
 #include "video/qwen_preprocess.h"
 #include "video/sampling.h"
 
-namespace lvrl::tools {
+namespace lvrl::pipeline {
 
 enum class FrameSelection {
   Fps,    // qwen-vl-utils' default: `fps` frames per second, within [min_frames, max_frames]
@@ -75,4 +75,4 @@ struct PreparedVideo {
 PreparedVideo prepare_video(const std::string& path, const VideoRecipe& recipe,
                             const video::SampleOptions& options = {});
 
-}  // namespace lvrl::tools
+}  // namespace lvrl::pipeline

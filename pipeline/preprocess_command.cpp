@@ -1,9 +1,9 @@
 // `lvrl preprocess --config F [a.b.c=value ...]`: the dataset (data.*) → the embedding cache at
-// redis.cache_url, with the vision tower of model.path (tools/preprocess.h).
+// redis.cache_url, with the vision tower of model.path (pipeline/preprocess.h).
 //
 // Several ranks: `lvrl sp launch --nproc P -- lvrl preprocess --config F ...` (or torchrun: RANK,
 // WORLD_SIZE, MASTER_ADDR, MASTER_PORT, LOCAL_RANK, LOCAL_WORLD_SIZE) splits each video's temporal
-// slices over the P ranks (tools/sharded_encoder.h). Rank 0 decodes, checks and writes the cache
+// slices over the P ranks (pipeline/sharded_encoder.h). Rank 0 decodes, checks and writes the cache
 // and alone prints progress and the summary; the others need the checkpoint but no cache server
 // or video files. The keys and embeddings are a single-rank run's. model.device `cuda` means
 // cuda:LOCAL_RANK on each rank; preprocess.threads=0 shares the machine's cores among its ranks.
@@ -31,11 +31,11 @@
 #include "core/command.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "pipeline/preprocess.h"
+#include "pipeline/sharded_encoder.h"
 #include "sp/mesh.h"
-#include "tools/preprocess.h"
-#include "tools/sharded_encoder.h"
 
-namespace lvrl::tools {
+namespace lvrl::pipeline {
 namespace {
 constexpr int kSomeVideosFailed = 3;
 
@@ -92,7 +92,7 @@ int run_preprocess_command(const PreprocessArgs& args) {
   }
 
   // Several ranks: rank 0 decodes, checks the cache, writes and reports; every rank encodes
-  // (tools/sharded_encoder.h). The collectives carry CPU tensors, so the mesh is Gloo's.
+  // (pipeline/sharded_encoder.h). The collectives carry CPU tensors, so the mesh is Gloo's.
   const int local_rank = local_variable("LOCAL_RANK", env.rank);
   std::shared_ptr<sp::Mesh> mesh = sp::Mesh::create(env, {env.world_size, 0, 0}, c10::Device(c10::kCPU));
   std::optional<cache::EmbeddingCache> cache;
@@ -137,4 +137,4 @@ const RegisterCommand preprocess_command(
       return [args] { return run_preprocess_command(*args); };
     });
 }  // namespace
-}  // namespace lvrl::tools
+}  // namespace lvrl::pipeline
