@@ -206,10 +206,11 @@ void prepare_into(Prepared& item, const VideoJob& job, const PreprocessOptions& 
   if (damaged > 0) {
     std::vector<std::string> spans;
     for (const video::DamagedSpan& span : item.video.damaged_spans) spans.push_back(video::span_text(span));
-    LVRL_WARN("preprocess: {}: {} of {} frames stand in for frames that do not decode (damaged {}; "
-              "video.on_damage={})",
-              job.path, damaged, item.video.damaged.size(), fmt::join(spans, ", "),
-              video::on_damage_name(recipe.on_damage));
+    LVRL_WARN(
+        "preprocess: {}: {} of {} frames stand in for frames that do not decode (damaged {}; "
+        "video.on_damage={})",
+        job.path, damaged, item.video.damaged.size(), fmt::join(spans, ", "),
+        video::on_damage_name(recipe.on_damage));
   }
   item.ready = true;
 }

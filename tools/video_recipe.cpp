@@ -38,7 +38,8 @@ std::string VideoRecipe::sampling_description() const {
       selection == FrameSelection::Fps
           ? fmt::format("qwen-vl-utils fps={} min_frames={} max_frames={}", fps, min_frames, max_frames)
           : fmt::format("qwen-vl-utils nframes={}", frames);
-  return frames_text + "; indices round(linspace(0, n_total-1, n)) at index/avg_fps; exact frames, on damage " +
+  return frames_text +
+         "; indices round(linspace(0, n_total-1, n)) at index/avg_fps; exact frames, on damage " +
          video::on_damage_name(on_damage);
 }
 

@@ -61,7 +61,8 @@ int64_t packet_pts(const AVPacket* packet) {
 class Sampler {
  public:
   Sampler(Demuxer& demuxer, std::vector<int64_t> targets, FrameConverter& converter, at::Tensor rows,
-          std::vector<double>& times, std::vector<std::string>& warnings, DecodeStats& stats, OnDamage on_damage)
+          std::vector<double>& times, std::vector<std::string>& warnings, DecodeStats& stats,
+          OnDamage on_damage)
       : demuxer_(demuxer),
         decoder_(demuxer.decoder()),
         targets_(std::move(targets)),
@@ -411,7 +412,8 @@ void Sampler::resolve(size_t target, const AVFrame* after) {
   next_pts_[target] = after != nullptr ? frame_pts(after) : kNoTs;
   const AVFrame* chosen = before != nullptr ? before : after;  // no frame before: the target precedes them
   if (on_damage_ == OnDamage::Nearest && before != nullptr && after != nullptr &&
-      damage_between(previous_pts_[target], time) && next_pts_[target] - time < time - previous_pts_[target]) {
+      damage_between(previous_pts_[target], time) &&
+      next_pts_[target] - time < time - previous_pts_[target]) {
     chosen = after;
   }
   emit(target, chosen);
@@ -529,7 +531,8 @@ void Sampler::run_keyframes() {
 }
 
 // The spans damaged targets fell in, ascending, each once, in seconds.
-std::vector<DamagedSpan> damaged_spans(const Demuxer& demuxer, const std::vector<Sampler::TargetDamage>& damage) {
+std::vector<DamagedSpan> damaged_spans(const Demuxer& demuxer,
+                                       const std::vector<Sampler::TargetDamage>& damage) {
   std::set<std::pair<int64_t, int64_t>> ticks;
   for (const Sampler::TargetDamage& target : damage) {
     if (target.damaged) ticks.insert({target.begin, target.end == kNoTs ? INT64_MAX : target.end});
@@ -549,11 +552,12 @@ void refuse_damage(const Demuxer& demuxer, const std::vector<int64_t>& targets,
     const DamagedSpan span = damaged_spans(demuxer, {damage[target]}).front();
     std::vector<std::string> all;
     for (const DamagedSpan& each : spans) all.push_back(span_text(each));
-    throw InputError({demuxer.path(), 0, "damaged span", span_text(span)},
-                     fmt::format("the frames there do not decode and the frame for {:.3f} s is one of them "
-                                 "(on-damage policy error; {} damaged span{} where frames were asked for: {})",
-                                 demuxer.seconds(targets[target]), spans.size(), spans.size() == 1 ? "" : "s",
-                                 fmt::join(all, ", ")));
+    throw InputError(
+        {demuxer.path(), 0, "damaged span", span_text(span)},
+        fmt::format("the frames there do not decode and the frame for {:.3f} s is one of them "
+                    "(on-damage policy error; {} damaged span{} where frames were asked for: {})",
+                    demuxer.seconds(targets[target]), spans.size(), spans.size() == 1 ? "" : "s",
+                    fmt::join(all, ", ")));
   }
 }
 

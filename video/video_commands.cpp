@@ -70,9 +70,10 @@ int run_sample(const SampleArgs& args) {
   for (const std::string& warning : sampled.warnings) LVRL_WARN("{}", warning);
 
   at::Tensor times = sampled.timestamps.contiguous();
-  const nlohmann::json records = frame_records(
-      sampled.targets, std::vector<double>(times.data_ptr<double>(), times.data_ptr<double>() + times.numel()),
-      sampled.damaged);
+  const nlohmann::json records =
+      frame_records(sampled.targets,
+                    std::vector<double>(times.data_ptr<double>(), times.data_ptr<double>() + times.numel()),
+                    sampled.damaged);
   safetensors::save(args.out, {{"frames", sampled.frames}, {"timestamps", sampled.timestamps}},
                     {{"source", args.file},
                      {"plan", plan.describe()},
@@ -131,13 +132,15 @@ const RegisterCommand sample_command(
       app.add_option("--threads", args->threads, "decoder threads (0 = auto)")->check(CLI::NonNegativeNumber);
       app.add_option("--accuracy", args->accuracy, "exact (default) or keyframe (nearest keyframe at or before)")
           ->check(CLI::IsMember({"exact", "keyframe"}));
-      app.add_option("--on-damage", args->on_damage,
-                     "a target whose frame does not decode gets: previous (default; the last decodable frame "
-                     "before it), nearest (either side), drop (left out: fewer frames) or error (exit 2 naming "
-                     "the damaged span)")
+      app.add_option(
+             "--on-damage", args->on_damage,
+             "a target whose frame does not decode gets: previous (default; the last decodable frame "
+             "before it), nearest (either side), drop (left out: fewer frames) or error (exit 2 naming "
+             "the damaged span)")
           ->check(CLI::IsMember({"previous", "nearest", "drop", "error"}));
-      app.add_flag("--json", args->json,
-                   "print one JSON object (figures, warnings, per-frame target/time/damaged) instead of the line");
+      app.add_flag(
+          "--json", args->json,
+          "print one JSON object (figures, warnings, per-frame target/time/damaged) instead of the line");
       app.add_option("--out", args->out, "output .safetensors: frames uint8 [N,H,W,3], timestamps float64 [N]")
           ->required();
       return [args] {

@@ -384,7 +384,8 @@ TEST_F(PreprocessTest, DamagedFramesFollowVideoOnDamage) {
     return collect(spawn_lvrl(argv, out, err), out, err);
   };
   std::map<std::string, std::string> key_of;
-  for (const auto& [policy, stand_in] : std::vector<std::pair<std::string, int>>{{"previous", 4}, {"nearest", 30}}) {
+  for (const auto& [policy, stand_in] :
+       std::vector<std::pair<std::string, int>>{{"previous", 4}, {"nearest", 30}}) {
     Invocation done = run(policy);
     ASSERT_EQ(done.exit_code, 0) << policy << "\n" << done.out << done.err;
     const std::vector<cache::CacheEntry> entries = cache("damage_" + policy).list();
@@ -422,7 +423,8 @@ TEST_F(PreprocessTest, DamagedFramesFollowVideoOnDamage) {
 TEST(VideoRecipe, OnDamagePolicyIsPartOfTheKey) {
   std::set<std::string> keys, descriptions;
   const Hash128 video_hash = hash_string("some video bytes");
-  for (video::OnDamage policy : {video::OnDamage::Previous, video::OnDamage::Nearest, video::OnDamage::Error}) {
+  for (video::OnDamage policy :
+       {video::OnDamage::Previous, video::OnDamage::Nearest, video::OnDamage::Error}) {
     VideoRecipe recipe;
     recipe.on_damage = policy;
     descriptions.insert(recipe.sampling_description());

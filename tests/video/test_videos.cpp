@@ -715,18 +715,21 @@ void overwrite_random(std::string& bytes, int64_t begin, int64_t end, uint32_t s
   for (int64_t i = begin; i < end; ++i) bytes[i] = static_cast<char>(random() & 0xff);
 }
 
-DamagedVideo damage_frames(const std::string& original, const std::vector<int>& frames, const std::string& name,
-                           uint32_t seed) {
+DamagedVideo damage_frames(const std::string& original, const std::vector<int>& frames,
+                           const std::string& name, uint32_t seed) {
   const ReferenceFrames& reference = reference_frames(original);
   const std::vector<PacketInfo> all = packets(original);
   std::string bytes = read_file(original);
   DamagedVideo out;
   for (int frame : frames) {
-    if (frame <= 0 || frame >= static_cast<int>(reference.ticks.size()) || reference.pict_type[frame] != 'P') {
-      throw std::runtime_error("damage_frames: frame " + std::to_string(frame) + " of " + original + " is not a P-frame");
+    if (frame <= 0 || frame >= static_cast<int>(reference.ticks.size()) ||
+        reference.pict_type[frame] != 'P') {
+      throw std::runtime_error("damage_frames: frame " + std::to_string(frame) + " of " + original +
+                               " is not a P-frame");
     }
-    auto victim = std::find_if(all.begin(), all.end(),
-                               [&](const PacketInfo& packet) { return packet.pts == reference.ticks[frame]; });
+    auto victim = std::find_if(all.begin(), all.end(), [&](const PacketInfo& packet) {
+      return packet.pts == reference.ticks[frame];
+    });
     if (victim == all.end() || victim->size < 16 || victim->pos < 0) {
       throw std::runtime_error("damage_frames: no packet of 16+ bytes for frame " + std::to_string(frame));
     }

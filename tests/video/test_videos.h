@@ -158,8 +158,8 @@ struct DamagedVideo {
   // it). Exact for closed GOPs without B-frames, which is what this is for.
   std::vector<std::pair<int, int>> spans;
 };
-DamagedVideo damage_frames(const std::string& original, const std::vector<int>& frames, const std::string& name,
-                           uint32_t seed);
+DamagedVideo damage_frames(const std::string& original, const std::vector<int>& frames,
+                           const std::string& name, uint32_t seed);
 
 // Packets of stream v:0 with the K flag (ffprobe -show_entries packet=flags).
 int64_t key_packet_count(const std::string& path);
