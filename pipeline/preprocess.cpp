@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -61,9 +62,6 @@ const RegisterConfigSection preprocess_section(
                             "encoder threads (LibTorch intra-op) per rank; 0 = one per core, shared "
                             "among the ranks on this machine")
              .range(0, 4096),
-         ConfigKey::boolean("accept_damaged", false,
-                            "encode a video whose damaged spans the sampler skipped (its "
-                            "frames near the damage come from before it); false: report it as failed"),
      }});
 
 std::string source_of(const Config& config, const std::string& key) {
@@ -175,12 +173,6 @@ std::string reason_for(const std::exception& e, const std::string& path) {
   return text.compare(0, prefix.size(), prefix) == 0 ? text.substr(prefix.size()) : text;
 }
 
-std::string damage_reason(const std::vector<std::string>& warnings) {
-  std::string reason = "damaged: " + warnings.front();
-  if (warnings.size() > 1) reason += fmt::format(" (and {} more damaged spans)", warnings.size() - 1);
-  return reason + "; set preprocess.accept_damaged=true to encode what decodes";
-}
-
 // Runs on a decode worker: hash, cache check, sample, patchify. Per-video problems become the
 // item's reason; a failing cache server propagates (the caller stores it as fatal).
 void prepare_into(Prepared& item, const VideoJob& job, const PreprocessOptions& options,
@@ -210,10 +202,15 @@ void prepare_into(Prepared& item, const VideoJob& job, const PreprocessOptions& 
     item.reason = reason_for(e, job.path);
     return;
   }
-  if (!item.video.warnings.empty() && !options.accept_damaged) {
-    item.reason = damage_reason(item.video.warnings);
-    item.video = PreparedVideo();
-    return;
+  const auto damaged = std::count(item.video.damaged.begin(), item.video.damaged.end(), true);
+  if (damaged > 0) {
+    std::vector<std::string> spans;
+    for (const video::DamagedSpan& span : item.video.damaged_spans) spans.push_back(video::span_text(span));
+    LVRL_WARN(
+        "preprocess: {}: {} of {} frames stand in for frames that do not decode (damaged {}; "
+        "video.on_damage={})",
+        job.path, damaged, item.video.damaged.size(), fmt::join(spans, ", "),
+        video::on_damage_name(recipe.on_damage));
   }
   item.ready = true;
 }
@@ -254,6 +251,10 @@ cache::EmbeddingMetadata metadata_for(const VideoJob& job, const Prepared& item,
       {"second_per_grid_t", fmt::format("{}", recipe.vision.temporal_patch_size / pick.sample_fps)},
       {"frame_size",
        fmt::format("{}x{}", grid[2] * recipe.vision.patch_size, grid[1] * recipe.vision.patch_size)},
+      // Per frame: target time, the time of the frame used, and whether it stands in for a damaged one.
+      {"frame_records",
+       video::frame_records(pick.times, item.video.frame_timestamps, item.video.damaged).dump()},
+      {"damaged_spans", video::spans_json(item.video.damaged_spans).dump()},
   };
   return metadata;
 }
@@ -292,16 +293,15 @@ PreprocessOptions preprocess_options_from(const Config& config) {
   recipe.min_pixels = config.get<int64_t>("preprocess.min_pixels");
   recipe.max_pixels = config.get<int64_t>("preprocess.max_pixels");
   recipe.total_pixels = config.get<int64_t>("preprocess.total_pixels");
+  recipe.on_damage = video::on_damage_from(config);
   try {
     recipe.check();
   } catch (const InputError& e) {  // name where the offending value came from
-    throw InputError(
-        {e.key().rfind("preprocess.", 0) == 0 ? source_of(config, e.key()) : "", 0, e.key(), e.value()},
-        e.problem());
+    const bool config_key = e.key().rfind("preprocess.", 0) == 0 || e.key().rfind("video.", 0) == 0;
+    throw InputError({config_key ? source_of(config, e.key()) : "", 0, e.key(), e.value()}, e.problem());
   }
   out.decode_threads = static_cast<int>(config.get<int64_t>("preprocess.decode_threads"));
   out.decode_ahead = static_cast<int>(config.get<int64_t>("preprocess.decode_ahead"));
-  out.accept_damaged = config.get<bool>("preprocess.accept_damaged");
   return out;
 }
 

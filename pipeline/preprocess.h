@@ -11,9 +11,10 @@
 //    patchify the next videos (one decoder thread each: parallelism across videos beats threads
 //    inside one decoder) while the calling thread runs the encoder. At most `decode_ahead` prepared
 //    videos wait, so memory stays bounded on hour-long videos.
-//  - A missing, damaged or too-short video is reported with its reason and skipped, never replaced
-//    by another video or by blank frames (what Long-RL's loader does). A video whose damaged spans
-//    the sampler skipped counts as damaged unless `accept_damaged` says otherwise.
+//  - A missing, unreadable or too-short video is reported with its reason and skipped, never replaced
+//    by another video or by blank frames (what Long-RL's loader does). Frames that do not decode are
+//    handled as video.on_damage says (previous, nearest, or error: the video fails naming the span;
+//    drop is refused, the frame count is the recipe's), and the manifest marks each stand-in.
 //  - Several records naming one video (many questions per video) cost one encode. So do two files
 //    with identical bytes: the second finds the first one's key.
 //  - Launched as several ranks (`lvrl sp launch --nproc P -- lvrl preprocess ...`), every rank
@@ -48,7 +49,6 @@ struct PreprocessOptions {
   VideoRecipe recipe;       // recipe.vision is overwritten with the encoder's patch layout
   int decode_threads = 2;   // videos decoded at once
   int decode_ahead = 2;     // prepared videos waiting for the encoder, at most
-  bool accept_damaged = false;
   ProgressOptions progress;
 };
 
@@ -58,7 +58,7 @@ PreprocessOptions preprocess_options_from(const Config& config);
 enum class VideoOutcome {
   Cached,   // encoded and stored by this run (or stored by a concurrent writer of the same key)
   Skipped,  // already in the cache, or the same bytes as an earlier video of this run
-  Failed,   // missing, unreadable, damaged or too short: see reason
+  Failed,   // missing, unreadable, too short, or damaged under video.on_damage=error: see reason
 };
 const char* outcome_name(VideoOutcome outcome);
 

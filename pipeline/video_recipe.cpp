@@ -10,6 +10,11 @@
 namespace lvrl::pipeline {
 
 void VideoRecipe::check() const {
+  if (on_damage == video::OnDamage::Drop) {
+    throw InputError({"", 0, "video.on_damage", "drop"},
+                     "preprocess needs the recipe's frame count (the patch grid and the frame times follow "
+                     "from it): use previous, nearest or error");
+  }
   if (min_pixels > max_pixels) {
     throw InputError({"", 0, "preprocess.min_pixels", std::to_string(min_pixels)},
                      fmt::format("must not exceed preprocess.max_pixels ({})", max_pixels));
@@ -33,7 +38,9 @@ std::string VideoRecipe::sampling_description() const {
       selection == FrameSelection::Fps
           ? fmt::format("qwen-vl-utils fps={} min_frames={} max_frames={}", fps, min_frames, max_frames)
           : fmt::format("qwen-vl-utils nframes={}", frames);
-  return frames_text + "; indices round(linspace(0, n_total-1, n)) at index/avg_fps; exact frames";
+  return frames_text +
+         "; indices round(linspace(0, n_total-1, n)) at index/avg_fps; exact frames, on damage " +
+         video::on_damage_name(on_damage);
 }
 
 std::string VideoRecipe::preprocessing_description() const {
@@ -85,12 +92,16 @@ PreparedVideo prepare_video(const std::string& path, const VideoRecipe& recipe,
   size.min_pixels = recipe.min_pixels;
   size.max_pixels = recipe.max_pixels;
   size.total_pixels = recipe.total_pixels;
+  video::SampleOptions sample_options = options;
+  sample_options.on_damage = recipe.on_damage;
   video::SampledFrames sampled =
-      video::sample_frames(path, video::SamplingPlan::at_times(out.pick.times), size, options);
+      video::sample_frames(path, video::SamplingPlan::at_times(out.pick.times), size, sample_options);
   at::Tensor timestamps = sampled.timestamps.contiguous();
   out.frame_timestamps.assign(timestamps.data_ptr<double>(),
                               timestamps.data_ptr<double>() + timestamps.numel());
   out.warnings = std::move(sampled.warnings);
+  out.damaged = std::move(sampled.damaged);
+  out.damaged_spans = std::move(sampled.damaged_spans);
   out.patches = video::patchify_video(sampled.frames, recipe.vision);
   return out;
 }

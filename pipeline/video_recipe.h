@@ -42,11 +42,13 @@ struct VideoRecipe {
   int64_t max_pixels = video::kQwenVideoMaxPixels;      // per frame
   int64_t total_pixels = video::kQwenVideoTotalPixels;  // over the whole clip
   video::QwenVisionParams vision;                       // patch, temporal patch and merge sizes: the model's
+  video::OnDamage on_damage = video::OnDamage::Previous;  // never Drop: the frame count is the recipe's
 
   // Values that disagree with each other (min above max, a patch grid the resize rule cannot
-  // produce): an InputError naming the preprocess.* key.
+  // produce, frames dropped for damage): an InputError naming the preprocess.* or video.* key.
   void check() const;
-  // Key parts: "qwen-vl-utils fps=2 min_frames=4 max_frames=768; ...", "qwen2.5-vl smart_resize ...".
+  // Key parts: "qwen-vl-utils fps=2 min_frames=4 max_frames=768; ...; exact frames, on damage previous",
+  // "qwen2.5-vl smart_resize ...".
   std::string sampling_description() const;
   std::string preprocessing_description() const;
 };
@@ -68,10 +70,13 @@ struct PreparedVideo {
   FramePick pick;
   video::VideoInfo info;
   std::vector<std::string> warnings;  // damaged spans the sampler skipped (see sample_frames)
+  std::vector<bool> damaged;          // [n] the frame stands in for one that did not decode (on_damage)
+  std::vector<video::DamagedSpan> damaged_spans;
 };
 
-// Probes, picks the frames, samples them (exact) and patchifies. Unusable input (missing, not a
-// video, undecodable at a target, too short) is an InputError naming the file.
+// Probes, picks the frames, samples them (exact, damage handled as recipe.on_damage says) and
+// patchifies. Unusable input (missing, not a video, undecodable at a target, too short, damaged
+// under OnDamage::Error) is an InputError naming the file.
 PreparedVideo prepare_video(const std::string& path, const VideoRecipe& recipe,
                             const video::SampleOptions& options = {});
 

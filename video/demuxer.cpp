@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "video/av_check.h"
+#include "video/ffmpeg_log.h"
 
 extern "C" {
 #include <libavcodec/avcodec.h>
@@ -47,6 +48,7 @@ PacketPtr make_packet() {
 Demuxer::Demuxer(const std::string& path, const OpenOptions& options) : path_(path) {
   LVRL_ASSERT(options.io_timeout_s > 0, "io_timeout_s must be positive");
   timeout_us_ = static_cast<int64_t>(options.io_timeout_s * 1e6);
+  route_ffmpeg_log();
   try {
     open_input(options);
     open_decoder(options);

@@ -14,8 +14,14 @@
 //   has pts in (p, t]. Reference frames are always decoded, so later frames stay exact.
 // - A damaged packet or a frame the decoder flags as corrupt starts a damaged span that lasts until
 //   a keyframe fed after it is presented; frames in it are never returned, and a warning names it.
+// - Every frame found damaged is remembered (across seeks): a target is damaged when one lies after
+//   the last clean frame at or before it, up to the target itself — its own frame did not decode.
+//   A target is resolved when the first clean frame past it arrives, so both neighbours are known
+//   and OnDamage::Nearest can take the later one. Damage found late (frame threads report errors
+//   packets later) un-resolves the targets it may touch; the next clean frame resolves them again.
 #include <ATen/ATen.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <cmath>
@@ -55,7 +61,8 @@ int64_t packet_pts(const AVPacket* packet) {
 class Sampler {
  public:
   Sampler(Demuxer& demuxer, std::vector<int64_t> targets, FrameConverter& converter, at::Tensor rows,
-          std::vector<double>& times, std::vector<std::string>& warnings, DecodeStats& stats)
+          std::vector<double>& times, std::vector<std::string>& warnings, DecodeStats& stats,
+          OnDamage on_damage)
       : demuxer_(demuxer),
         decoder_(demuxer.decoder()),
         targets_(std::move(targets)),
@@ -67,11 +74,22 @@ class Sampler {
         frame_(make_frame()),
         packet_(make_packet()),
         emitted_pts_(targets_.size(), kNoTs),
+        previous_pts_(targets_.size(), kNoTs),
+        next_pts_(targets_.size(), kNoTs),
+        on_damage_(on_damage),
         frame_rate_(demuxer.info().frame_rate > 0 ? demuxer.info().frame_rate : 30.0) {}
 
   void run_exact();
   void run_keyframes();
   AVFrame* decode_keyframe(size_t key);  // the keyframe's own frame, nullptr when it does not decode
+
+  // Per target, after a run: whether its own frame did not decode, and if so the span of frames
+  // around it that did not (stream ticks; end kNoTs: to the end of the stream).
+  struct TargetDamage {
+    bool damaged = false;
+    int64_t begin = 0, end = 0;
+  };
+  std::vector<TargetDamage> damage() const;
 
  private:
   void seek(size_t keyframe);
@@ -83,6 +101,10 @@ class Sampler {
   void feed_packet();
   bool skippable(int64_t pts) const;
   void emit(size_t target, const AVFrame* frame);
+  // Gives the target its frame: the newest clean frame in history (at or before it) or `after`, the
+  // first clean frame past it (nullptr at the end of the stream), as the damage policy says.
+  void resolve(size_t target, const AVFrame* after);
+  bool damage_between(int64_t after, int64_t upto) const;  // a damaged frame with pts in (after, upto]
   int64_t output_pts(AVFrame* frame);  // the frame's pts, extrapolated when the decoder gives none
   // Damage found at `ts`: by an error (`flagged_frame` false: the bad packet is one of those still in
   // flight) or on a frame the decoder flagged (the bad packet is that frame's own; its dependents are
@@ -123,6 +145,10 @@ class Sampler {
   std::deque<FramePtr> history_;
   std::deque<int64_t> fed_log_;      // pts of the last packets fed since the seek, decode order
   std::vector<int64_t> emitted_pts_;  // [targets] pts of the frame each resolved target got
+  std::vector<int64_t> previous_pts_;  // [targets] the last clean frame at or before it (kNoTs: none)
+  std::vector<int64_t> next_pts_;      // [targets] the first clean frame after it (kNoTs: none)
+  std::set<int64_t> damage_points_;    // pts of every frame found damaged, kept across seeks
+  OnDamage on_damage_;
   double frame_rate_;
   size_t next_ = 0;                 // first unresolved target
   bool at_start_ = true;            // decoding from the stream's first packet
@@ -241,20 +267,24 @@ void Sampler::note_damage(int64_t ts, const std::string& what, bool flagged_fram
     span_open_ = true;
   }
   tainted_.insert(suspects.begin(), suspects.end());
+  for (int64_t pts : suspects) {
+    if (pts != kNoTs) damage_points_.insert(pts);
+  }
   if (suspect != kNoTs) roll_back(suspect);
 }
 
 void Sampler::roll_back(int64_t suspect) {
   while (!history_.empty() && frame_pts(history_.back().get()) >= suspect) history_.pop_back();
-  for (size_t target = next_; target-- > 0 && emitted_pts_[target] != kNoTs && emitted_pts_[target] >= suspect;) {
-    if (history_.empty()) {
-      warnings_.push_back(fmt::format("{}: the frame for {:.3f} s may be damaged: no clean frame before it is left",
-                                      demuxer_.path(), seconds(targets_[target])));
-      break;
-    }
-    last_emitted_pts_ = kNoTs;  // force a fresh conversion
-    emit(target, history_.back().get());
+  // Targets given a frame at or after the suspect, or lying at or after it (their own frame may be
+  // the damaged one), wait for the next clean frame again. Targets ascend and so do their frames.
+  size_t first = next_;
+  while (first > first_target_since_seek_ && emitted_pts_[first - 1] != kNoTs &&
+         (emitted_pts_[first - 1] >= suspect || targets_[first - 1] >= suspect)) {
+    --first;
   }
+  for (size_t target = first; target < next_; ++target) emitted_pts_[target] = kNoTs;
+  next_ = first;
+  last_emitted_pts_ = first > 0 ? emitted_pts_[first - 1] : kNoTs;  // what rows_[first - 1] holds
 }
 
 bool Sampler::damaged_frame(const AVFrame* frame, int64_t pts) {
@@ -262,11 +292,10 @@ bool Sampler::damaged_frame(const AVFrame* frame, int64_t pts) {
     decode_error(pts, "corrupt frame", /*flagged_frame=*/true);
     return true;
   }
-  if (tainted_.count(pts) != 0) return true;
-  for (const Span& span : spans_) {
-    if (pts >= span.begin && pts < span.end) return true;
-  }
-  return false;
+  bool in_span = tainted_.count(pts) != 0;
+  for (const Span& span : spans_) in_span = in_span || (pts >= span.begin && pts < span.end);
+  if (in_span) damage_points_.insert(pts);
+  return in_span;
 }
 
 void Sampler::feed_packet() {
@@ -280,6 +309,7 @@ void Sampler::feed_packet() {
     if (rc != AVERROR_EOF) {
       warnings_.push_back(fmt::format("{}: read error after {:.3f} s, treated as the end: {}", demuxer_.path(),
                                       position_, av_error_text(rc)));
+      if (!fed_pts_.empty()) damage_points_.insert(*fed_pts_.rbegin() + 1);  // what follows is lost
     }
     avcodec_send_packet(decoder_, nullptr);  // drain what the decoder holds
     draining_ = true;
@@ -304,7 +334,10 @@ void Sampler::feed_packet() {
     span_open_ = false;
     warnings_[span.warning] += fmt::format(" (damaged span {:.3f} s to {:.3f} s)", seconds(span.begin), seconds(pts));
   }
-  if (span_open_ && pts != kNoTs) tainted_.insert(pts);
+  if (span_open_ && pts != kNoTs) {
+    tainted_.insert(pts);
+    damage_points_.insert(pts);
+  }
   if (pts != kNoTs) {
     position_ = std::max(position_, demuxer_.seconds(pts));
     fed_pts_.insert(pts);
@@ -366,6 +399,37 @@ void Sampler::emit(size_t target, const AVFrame* frame) {
   last_emitted_pts_ = pts;
 }
 
+bool Sampler::damage_between(int64_t after, int64_t upto) const {
+  auto point = damage_points_.upper_bound(after);
+  return point != damage_points_.end() && *point <= upto;
+}
+
+void Sampler::resolve(size_t target, const AVFrame* after) {
+  const AVFrame* before = history_.empty() ? nullptr : history_.back().get();
+  LVRL_ASSERT(before != nullptr || after != nullptr, "a target resolved without any frame");
+  const int64_t time = targets_[target];
+  previous_pts_[target] = before != nullptr ? frame_pts(before) : kNoTs;
+  next_pts_[target] = after != nullptr ? frame_pts(after) : kNoTs;
+  const AVFrame* chosen = before != nullptr ? before : after;  // no frame before: the target precedes them
+  if (on_damage_ == OnDamage::Nearest && before != nullptr && after != nullptr &&
+      damage_between(previous_pts_[target], time) &&
+      next_pts_[target] - time < time - previous_pts_[target]) {
+    chosen = after;
+  }
+  emit(target, chosen);
+}
+
+std::vector<Sampler::TargetDamage> Sampler::damage() const {
+  std::vector<TargetDamage> out(targets_.size());
+  if (!exact_mode_ || keyframes_only_) return out;  // keyframe accuracy: a keyframe decodes or fails
+  for (size_t target = 0; target < targets_.size(); ++target) {
+    auto point = damage_points_.upper_bound(previous_pts_[target]);  // kNoTs is the lowest value
+    if (point == damage_points_.end() || *point > targets_[target]) continue;
+    out[target] = {true, *point, next_pts_[target]};
+  }
+  return out;
+}
+
 void Sampler::run_exact() {
   exact_mode_ = true;
   while (next_ < targets_.size()) {
@@ -383,7 +447,7 @@ void Sampler::run_exact() {
         warnings_.push_back(fmt::format("{}: frames end at {:.3f} s; later targets (up to {:.3f} s) get the last frame",
                                         demuxer_.path(), last, demuxer_.seconds(targets_.back())));
       }
-      for (; next_ < targets_.size(); ++next_) emit(next_, last_frame);
+      for (; next_ < targets_.size(); ++next_) resolve(next_, nullptr);
       return;
     }
     int64_t pts = output_pts(frame);
@@ -396,10 +460,8 @@ void Sampler::run_exact() {
     if (damaged_frame(frame, pts)) continue;
     bool restarted = false;
     while (next_ < targets_.size() && pts > targets_[next_]) {
-      if (!history_.empty()) {
-        emit(next_, history_.back().get());
-      } else if (at_start_) {
-        emit(next_, frame);  // the target precedes the first frame
+      if (!history_.empty() || at_start_) {
+        resolve(next_, frame);  // no history at the start: the target precedes the first frame
       } else {
         restarted = seek_earlier();  // landed late: the answer lies before this keyframe
         LVRL_ASSERT(restarted, "late landing without an earlier keyframe");
@@ -468,6 +530,37 @@ void Sampler::run_keyframes() {
   }
 }
 
+// The spans damaged targets fell in, ascending, each once, in seconds.
+std::vector<DamagedSpan> damaged_spans(const Demuxer& demuxer,
+                                       const std::vector<Sampler::TargetDamage>& damage) {
+  std::set<std::pair<int64_t, int64_t>> ticks;
+  for (const Sampler::TargetDamage& target : damage) {
+    if (target.damaged) ticks.insert({target.begin, target.end == kNoTs ? INT64_MAX : target.end});
+  }
+  std::vector<DamagedSpan> spans;
+  for (const auto& [begin, end] : ticks) {
+    spans.push_back({demuxer.seconds(begin), end == INT64_MAX ? INFINITY : demuxer.seconds(end)});
+  }
+  return spans;
+}
+
+// OnDamage::Error: the first damaged target, named with its span and every other span.
+void refuse_damage(const Demuxer& demuxer, const std::vector<int64_t>& targets,
+                   const std::vector<Sampler::TargetDamage>& damage, const std::vector<DamagedSpan>& spans) {
+  for (size_t target = 0; target < targets.size(); ++target) {
+    if (!damage[target].damaged) continue;
+    const DamagedSpan span = damaged_spans(demuxer, {damage[target]}).front();
+    std::vector<std::string> all;
+    for (const DamagedSpan& each : spans) all.push_back(span_text(each));
+    throw InputError(
+        {demuxer.path(), 0, "damaged span", span_text(span)},
+        fmt::format("the frames there do not decode and the frame for {:.3f} s is one of them "
+                    "(on-damage policy error; {} damaged span{} where frames were asked for: {})",
+                    demuxer.seconds(targets[target]), spans.size(), spans.size() == 1 ? "" : "s",
+                    fmt::join(all, ", ")));
+  }
+}
+
 std::pair<int, int> output_size(const VideoInfo& info, const OutputSize& size, int64_t frames) {
   if (size.width > 0 || size.height > 0) {
     if (size.width <= 0 || size.height <= 0 || size.width > 16384 || size.height > 16384) {
@@ -510,20 +603,35 @@ SampledFrames sample_frames(const std::string& path, const SamplingPlan& plan, c
   FrameConverter converter(width, height, info.rotation);
   at::Tensor rows = at::empty({static_cast<int64_t>(unique.size()), height, width, 3}, at::kByte);
   std::vector<double> times(unique.size());
-  Sampler sampler(demuxer, unique, converter, rows, times, result.warnings, result.stats);
+  Sampler sampler(demuxer, unique, converter, rows, times, result.warnings, result.stats, options.on_damage);
   if (options.accuracy == Accuracy::Keyframe) {
     sampler.run_keyframes();
   } else {
     sampler.run_exact();
   }
+  const std::vector<Sampler::TargetDamage> damage = sampler.damage();  // [unique]
+  result.on_damage = options.on_damage;
+  result.damaged_spans = damaged_spans(demuxer, damage);
+  if (options.on_damage == OnDamage::Error) refuse_damage(demuxer, unique, damage, result.damaged_spans);
 
-  std::vector<int64_t> slot(count);
+  // Request i → its unique target; under Drop only the requests whose frame decoded.
+  std::vector<int64_t> slot;
+  std::vector<double> kept_targets;
   for (int64_t i = 0; i < count; ++i) {
-    slot[i] = std::lower_bound(unique.begin(), unique.end(), ticks[i]) - unique.begin();
+    const int64_t unique_index = std::lower_bound(unique.begin(), unique.end(), ticks[i]) - unique.begin();
+    const bool damaged = damage[unique_index].damaged;
+    if (damaged && options.on_damage == OnDamage::Drop) {
+      result.dropped.push_back(result.targets[i]);
+      continue;
+    }
+    slot.push_back(unique_index);
+    kept_targets.push_back(result.targets[i]);
+    result.damaged.push_back(damaged);
   }
+  result.targets = std::move(kept_targets);
   at::Tensor timestamps = at::tensor(times, at::kDouble);
-  bool identity = static_cast<int64_t>(unique.size()) == count;
-  for (int64_t i = 0; identity && i < count; ++i) identity = slot[i] == i;
+  bool identity = slot.size() == unique.size();
+  for (size_t i = 0; identity && i < slot.size(); ++i) identity = slot[i] == static_cast<int64_t>(i);
   if (identity) {  // uniform and fps plans: no copy of what may be gigabytes of frames
     result.frames = rows;
     result.timestamps = timestamps;

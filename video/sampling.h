@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "video/on_damage.h"
 #include "video/probe.h"
 
 namespace lvrl::video {
@@ -52,6 +53,7 @@ enum class Accuracy {
 struct SampleOptions {
   OpenOptions open;
   Accuracy accuracy = Accuracy::Exact;
+  OnDamage on_damage = OnDamage::Previous;  // Exact only: a keyframe either decodes or is an error
   int64_t packet_budget = 0;  // packets one call may read; 0 = 4 × the stream's packets + 10000
 };
 
@@ -62,17 +64,24 @@ struct DecodeStats {
 };
 
 struct SampledFrames {
-  at::Tensor frames;      // [N, H, W, 3] uint8 RGB, N = number of targets
+  at::Tensor frames;      // [N, H, W, 3] uint8 RGB, N = number of targets (fewer under OnDamage::Drop)
   at::Tensor timestamps;  // [N] float64: pts of each returned frame, seconds from the first frame
   std::vector<double> targets;        // [N] the requested times, same order
+  // [N] the target's own frame did not decode (it lies in a damaged span, or the stream ends before
+  // it): the frame returned stands in for it, chosen by the OnDamage policy.
+  std::vector<bool> damaged;
+  std::vector<DamagedSpan> damaged_spans;  // where damaged targets fell, ascending, each once
+  std::vector<double> dropped;             // OnDamage::Drop: the targets left out, request order
+  OnDamage on_damage = OnDamage::Previous;
   std::vector<std::string> warnings;  // damaged spans that were skipped, with their times
   DecodeStats stats;
   VideoInfo info;
 };
 
 // Throws InputError (file + reason) for unusable input. A partially damaged file yields the frames
-// that decode plus warnings naming the damaged span; a target with no decodable frame at or before
-// it (and none after) is an error, never a substituted frame.
+// that decode plus warnings naming the damaged span; a target whose own frame does not decode gets
+// what options.on_damage says (OnDamage::Error: an InputError naming the file and the span), marked
+// in `damaged`; a target with no decodable frame at all is an error, never a substituted frame.
 SampledFrames sample_frames(const std::string& path, const SamplingPlan& plan, const OutputSize& size,
                             const SampleOptions& options = {});
 

@@ -1,4 +1,6 @@
-// `lvrl video probe FILE` and `lvrl video sample FILE ... --out OUT.safetensors`.
+// `lvrl video probe FILE` and `lvrl video sample FILE ... --out OUT.safetensors`. The sample's
+// safetensors metadata and its --json line record, per frame, the target time, the time of the frame
+// returned and whether it stands in for a frame that did not decode (video/on_damage.h).
 #include <ATen/ATen.h>
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -27,7 +29,8 @@ const RegisterCommand probe_command("video probe", "Print a video's properties a
 });
 
 struct SampleArgs {
-  std::string file, out, timestamps, accuracy = "exact";
+  std::string file, out, timestamps, accuracy = "exact", on_damage = "previous";
+  bool json = false;
   int64_t frames = 0, max_frames = 0, max_pixels = 0;
   double fps = 0;
   int width = 0, height = 0, threads = 0;
@@ -59,14 +62,48 @@ int run_sample(const SampleArgs& args) {
   SampleOptions options;
   options.open.threads = args.threads;
   options.accuracy = args.accuracy == "keyframe" ? Accuracy::Keyframe : Accuracy::Exact;
+  options.on_damage = parse_on_damage(args.on_damage, "--on-damage");
 
   auto start = std::chrono::steady_clock::now();
   SampledFrames sampled = sample_frames(args.file, plan, size, options);
   double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   for (const std::string& warning : sampled.warnings) LVRL_WARN("{}", warning);
 
+  at::Tensor times = sampled.timestamps.contiguous();
+  const nlohmann::json records =
+      frame_records(sampled.targets,
+                    std::vector<double>(times.data_ptr<double>(), times.data_ptr<double>() + times.numel()),
+                    sampled.damaged);
   safetensors::save(args.out, {{"frames", sampled.frames}, {"timestamps", sampled.timestamps}},
-                    {{"source", args.file}, {"plan", plan.describe()}, {"accuracy", args.accuracy}});
+                    {{"source", args.file},
+                     {"plan", plan.describe()},
+                     {"accuracy", args.accuracy},
+                     {"on_damage", args.on_damage},
+                     {"frame_records", records.dump()},
+                     {"damaged_spans", spans_json(sampled.damaged_spans).dump()},
+                     {"dropped_targets", nlohmann::json(sampled.dropped).dump()}});
+  if (args.json) {
+    std::cout << nlohmann::json{{"command", "video sample"},
+                                {"source", args.file},
+                                {"out", args.out},
+                                {"plan", plan.describe()},
+                                {"accuracy", args.accuracy},
+                                {"on_damage", args.on_damage},
+                                {"frames", sampled.frames.size(0)},
+                                {"width", sampled.frames.size(2)},
+                                {"height", sampled.frames.size(1)},
+                                {"seconds", elapsed},
+                                {"frames_decoded", sampled.stats.frames_decoded},
+                                {"seeks", sampled.stats.seeks},
+                                {"packets", sampled.stats.packets_read},
+                                {"warnings", sampled.warnings},
+                                {"frame_records", records},
+                                {"damaged_spans", spans_json(sampled.damaged_spans)},
+                                {"dropped_targets", sampled.dropped}}
+                     .dump()
+              << "\n";
+    return 0;
+  }
   std::cout << fmt::format("sampled {} frames {}x{} ({}) from {} in {:.3f} s: decoded {} frames, {} seeks, "
                            "{} packets, {} warnings -> {}\n",
                            sampled.frames.size(0), sampled.frames.size(2), sampled.frames.size(1), plan.describe(),
@@ -95,6 +132,15 @@ const RegisterCommand sample_command(
       app.add_option("--threads", args->threads, "decoder threads (0 = auto)")->check(CLI::NonNegativeNumber);
       app.add_option("--accuracy", args->accuracy, "exact (default) or keyframe (nearest keyframe at or before)")
           ->check(CLI::IsMember({"exact", "keyframe"}));
+      app.add_option(
+             "--on-damage", args->on_damage,
+             "a target whose frame does not decode gets: previous (default; the last decodable frame "
+             "before it), nearest (either side), drop (left out: fewer frames) or error (exit 2 naming "
+             "the damaged span)")
+          ->check(CLI::IsMember({"previous", "nearest", "drop", "error"}));
+      app.add_flag(
+          "--json", args->json,
+          "print one JSON object (figures, warnings, per-frame target/time/damaged) instead of the line");
       app.add_option("--out", args->out, "output .safetensors: frames uint8 [N,H,W,3], timestamps float64 [N]")
           ->required();
       return [args] {

@@ -19,6 +19,7 @@
 #include <chrono>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
@@ -357,6 +358,91 @@ TEST_F(PreprocessTest, TwoRanksStopTogetherWhenRankZeroFails) {
   EXPECT_EQ(run.exit_code, 2) << run.out << run.err;  // -1 would mean a rank hung
   EXPECT_NE(run.err.find("no_such.jsonl"), std::string::npos) << run.err;
   EXPECT_EQ(run.out, "") << "no summary from a run that did not start";
+}
+
+// A video with a damaged GOP: qwen-vl-utils picks frames 0, 20, 39, 59 of its 60; frame 5 is
+// flipped, so frames 5..29 do not decode (worked out by hand: no B-frames, keyframes every 30).
+// Frame 20's stand-in is frame 4 under `previous` and frame 30 under `nearest` (10 frames away
+// against 16); `error` fails the video naming the span; `drop` is refused (exit 2, naming the key).
+// Each policy is its own cache key, and the manifest marks the stand-in.
+TEST_F(PreprocessTest, DamagedFramesFollowVideoOnDamage) {
+  tv::VideoSpec spec{"pre_damaged"};
+  spec.gop = 30;
+  const tv::DamagedVideo damaged = tv::damage_frames(tv::make_video(spec), {5}, "pre_damaged_gop0.mp4", 99);
+  ASSERT_EQ(damaged.spans, (std::vector<std::pair<int, int>>{{5, 30}}));
+  const std::string dataset = work_.file("damaged.jsonl");
+  std::ofstream(dataset) << nlohmann::json{{"id", "dmg"},
+                                           {"video", damaged.path.substr(damaged.path.rfind('/') + 1)},
+                                           {"question", "What is shown?"},
+                                           {"answer", "A"}}
+                                .dump()
+                         << "\n";
+  auto run = [&](const std::string& policy) {
+    std::vector<std::string> argv = args("damage_" + policy);
+    argv.insert(argv.end(), {"data.path=" + dataset, "video.on_damage=" + policy});
+    const std::string out = work_.file(policy + ".out"), err = work_.file(policy + ".err");
+    return collect(spawn_lvrl(argv, out, err), out, err);
+  };
+  std::map<std::string, std::string> key_of;
+  for (const auto& [policy, stand_in] :
+       std::vector<std::pair<std::string, int>>{{"previous", 4}, {"nearest", 30}}) {
+    Invocation done = run(policy);
+    ASSERT_EQ(done.exit_code, 0) << policy << "\n" << done.out << done.err;
+    const std::vector<cache::CacheEntry> entries = cache("damage_" + policy).list();
+    ASSERT_EQ(entries.size(), 1u) << policy;
+    key_of[policy] = entries[0].key;
+    ASSERT_TRUE(entries[0].manifest.has_value()) << policy;
+    const cache::EmbeddingMetadata& metadata = entries[0].manifest->metadata;
+    const nlohmann::json records = nlohmann::json::parse(metadata.extra.at("frame_records"));
+    const std::vector<int> targets = {0, 20, 39, 59}, frames = {0, stand_in, 39, 59};
+    ASSERT_EQ(records.size(), targets.size()) << records.dump();
+    for (size_t i = 0; i < targets.size(); ++i) {
+      EXPECT_NEAR(records[i]["target"].get<double>(), targets[i] / 30.0, 1e-6) << policy << " " << i;
+      EXPECT_NEAR(records[i]["time"].get<double>(), frames[i] / 30.0, 1e-3) << policy << " " << i;
+      EXPECT_EQ(records[i]["damaged"].get<bool>(), targets[i] == 20) << policy << " " << i;
+      EXPECT_NEAR(metadata.frame_timestamps[i], frames[i] / 30.0, 1e-3) << policy << " " << i;
+    }
+    EXPECT_NE(done.err.find("stand in for frames that do not decode"), std::string::npos) << done.err;
+  }
+  EXPECT_NE(key_of["previous"], key_of["nearest"]);
+
+  Invocation refused = run("error");
+  EXPECT_EQ(refused.exit_code, 3) << refused.out << refused.err;
+  ASSERT_EQ(refused.summary["failures"].size(), 1u) << refused.out;
+  const std::string reason = refused.summary["failures"][0]["reason"];
+  EXPECT_NE(reason.find("0.167 s to 1.000 s"), std::string::npos) << reason;
+  EXPECT_NE(refused.out.find(damaged.path), std::string::npos) << refused.out;
+  EXPECT_TRUE(keys("damage_error").empty());
+
+  Invocation dropped = run("drop");
+  EXPECT_EQ(dropped.exit_code, 2) << dropped.out << dropped.err;
+  EXPECT_NE(dropped.err.find("video.on_damage"), std::string::npos) << dropped.err;
+}
+
+// The policy is part of the sampling description, hence of every cache key.
+TEST(VideoRecipe, OnDamagePolicyIsPartOfTheKey) {
+  std::set<std::string> keys, descriptions;
+  const Hash128 video_hash = hash_string("some video bytes");
+  for (video::OnDamage policy :
+       {video::OnDamage::Previous, video::OnDamage::Nearest, video::OnDamage::Error}) {
+    VideoRecipe recipe;
+    recipe.on_damage = policy;
+    descriptions.insert(recipe.sampling_description());
+    EXPECT_NE(recipe.sampling_description().find(std::string("on damage ") + video::on_damage_name(policy)),
+              std::string::npos)
+        << recipe.sampling_description();
+    keys.insert(video_embedding_key(video_hash, recipe, "fingerprint"));
+  }
+  EXPECT_EQ(keys.size(), 3u);
+  EXPECT_EQ(descriptions.size(), 3u);
+  VideoRecipe drop;
+  drop.on_damage = video::OnDamage::Drop;
+  try {
+    drop.check();
+    ADD_FAILURE() << "drop accepted by preprocess";
+  } catch (const InputError& e) {
+    EXPECT_EQ(e.key(), "video.on_damage");
+  }
 }
 
 }  // namespace

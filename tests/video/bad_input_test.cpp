@@ -163,11 +163,6 @@ TEST(BadInput, TruncatedMp4WithoutIndex) {
                      "MP4 cut before its moov");
 }
 
-void overwrite_random(std::string& bytes, int64_t begin, int64_t end, uint32_t seed) {
-  std::mt19937 random(seed);
-  for (int64_t i = begin; i < end; ++i) bytes[i] = static_cast<char>(random() & 0xff);
-}
-
 // Garbage over the middle half of one P-frame's data (fixed seed): that frame, the B-frames before
 // it and every frame up to the next keyframe are damaged. Everything else comes back exact; nothing
 // damaged comes back as if it were fine.
@@ -185,7 +180,7 @@ TEST(BadInput, CorruptedPacketNeverGivesASubstitutedFrame) {
   }
   ASSERT_GT(victim.size, 16) << "no packet for frame " << damaged;
   std::string bytes = tv::read_file(original);
-  overwrite_random(bytes, victim.pos + victim.size / 4, victim.pos + victim.size * 3 / 4, 20240601);
+  tv::overwrite_random(bytes, victim.pos + victim.size / 4, victim.pos + victim.size * 3 / 4, 20240601);
   const std::string path = tv::write_file(spec.name + "-corrupted.mp4", bytes);
   const int first_damaged = damaged - spec.bframes;
 
@@ -223,7 +218,7 @@ TEST(BadInput, CorruptedMkvStructureNeverGivesASubstitutedFrame) {
   std::string bytes = tv::read_file(original);
   for (int percent : {30, 55, 80}) {
     const int64_t at = static_cast<int64_t>(bytes.size()) * percent / 100;
-    overwrite_random(bytes, at, at + 48, 7 + percent);
+    tv::overwrite_random(bytes, at, at + 48, 7 + percent);
   }
   const std::string path = tv::write_file(spec.name + "-corrupted.mkv", bytes);
 

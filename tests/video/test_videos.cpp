@@ -22,6 +22,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <random>
 #include <sstream>
 #include <stdexcept>
 
@@ -705,6 +706,40 @@ std::string consistency_report(const video::SampledFrames& got, const std::strin
          << (index < 0 ? std::string("no readable index (damaged or substituted)") : "frame " + std::to_string(index));
     return text.str();
   });
+}
+
+// ---- Damaged files ------------------------------------------------------------------------------------
+
+void overwrite_random(std::string& bytes, int64_t begin, int64_t end, uint32_t seed) {
+  std::mt19937 random(seed);
+  for (int64_t i = begin; i < end; ++i) bytes[i] = static_cast<char>(random() & 0xff);
+}
+
+DamagedVideo damage_frames(const std::string& original, const std::vector<int>& frames,
+                           const std::string& name, uint32_t seed) {
+  const ReferenceFrames& reference = reference_frames(original);
+  const std::vector<PacketInfo> all = packets(original);
+  std::string bytes = read_file(original);
+  DamagedVideo out;
+  for (int frame : frames) {
+    if (frame <= 0 || frame >= static_cast<int>(reference.ticks.size()) ||
+        reference.pict_type[frame] != 'P') {
+      throw std::runtime_error("damage_frames: frame " + std::to_string(frame) + " of " + original +
+                               " is not a P-frame");
+    }
+    auto victim = std::find_if(all.begin(), all.end(), [&](const PacketInfo& packet) {
+      return packet.pts == reference.ticks[frame];
+    });
+    if (victim == all.end() || victim->size < 16 || victim->pos < 0) {
+      throw std::runtime_error("damage_frames: no packet of 16+ bytes for frame " + std::to_string(frame));
+    }
+    overwrite_random(bytes, victim->pos + victim->size / 4, victim->pos + victim->size * 3 / 4, seed + frame);
+    int next_key = frame + 1;
+    while (next_key < static_cast<int>(reference.key.size()) && !reference.key[next_key]) ++next_key;
+    out.spans.push_back({frame, next_key});
+  }
+  out.path = write_file(name, bytes);
+  return out;
 }
 
 }  // namespace lvrl::testing_video

@@ -144,6 +144,23 @@ struct PacketInfo {
 // Packets of stream v:0 in file order (ffprobe -show_packets).
 std::vector<PacketInfo> packets(const std::string& path);
 
+// ---- Damaged files --------------------------------------------------------------------------------
+
+// Seeded random bytes over [begin, end) of `bytes`.
+void overwrite_random(std::string& bytes, int64_t begin, int64_t end, uint32_t seed);
+
+// A copy of `original` with random bytes (seed) over the middle half of the packet of each frame in
+// `frames` (display indices, each a P-frame), written as <video_dir()>/<name>.
+struct DamagedVideo {
+  std::string path;
+  // [first, end) display indices that cannot decode, worked out by hand from ffprobe of the
+  // original: each damaged frame up to the next keyframe (every later frame of the GOP references
+  // it). Exact for closed GOPs without B-frames, which is what this is for.
+  std::vector<std::pair<int, int>> spans;
+};
+DamagedVideo damage_frames(const std::string& original, const std::vector<int>& frames,
+                           const std::string& name, uint32_t seed);
+
 // Packets of stream v:0 with the K flag (ffprobe -show_entries packet=flags).
 int64_t key_packet_count(const std::string& path);
 
