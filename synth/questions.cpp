@@ -170,8 +170,13 @@ Choice lay_out(const Question& question, int letter) {
 }
 
 std::vector<int> balanced_letters(int64_t count, Rng& rng) {
+  // Whole rounds of A..D, then the remainder's letters drawn at random, so no letter is favoured
+  // when several kinds' lists are pooled.
+  std::vector<int> spare{0, 1, 2, 3};
+  rng.shuffle(spare);
   std::vector<int> letters;
-  for (int64_t i = 0; i < count; ++i) letters.push_back(static_cast<int>(i % kOptions));
+  for (int64_t i = 0; i < count - count % kOptions; ++i) letters.push_back(static_cast<int>(i % kOptions));
+  for (int64_t i = 0; i < count % kOptions; ++i) letters.push_back(spare[static_cast<size_t>(i)]);
   rng.shuffle(letters);
   return letters;
 }

@@ -45,7 +45,8 @@ struct Choice {
 };
 Choice lay_out(const Question& question, int letter);
 
-// `count` letters in 0..kOptions-1, each count/kOptions or one more times, in random order.
+// `count` letters in 0..kOptions-1, each count/kOptions or one more times (which ones get one more is
+// random), in random order.
 std::vector<int> balanced_letters(int64_t count, Rng& rng);
 
 }  // namespace lvrl::synth
