@@ -1,31 +1,28 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs the demo job on the embedded default config
-# (configs/demo.yaml): synthetic videos and a dataset, a tiny Qwen2.5-VL (`lvrl model init`),
-# a private Redis cache server, `lvrl preprocess` into it (twice: the second run skips every cached
-# video), and the cache's contents. The RL fine-tuning job joins this script when rollout and
-# trainer land.
+# (configs/demo.yaml): synthetic videos and a dataset (`lvrl dataset synth`), a tiny Qwen2.5-VL
+# (`lvrl model init`), a private Redis cache server, `lvrl preprocess` into it (twice: the second run
+# skips every cached video), and the cache's contents. The RL fine-tuning job joins this script when
+# rollout and trainer land.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 lvrl="$LVRL_BUILD_DIR/lvrl"
 config="$LVRL_ROOT/configs/demo.yaml"
 run_dir="$LVRL_ROOT/runs/demo"
-mkdir -p "$run_dir/videos"
+mkdir -p "$run_dir"
 cd "$LVRL_ROOT"
 
 echo "== lvrl $("$lvrl" --version | cut -d' ' -f2)"
 "$lvrl" --help | sed -n '/Subcommands/,$p'
 
-echo "== synthetic videos and dataset ($run_dir)"
-: >"$run_dir/dataset.jsonl"
-for i in 0 1 2 3; do
-  video="$run_dir/videos/clip$i.mp4"
-  [[ -s $video ]] || ffmpeg -loglevel error -y -f lavfi -i "testsrc2=size=320x240:rate=30:duration=$((3 + i))" \
-    -vf "hue=h=$((i * 90))" -c:v libx264 -pix_fmt yuv420p "$video"
-  printf '{"id":"demo-%d","video":"clip%d.mp4","question":"Which colour dominates?","options":["A. red","B. green","C. blue","D. grey"],"answer":"A"}\n' \
-    "$i" "$i" >>"$run_dir/dataset.jsonl"
-done
-# A record whose video is missing: preprocess reports it and carries on (never a substitute).
-echo '{"id":"demo-missing","video":"gone.mp4","question":"?","answer":"A"}' >>"$run_dir/dataset.jsonl"
+echo "== synthetic videos and dataset ($run_dir/data)"
+"$lvrl" dataset synth --out "$run_dir/data" --videos 8 --seed 1234 --size 128x96
+# What preprocess reads (data.path): a record whose video is missing — preprocess reports it and
+# carries on, never a substitute — then every synthesized question (data.max_samples keeps the first).
+{
+  echo '{"id":"demo-missing","video":"gone.mp4","question":"?","answer":"A"}'
+  cat "$run_dir/data/train.jsonl" "$run_dir/data/test.jsonl"
+} >"$run_dir/dataset.jsonl"
 wc -l "$run_dir/dataset.jsonl"
 
 echo "== tiny model ($run_dir/model)"
