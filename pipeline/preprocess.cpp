@@ -18,7 +18,6 @@
 #include <thread>
 #include <unordered_map>
 
-#include "cache/content_key.h"
 #include "core/dataset.h"
 #include "core/error.h"
 #include "core/hash.h"
@@ -29,6 +28,7 @@
 namespace lvrl::pipeline {
 namespace {
 using Clock = std::chrono::steady_clock;
+const char* const kProducer = "lvrl preprocess";  // the cache metadata's producer
 
 const RegisterConfigSection preprocess_section(
     {"preprocess",
@@ -202,16 +202,7 @@ void prepare_into(Prepared& item, const VideoJob& job, const PreprocessOptions& 
     item.reason = reason_for(e, job.path);
     return;
   }
-  const auto damaged = std::count(item.video.damaged.begin(), item.video.damaged.end(), true);
-  if (damaged > 0) {
-    std::vector<std::string> spans;
-    for (const video::DamagedSpan& span : item.video.damaged_spans) spans.push_back(video::span_text(span));
-    LVRL_WARN(
-        "preprocess: {}: {} of {} frames stand in for frames that do not decode (damaged {}; "
-        "video.on_damage={})",
-        job.path, damaged, item.video.damaged.size(), fmt::join(spans, ", "),
-        video::on_damage_name(recipe.on_damage));
-  }
+  warn_if_damaged(job.path, item.video, recipe);
   item.ready = true;
 }
 
@@ -229,35 +220,6 @@ Prepared prepare(size_t index, const VideoJob& job, const PreprocessOptions& opt
   return item;
 }
 
-cache::EmbeddingMetadata metadata_for(const VideoJob& job, const Prepared& item, const VideoRecipe& recipe,
-                                      const std::string& fingerprint) {
-  cache::EmbeddingMetadata metadata;
-  const auto& grid = item.video.patches.grid_thw;
-  metadata.grid_thw.assign(grid.begin(), grid.end());
-  metadata.frame_timestamps = item.video.frame_timestamps;
-  metadata.encoder_fingerprint = fingerprint;
-  const FramePick& pick = item.video.pick;
-  metadata.extra = {
-      {"producer", "lvrl preprocess"},
-      {"video", job.path},
-      {"video_xxh128", item.video_hash.hex()},
-      {"sampling", recipe.sampling_description()},
-      {"preprocessing", recipe.preprocessing_description()},
-      {"frames", std::to_string(pick.times.size())},
-      {"video_frames", std::to_string(pick.total_frames)},
-      {"video_fps", fmt::format("{}", pick.video_fps)},
-      // The processor's fps: second_per_grid_t = temporal_patch_size / sample_fps (mrope positions).
-      {"sample_fps", fmt::format("{}", pick.sample_fps)},
-      {"second_per_grid_t", fmt::format("{}", recipe.vision.temporal_patch_size / pick.sample_fps)},
-      {"frame_size",
-       fmt::format("{}x{}", grid[2] * recipe.vision.patch_size, grid[1] * recipe.vision.patch_size)},
-      // Per frame: target time, the time of the frame used, and whether it stands in for a damaged one.
-      {"frame_records",
-       video::frame_records(pick.times, item.video.frame_timestamps, item.video.damaged).dump()},
-      {"damaged_spans", video::spans_json(item.video.damaged_spans).dump()},
-  };
-  return metadata;
-}
 }  // namespace
 
 const char* outcome_name(VideoOutcome outcome) {
@@ -303,12 +265,6 @@ PreprocessOptions preprocess_options_from(const Config& config) {
   out.decode_threads = static_cast<int>(config.get<int64_t>("preprocess.decode_threads"));
   out.decode_ahead = static_cast<int>(config.get<int64_t>("preprocess.decode_ahead"));
   return out;
-}
-
-std::string video_embedding_key(const Hash128& video_hash, const VideoRecipe& recipe,
-                                const std::string& fingerprint) {
-  return cache::embedding_key(
-      {video_hash, recipe.sampling_description(), recipe.preprocessing_description(), fingerprint});
 }
 
 PreprocessSummary run_preprocess(const PreprocessOptions& options, VisionEncoder& encoder,
@@ -372,7 +328,8 @@ PreprocessSummary run_preprocess(const PreprocessOptions& options, VisionEncoder
         if (embeddings.defined()) {
           step = Clock::now();
           cache.put(item.key, embeddings,
-                    metadata_for(jobs[item.index], item, recipe, encoder.fingerprint()));
+                    video_entry_metadata(kProducer, jobs[item.index].path, item.video_hash, item.video,
+                                         recipe, encoder.fingerprint()));
           report.put_s = seconds_since(step);
           report.outcome = VideoOutcome::Cached;
           report.reason.clear();

@@ -33,6 +33,7 @@
 #include "core/config.h"
 #include "core/hash.h"
 #include "core/progress.h"
+#include "pipeline/video_entry.h"
 #include "pipeline/video_recipe.h"
 #include "pipeline/vision_encoder.h"
 
@@ -93,9 +94,5 @@ struct PreprocessSummary {
 // every other rank is in serve_sharded_encoder (pipeline/sharded_encoder.h) until this returns or throws.
 PreprocessSummary run_preprocess(const PreprocessOptions& options, VisionEncoder& encoder,
                                  cache::EmbeddingCache& cache, const sp::Mesh* mesh = nullptr);
-
-// The cache key of one video (video_hash = hash_file of it) under a recipe and an encoder.
-std::string video_embedding_key(const Hash128& video_hash, const VideoRecipe& recipe,
-                                const std::string& fingerprint);
 
 }  // namespace lvrl::pipeline

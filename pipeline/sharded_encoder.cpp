@@ -32,9 +32,8 @@ at::Tensor cpu_longs(int64_t size) {
   return at::zeros({size}, at::TensorOptions().dtype(at::kLong));
 }
 
-// One video on this rank: its slices through the tower, the failure flags, the gather. Every rank
-// calls it with the same pixels [t·h·w, patch_dim] and grid. Returns the rows [t·h·w/4, D] (CPU) on
-// every rank, or throws Error on every rank when any rank's encode threw.
+}  // namespace
+
 at::Tensor encode_together(VisionEncoder& encoder, const sp::Mesh& mesh, const at::Tensor& pixels,
                            const model::GridTHW& grid) {
   at::NoGradGuard no_grad;
@@ -49,15 +48,15 @@ at::Tensor encode_together(VisionEncoder& encoder, const sp::Mesh& mesh, const a
   } catch (const std::exception& e) {
     threw = true;
     own_error = e.what();
-    LVRL_WARN("preprocess: the encoder failed on this rank's {} slices: {}",
+    LVRL_WARN("the vision encoder failed on this rank's {} slices: {}",
               shard.grids.empty() ? 0 : shard.grids[0][0], own_error);
   }
-  at::Tensor failed = cpu_longs(mesh.world_size());  // [P] 1 where a rank's encode threw
-  failed[mesh.rank()] = threw ? 1 : 0;
-  sp::all_reduce_sum(mesh.world(), failed);
-  std::vector<int> failed_ranks;
-  for (int r = 0; r < mesh.world_size(); ++r) {
-    if (failed[r].item<int64_t>() != 0) failed_ranks.push_back(r);
+  at::Tensor failed = cpu_longs(mesh.sp_size());  // [SP] 1 where a rank's encode threw
+  failed[mesh.sp_rank()] = threw ? 1 : 0;
+  sp::all_reduce_sum(mesh.sp(), failed);
+  std::vector<int> failed_ranks;  // global ranks (rank = dp_index · SP + sp_index)
+  for (int r = 0; r < mesh.sp_size(); ++r) {
+    if (failed[r].item<int64_t>() != 0) failed_ranks.push_back(mesh.dp_rank() * mesh.sp_size() + r);
   }
   if (!failed_ranks.empty()) {
     if (threw) throw Error(own_error);
@@ -66,8 +65,6 @@ at::Tensor encode_together(VisionEncoder& encoder, const sp::Mesh& mesh, const a
   }
   return sp::gather_video_rows(local, shard, mesh);
 }
-
-}  // namespace
 
 void agree_on_setup(const sp::Mesh& mesh, const std::string& fingerprint, const std::exception_ptr& failure) {
   int64_t status = kReady;

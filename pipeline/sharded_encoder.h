@@ -10,7 +10,8 @@
 //    would save the broadcast but decode it P times over on one machine's cores, need the video
 //    files on every node, and a rank decoding differently (a file replaced mid-run) would mix two
 //    videos into one entry unnoticed.
-//  - Per video, every rank makes the same collectives in the same order (over Mesh::world, on CPU):
+//  - Per video, every rank makes the same collectives in the same order (on CPU, over Mesh::world,
+//    which is the SP group here: encode_together's all-reduce and gather run over Mesh::sp):
 //      broadcast  header [kind, t, h, w, patch_dim] int64     kind stop: serving ends here
 //      broadcast  pixel rows [t·h·w, patch_dim] float32
 //      (local)    this rank's run of temporal slices through the tower (sp/vlm_shard.h)
@@ -36,6 +37,7 @@
 #include <exception>
 #include <string>
 
+#include "model/rope.h"
 #include "pipeline/vision_encoder.h"
 #include "video/qwen_preprocess.h"
 
@@ -80,5 +82,14 @@ class ShardedEncoder {
 // Every rank but 0: encodes its slices of each video rank 0 sends, until rank 0 sends stop.
 // Returns the number of videos served.
 int64_t serve_sharded_encoder(VisionEncoder& encoder, const sp::Mesh& mesh);
+
+// The step of one video that every rank makes above, after the header and pixel broadcasts; also
+// get_or_encode's (video_rows.h). Collective over mesh.sp(): every SP rank passes the same pixels
+// [t·h·w, patch_dim] float32 (CPU) and grid, runs its run of temporal slices (sp/vlm_shard.h), the
+// ranks all-reduce one flag each (whose encode threw) and, when none did, all-gather the rows.
+// Returns [t·h·w/4, D] (CPU, compute dtype) on every rank; when any rank's encode threw, throws
+// Error on every rank (naming the ranks) with every rank ready for the next video.
+at::Tensor encode_together(VisionEncoder& encoder, const sp::Mesh& mesh, const at::Tensor& pixels,
+                           const model::GridTHW& grid);
 
 }  // namespace lvrl::pipeline

@@ -3,9 +3,11 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/error.h"
+#include "core/log.h"
 
 namespace lvrl::pipeline {
 
@@ -104,6 +106,15 @@ PreparedVideo prepare_video(const std::string& path, const VideoRecipe& recipe,
   out.damaged_spans = std::move(sampled.damaged_spans);
   out.patches = video::patchify_video(sampled.frames, recipe.vision);
   return out;
+}
+
+void warn_if_damaged(const std::string& path, const PreparedVideo& video, const VideoRecipe& recipe) {
+  const auto damaged = std::count(video.damaged.begin(), video.damaged.end(), true);
+  if (damaged == 0) return;
+  std::vector<std::string> spans;
+  for (const video::DamagedSpan& span : video.damaged_spans) spans.push_back(video::span_text(span));
+  LVRL_WARN("{}: {} of {} frames stand in for frames that do not decode (damaged {}; video.on_damage={})", path,
+            damaged, video.damaged.size(), fmt::join(spans, ", "), video::on_damage_name(recipe.on_damage));
 }
 
 }  // namespace lvrl::pipeline

@@ -80,4 +80,8 @@ struct PreparedVideo {
 PreparedVideo prepare_video(const std::string& path, const VideoRecipe& recipe,
                             const video::SampleOptions& options = {});
 
+// One warning naming the file, how many frames stand in for damaged ones and the damaged spans, when
+// any frame does (nothing otherwise): what a run tells its user about a video it encodes anyway.
+void warn_if_damaged(const std::string& path, const PreparedVideo& video, const VideoRecipe& recipe);
+
 }  // namespace lvrl::pipeline
