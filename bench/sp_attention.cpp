@@ -21,11 +21,12 @@
 //               the zigzag growth between L_t and L_m at each P (a run at the limit would take hours at
 //               P = 1: attention work grows as L²); the L_b runs check that the growth is linear.
 //
-// Each run is P fresh processes: this executable re-executed through sp/launch.h (fork + exec, a hidden
-// --worker flag) with a FileStore rendezvous in a temp directory. Every rank draws its own rows of q, k,
-// v and dout from generators seeded per block of global tokens, so no rank ever holds a full tensor
+// Each run is P fresh processes: this executable re-executed through sp/rank_run.h (fork + exec, a hidden
+// --worker flag), the way `lvrl sp check` and the multi-rank tests start ranks: a FileStore rendezvous in
+// the run's own directory, rank 0's report coming back as its rank result. Every rank draws its own rows of
+// q, k, v and dout from generators seeded per block of global tokens, so no rank ever holds a full tensor
 // (which would swamp its memory figure) and every P sees the same inputs. Ranks all-gather (times,
-// peak growth, bytes) to rank 0, which writes a report for the parent.
+// peak growth, bytes) to rank 0, which reports to the parent.
 //
 //   bench_sp_attention [--quick] [--bytes-length L_b] [--time-length L_t] [--memory-length L_m]
 //                      [--memory-modes zigzag,ulysses,ring] [--rounds N] [--cap-gib G] [--results FILE]
@@ -60,15 +61,18 @@
 
 #include "bench/bench_report.h"
 #include "core/cpu_allocator.h"
+#include "core/temp_dir.h"
+#include "core/tensor_compare.h"
 #include "model/attention.h"
 #include "sp/comm.h"
-#include "sp/launch.h"
 #include "sp/layout.h"
 #include "sp/mesh.h"
+#include "sp/rank_run.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
 using namespace lvrl::sp;
+using lvrl::max_relative_difference;
 
 namespace {
 using Clock = std::chrono::steady_clock;
@@ -114,13 +118,6 @@ std::string blas_core() {
   using CoreName = char* (*)();
   auto* name = reinterpret_cast<CoreName>(::dlsym(RTLD_DEFAULT, "openblas_get_corename"));
   return name != nullptr ? std::string(name()) : std::string("not OpenBLAS");
-}
-
-std::string self_exe() {
-  char path[4096];
-  const ssize_t n = ::readlink("/proc/self/exe", path, sizeof(path) - 1);
-  if (n <= 0) throw std::runtime_error("cannot read /proc/self/exe");
-  return std::string(path, n);
 }
 
 std::string load_average() {
@@ -260,13 +257,7 @@ at::Tensor read_raw(std::ifstream& in, at::IntArrayRef sizes) {
   return t;
 }
 
-double relative_error(const at::Tensor& actual, const at::Tensor& reference) {
-  const double scale = reference.abs().max().item<double>();
-  const double error = (actual.to(at::kDouble) - reference.to(at::kDouble)).abs().max().item<double>();
-  return scale > 0 ? error / scale : error;
-}
-
-int run_worker(const RunSpec& spec, const std::string& report_path) {
+int run_worker(const RunSpec& spec) {
   at::set_num_threads(1);
   const DistributedEnv env = DistributedEnv::from_environment();
   const auto mesh =
@@ -364,7 +355,7 @@ int run_worker(const RunSpec& spec, const std::string& report_path) {
       max_rel_err = 0;
       for (size_t i = 0; i < results.size(); ++i) {
         const at::Tensor anchor = read_raw(file, {1, spec.length, heads[i], kHeadDim});
-        max_rel_err = std::max(max_rel_err, relative_error(results[i], anchor));
+        max_rel_err = std::max(max_rel_err, max_relative_difference(results[i], anchor));
       }
     }
     if (rank == 0 && spec.reference) {  // the kernel in float64 on the same inputs
@@ -376,8 +367,9 @@ int run_worker(const RunSpec& spec, const std::string& report_path) {
       const auto grads = lvrl::model::blockwise_attention_backward(f64(q), f64(k), f64(v), forward.out,
                                                                    forward.lse, f64(dout), at::Tensor(),
                                                                    attention_spec, {kBlock, kBlock});
-      max_rel_err = std::max({relative_error(results[0], forward.out), relative_error(results[1], grads.dq),
-                              relative_error(results[2], grads.dk), relative_error(results[3], grads.dv)});
+      max_rel_err = std::max(
+          {max_relative_difference(results[0], forward.out), max_relative_difference(results[1], grads.dq),
+           max_relative_difference(results[2], grads.dk), max_relative_difference(results[3], grads.dv)});
     }
   }
   if (rank != 0) return 0;
@@ -401,7 +393,7 @@ int run_worker(const RunSpec& spec, const std::string& report_path) {
                                {"times", rank_times},
                                {"cpu_times", rank_cpu_times}});
   }
-  std::ofstream(report_path) << report.dump() << "\n";
+  write_rank_result(report.dump());
   return 0;
 }
 
@@ -409,41 +401,41 @@ int run_worker(const RunSpec& spec, const std::string& report_path) {
 
 class Runner {
  public:
-  explicit Runner(std::string dir) : dir_(std::move(dir)), exe_(self_exe()) {}
+  explicit Runner(std::string dir) : dir_(std::move(dir)) {}
 
   RunResult run(const RunSpec& spec) {
     RunResult result;
     result.spec = spec;
-    const std::string report = fmt::format("{}/report-{}.json", dir_, runs_++);
-    fs::remove(report);
-    LaunchOptions launch;
-    launch.nproc = spec.nproc;
-    launch.threads_per_rank = 1;
-    launch.command = {exe_,        "--worker",
-                      "--mode",    spec.mode,
-                      "--nproc",   std::to_string(spec.nproc),
-                      "--ulysses", std::to_string(spec.ulysses),
-                      "--ring",    std::to_string(spec.ring),
-                      "--length",  std::to_string(spec.length),
-                      "--reps",    std::to_string(spec.reps),
-                      "--report",  report};
+    RankRunOptions ranks;
+    ranks.nproc = spec.nproc;
+    ranks.worker_args = {"--worker",
+                         "--mode",
+                         spec.mode,
+                         "--nproc",
+                         std::to_string(spec.nproc),
+                         "--ulysses",
+                         std::to_string(spec.ulysses),
+                         "--ring",
+                         std::to_string(spec.ring),
+                         "--length",
+                         std::to_string(spec.length),
+                         "--reps",
+                         std::to_string(spec.reps)};
     if (!spec.anchor.empty()) {
-      launch.command.insert(launch.command.end(),
-                            {"--anchor", spec.anchor, "--anchor-file", spec.anchor_file});
+      ranks.worker_args.insert(ranks.worker_args.end(),
+                               {"--anchor", spec.anchor, "--anchor-file", spec.anchor_file});
     }
-    if (spec.reference) launch.command.push_back("--reference");
-    const std::string store = fmt::format("{}/store-{}", dir_, runs_);
-    launch.env["LVRL_STORE_FILE"] = store;
+    if (spec.reference) ranks.worker_args.push_back("--reference");
     const Clock::time_point start = Clock::now();
-    const int code = launch_local_ranks(launch);
-    fs::remove(store);
-    std::ifstream in(report);
-    if (code != 0 || !in) {
+    const RankRunResult ran = run_on_ranks(ranks);
+    const int code = ran.exit_code;
+    const std::string& report = ran.results.front();
+    if (code != 0 || report.empty()) {
       std::cerr << fmt::format("WRONG: {} P={} L={}: the ranks exited {} without a report\n", spec.label(),
                                spec.nproc, spec.length, code);
       return result;
     }
-    const json parsed = json::parse(in);
+    const json parsed = json::parse(report);
     result.ran = true;
     result.finite = parsed["finite"].get<bool>();
     result.peak_reset = parsed["peak_reset"].get<bool>();
@@ -472,8 +464,7 @@ class Runner {
   std::string anchor_path(int64_t length) const { return fmt::format("{}/anchor-{}.bin", dir_, length); }
 
  private:
-  std::string dir_, exe_;
-  int runs_ = 0;
+  std::string dir_;
 };
 
 // docs/sp.md's closed form, fwd + bwd, for even heads: Ulysses 2·(U−1)/U·(2d + 2d_kv)·N/P; ring
@@ -501,10 +492,8 @@ struct Options {
 };
 
 int run_parent(const Options& options, const std::string& command_line) {
-  std::string dir_template = (fs::temp_directory_path() / "lvrl-bench-sp-XXXXXX").string();
-  if (::mkdtemp(dir_template.data()) == nullptr) throw std::runtime_error("cannot create a temp directory");
-  const std::string dir = dir_template;
-  Runner runner(dir);
+  const lvrl::TempDir dir("lvrl-bench-sp");  // the anchor runs' outputs
+  Runner runner(dir.path());
   const std::string load_before = load_average();
   const std::string started = lvrl::bench::utc_now();
   const Clock::time_point wall_start = Clock::now();
@@ -624,7 +613,6 @@ int run_parent(const Options& options, const std::string& command_line) {
       check_result(memory_results.back(), true);
     }
   }
-  fs::remove_all(dir);
   const std::string load_after = load_average();
   const double wall = seconds_since(wall_start);
 
@@ -645,7 +633,7 @@ int run_parent(const Options& options, const std::string& command_line) {
   md << fmt::format(
       "`{}`, {}, {}, {} cores, BLAS {} ({}), one intra-op thread per rank; load average {} before, {} "
       "after (it counts this benchmark's own ranks, up to 4); {:.0f} s in all. Gloo over loopback, every "
-      "rank a process started through `sp/launch.h`.{}\n\n",
+      "rank a process started through `sp/rank_run.h`.{}\n\n",
       command_line, started, lvrl::bench::cpu_model(), std::thread::hardware_concurrency(), blas_core(),
       std::getenv("OPENBLAS_CORETYPE") ? fmt::format("OPENBLAS_CORETYPE={}", std::getenv("OPENBLAS_CORETYPE"))
                                        : std::string("OPENBLAS_CORETYPE unset"),
@@ -887,7 +875,6 @@ int main(int argc, char** argv) {
   Options options;
   RunSpec worker;
   bool is_worker = false;
-  std::string report_path;
   bool lengths_given = false;
   std::string command_line = "build/bench/bench_sp_attention";
   auto usage = [] {
@@ -939,8 +926,6 @@ int main(int argc, char** argv) {
         worker.length = std::atoll(value.c_str());
       else if (arg == "--reps")
         worker.reps = std::max(1, std::atoi(value.c_str()));
-      else if (arg == "--report")
-        report_path = value;
       else if (arg == "--anchor")
         worker.anchor = value;
       else if (arg == "--anchor-file")
@@ -953,7 +938,7 @@ int main(int argc, char** argv) {
   }
   for (int i = 1; i < argc; ++i) command_line += std::string(" ") + argv[i];
   try {
-    if (is_worker) return run_worker(worker, report_path);
+    if (is_worker) return run_worker(worker);
     if (options.quick && !lengths_given) {
       options.bytes_length = 2048;
       options.time_length = 4096;

@@ -49,6 +49,9 @@ std::vector<char*> pointers(const std::vector<std::string>& strings) {
       ::dup2(null, 2);
     }
   }
+  if (options.stdin_fd >= 0) ::dup2(options.stdin_fd, 0);
+  if (options.stdout_fd >= 0) ::dup2(options.stdout_fd, 1);
+  if (options.stderr_fd >= 0) ::dup2(options.stderr_fd, 2);
   ::dup2(report, 3);
   ::close_range(4, ~0U, 0);  // nothing else inherited: no sockets, no other children's pipes, no test files
   ::fcntl(3, F_SETFD, FD_CLOEXEC);

@@ -5,7 +5,8 @@
 //    thread that outlives them, the main thread), and exits at once if that parent is already gone;
 //  - starts with default signal handlers and nothing blocked, whatever the parent had set;
 //  - inherits no descriptor beyond 0, 1 and 2: stdin reads /dev/null; stdout and stderr are the
-//    parent's, or /dev/null when `quiet`;
+//    parent's, or /dev/null when `quiet`; any of the three may instead be a descriptor the parent
+//    opened (a file a test reads back afterwards);
 //  - leads a process group of its own with `own_process_group`, so that a signal to the group
 //    reaches what it starts in turn.
 #pragma once
@@ -21,6 +22,9 @@ struct SpawnOptions {
   bool quiet = false;              // stdout and stderr to /dev/null (a server that logs to a file)
   bool own_process_group = false;  // setpgid in the child and in the parent (no race with a signal)
   const std::vector<std::string>* environment = nullptr;  // "NAME=value" entries; null: this process's
+  int stdin_fd = -1;                                      // becomes the child's 0; -1: /dev/null
+  int stdout_fd = -1;  // becomes the child's 1 (over `quiet`); -1: the parent's, or /dev/null when quiet
+  int stderr_fd = -1;  // becomes the child's 2, likewise
 };
 
 // Starts argv[0] (looked up on PATH unless it holds a '/') with `argv`. Returns the child's pid, or

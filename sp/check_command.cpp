@@ -1,16 +1,17 @@
 // `lvrl sp check`: one SP attention mode against a single-process float64 reference, with real
 // Gloo ranks.
 //
-// With --nproc P > 1 the command starts P copies of itself (launch_local_ranks, a hidden --sp-worker
+// With --nproc P > 1 the command runs P copies of itself (run_on_ranks, sp/rank_run.h: a FileStore
+// rendezvous in a fresh directory, so checks in parallel never race for a port; a hidden --sp-worker
 // flag) and waits; with P = 1 it is its own only rank. Every rank draws the same seeded full
 // q, k, v, dout in float64 (then casts to --dtype), keeps its shard per the SequenceLayout, runs
 // SequenceParallelAttention forward and backward, and all-gathers out / dq / dk / dv and its byte
 // counts to everyone — equal shard sizes make one all_gather per tensor the simplest transport.
 // Rank 0 then
 //   * checks that every padding row of dq, dk, dv is exactly zero,
-//   * compares out, dq, dk, dv with a textbook float64 reference on the --dtype-rounded inputs, as max |sp −
-//   ref| / max |ref|: ≤ 1e-10 for float64, ≤ 1e-5 for
-//     float32,
+//   * compares out, dq, dk, dv with the float64 reference (sp/reference_attention.h) on the
+//     --dtype-rounded inputs, as max |sp − ref| / max |ref| (core/tensor_compare.h): ≤ 1e-10 for
+//     float64, ≤ 1e-5 for float32,
 //   * compares every rank's bytes_sent() over the attention's forward + backward with
 //     expected_bytes() (within 1%),
 // prints one JSON line and exits 1 when a check fails (the config and seed go to stderr).
@@ -19,16 +20,11 @@
 #include <ATen/Parallel.h>
 #include <fmt/format.h>
 #include <torch/csrc/autograd/autograd.h>
-#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
-#include <cerrno>
 #include <cmath>
-#include <cstring>
-#include <filesystem>
 #include <iostream>
-#include <limits>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -36,11 +32,13 @@
 
 #include "core/command.h"
 #include "core/error.h"
+#include "core/tensor_compare.h"
 #include "model/attention.h"
 #include "sp/comm.h"
-#include "sp/launch.h"
 #include "sp/layout.h"
 #include "sp/mesh.h"
+#include "sp/rank_run.h"
+#include "sp/reference_attention.h"
 #include "sp/sp_attention.h"
 
 namespace lvrl::sp {
@@ -119,12 +117,9 @@ std::string describe(const CheckArgs& args, const Degrees& d) {
                      args.head_dim, args.causal ? "causal" : "full", args.dtype, args.seed, args.block);
 }
 
-// The worker's own argv: the same check, flags spelled out, plus --sp-worker.
-std::vector<std::string> worker_command(const CheckArgs& args) {
-  char path[4096];
-  const ssize_t n = ::readlink("/proc/self/exe", path, sizeof(path) - 1);
-  LVRL_ASSERT(n > 0, "sp check: cannot read /proc/self/exe");
-  std::vector<std::string> argv = {std::string(path, n), "sp", "check"};
+// A rank's arguments: the same check, flags spelled out, plus --sp-worker.
+std::vector<std::string> worker_args(const CheckArgs& args) {
+  std::vector<std::string> argv = {"sp", "check"};
   auto add = [&](const char* flag, const std::string& value) {
     argv.push_back(flag);
     argv.push_back(value);
@@ -146,52 +141,9 @@ std::vector<std::string> worker_command(const CheckArgs& args) {
   return argv;
 }
 
-// max |actual − reference| / max |reference| (absolute when the reference is all zero).
-double relative_error(const at::Tensor& actual, const at::Tensor& reference) {
-  const double scale = reference.abs().max().item<double>();
-  const double error = (actual.to(at::kDouble) - reference).abs().max().item<double>();
-  return scale > 0 ? error / scale : error;
-}
-
 // Every rank's part of a [B, l, ...] tensor, in SP rank order.
 std::vector<at::Tensor> gather_parts(Mesh& mesh, const at::Tensor& local) {
   return all_gather_cat(mesh.sp(), local.contiguous(), 1).chunk(mesh.sp_size(), 1);
-}
-
-struct Reference {
-  at::Tensor out, dq, dk, dv;  // float64, full length
-};
-
-// Attention and its gradients from the textbook formulas, one (batch row, query head) at a time in
-// float64 — written apart from the blockwise kernel (explicit masks, two-pass softmax, the softmax
-// Jacobian dS = P ∘ (dP − rowsum(P ∘ dP)) instead of the rowsum(dO ∘ O) identity) and O(L²) memory
-// for one head only.
-Reference reference_attention(const at::Tensor& q_in, const at::Tensor& k_in, const at::Tensor& v_in,
-                              const at::Tensor& dout_in, bool causal) {
-  const at::Tensor q = q_in.to(at::kDouble), k = k_in.to(at::kDouble), v = v_in.to(at::kDouble);
-  const at::Tensor dout = dout_in.to(at::kDouble);
-  const int64_t batch = q.size(0), length = q.size(1), heads = q.size(2), group = heads / k.size(2);
-  const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(3)));
-  Reference ref{at::empty_like(q), at::empty_like(q), at::zeros_like(k), at::zeros_like(v)};
-  const at::Tensor hidden = at::ones({length, length}, at::kBool).triu(1);  // key j > query i
-  for (int64_t b = 0; b < batch; ++b) {
-    for (int64_t h = 0; h < heads; ++h) {
-      const int64_t kv = h / group;
-      const at::Tensor qh = q[b].select(1, h), kh = k[b].select(1, kv), vh = v[b].select(1, kv);  // [L, D]
-      const at::Tensor doh = dout[b].select(1, h);                                                // [L, D]
-      at::Tensor scores = qh.matmul(kh.t()).mul_(scale);                                          // [L, L]
-      if (causal) scores.masked_fill_(hidden, -std::numeric_limits<double>::infinity());
-      const at::Tensor p = (scores - std::get<0>(scores.max(1, true))).exp_();
-      p.div_(p.sum(1, true));
-      const at::Tensor dp = doh.matmul(vh.t());                // [L, L]
-      const at::Tensor ds = p * (dp - (p * dp).sum(1, true));  // [L, L]
-      ref.out[b].select(1, h).copy_(p.matmul(vh));
-      ref.dq[b].select(1, h).copy_(ds.matmul(kh).mul_(scale));
-      ref.dk[b].select(1, kv).add_(ds.t().matmul(qh).mul_(scale));
-      ref.dv[b].select(1, kv).add_(p.t().matmul(doh));
-    }
-  }
-  return ref;
 }
 
 int run_worker(const CheckArgs& args) {
@@ -250,11 +202,11 @@ int run_worker(const CheckArgs& args) {
       if (padding.numel() > 0) padding_grad = std::max(padding_grad, padding.abs().max().item<double>());
     }
   }
-  const Reference ref = reference_attention(q, k, v, dout, args.causal);
-  const double err_out = relative_error(unshard(out_parts, 1, layout), ref.out);
-  const double err_dq = relative_error(unshard(dq_parts, 1, layout), ref.dq);
-  const double err_dk = relative_error(unshard(dk_parts, 1, layout), ref.dk);
-  const double err_dv = relative_error(unshard(dv_parts, 1, layout), ref.dv);
+  const ReferenceAttention ref = reference_attention(q, k, v, dout, args.causal);
+  const double err_out = max_relative_difference(unshard(out_parts, 1, layout), ref.out);
+  const double err_dq = max_relative_difference(unshard(dq_parts, 1, layout), ref.dq);
+  const double err_dk = max_relative_difference(unshard(dk_parts, 1, layout), ref.dk);
+  const double err_dv = max_relative_difference(unshard(dv_parts, 1, layout), ref.dv);
   int64_t max_measured = 0, max_formula = 0;
   bool bytes_ok = true;
   for (int64_t r = 0; r < bytes.size(0); ++r) {
@@ -299,28 +251,10 @@ int run_check(const CheckArgs& args) {
   degrees_of(args, mode);
   parse_dtype(args.dtype);
   if (args.worker || args.nproc == 1) return run_worker(args);
-  // A fresh FileStore per check instead of a TCP port: checks run in parallel (ctest -j) cannot
-  // race for a port that way.
-  char dir_template[] = "/tmp/lvrl-sp-check-XXXXXX";
-  const char* dir = ::mkdtemp(dir_template);
-  if (dir == nullptr) {
-    throw InputError({"/tmp", 0, "TMPDIR", "/tmp"},
-                     fmt::format("cannot create a temp directory: {}", std::strerror(errno)));
-  }
-  LaunchOptions launch;
-  launch.nproc = args.nproc;
-  launch.command = worker_command(args);
-  launch.threads_per_rank = 1;
-  launch.env["LVRL_STORE_FILE"] = std::string(dir) + "/store";
-  int code = 1;
-  try {
-    code = launch_local_ranks(launch);
-  } catch (...) {
-    std::filesystem::remove_all(dir);
-    throw;
-  }
-  std::filesystem::remove_all(dir);
-  return code;
+  RankRunOptions run;
+  run.nproc = args.nproc;
+  run.worker_args = worker_args(args);
+  return run_on_ranks(run).exit_code;
 }
 
 const RegisterCommand check_command(

@@ -154,6 +154,9 @@ int launch_local_ranks(const LaunchOptions& options) {
   if (options.command.empty() || options.command.front().empty()) {
     throw InputError({"", 0, "command", ""}, "no command to launch (give it after --)");
   }
+  if (options.timeout_s < 0) {
+    throw InputError({"", 0, "timeout_s", std::to_string(options.timeout_s)}, "expected a non-negative time");
+  }
   if (options.grace_s < 0) {
     throw InputError({"", 0, "--grace-s", std::to_string(options.grace_s)}, "expected a non-negative time");
   }
@@ -175,6 +178,8 @@ int launch_local_ranks(const LaunchOptions& options) {
     SpawnOptions spawn;
     spawn.own_process_group = true;  // a signal to the group reaches what the rank starts too
     spawn.environment = &env;
+    spawn.stdout_fd = options.output_fd;
+    spawn.stderr_fd = options.output_fd;
     const pid_t pid = spawn_process(options.command, spawn);
     if (pid < 0) {
       signal_running(ranks, SIGKILL);
@@ -193,6 +198,12 @@ int launch_local_ranks(const LaunchOptions& options) {
   std::optional<Clock::time_point> kill_at;  // SIGKILL whatever still runs then
   bool killed = false;
   auto grace = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(options.grace_s));
+  std::optional<Clock::time_point> deadline;
+  if (options.timeout_s > 0) {
+    deadline = Clock::now() +
+               std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(options.timeout_s));
+  }
+  bool timed_out = false;
   int left = options.nproc;
   while (left > 0) {
     int timeout_ms = 100;
@@ -240,6 +251,13 @@ int launch_local_ranks(const LaunchOptions& options) {
         }
       }
     }
+    if (deadline && !timed_out && Clock::now() >= *deadline && left > 0) {
+      timed_out = true;
+      LVRL_ERROR("lvrl sp launch: {} rank(s) still running after the {} s limit; stopping them", left,
+                 options.timeout_s);
+      signal_running(ranks, SIGTERM);
+      if (!kill_at) kill_at = Clock::now() + grace;
+    }
     if (kill_at && !killed && Clock::now() >= *kill_at && left > 0) {
       LVRL_ERROR("lvrl sp launch: {} rank(s) still running after {} s; killing them", left, options.grace_s);
       signal_running(ranks, SIGKILL);
@@ -248,6 +266,7 @@ int launch_local_ranks(const LaunchOptions& options) {
   }
   if (failed_rank) return failed_code;
   if (interrupted_by != 0) return 128 + interrupted_by;
+  if (timed_out) return 128 + SIGTERM;
   return 0;
 }
 

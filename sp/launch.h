@@ -29,11 +29,14 @@ struct LaunchOptions {
   std::map<std::string, std::string> env;     // set for every rank, after the variables above
   int threads_per_rank = 0;                   // OMP_NUM_THREADS; 0 = max(1, cores / P)
   double grace_s = 10;                        // SIGTERM → SIGKILL delay
+  double timeout_s = 0;                       // > 0: ranks still running then are stopped as on a failure
+  int output_fd = -1;                         // the ranks' stdout and stderr; -1: the launcher's
 };
 
 // Runs the ranks to the end. Returns 0 when every rank exits 0; else the exit code of the first
 // rank that failed (128 + signal for one killed by a signal); 128 + signal when the launcher was
-// interrupted and every rank still exited 0. A command that cannot be run is an InputError naming it.
+// interrupted and every rank still exited 0 (SIGTERM's when the timeout stopped them). A command
+// that cannot be run is an InputError naming it.
 int launch_local_ranks(const LaunchOptions& options);
 
 // A TCP port that was free on this machine a moment ago (bind to port 0, read it, close).

@@ -2,39 +2,24 @@
 // ls, stats, verify (and --delete), rm; a miss, a wrong password, an unreachable server and a
 // missing URL each exit non-zero with a message that says so.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
-
-#include <array>
-#include <cstdio>
 
 #include "cache/embedding_cache.h"
 #include "cache/redis_client.h"
 #include "core/safetensors.h"
 #include "redis_test_support.h"
+#include "tests/support/files.h"
+#include "tests/support/run_process.h"
 
 namespace lvrl::cache {
 namespace {
+using test::ProcessResult;
+using test::run_lvrl;
 using testing::quick_options;
 using testing::TestServer;
 
-struct Invocation {
-  int exit_code;
-  std::string output;  // stdout and stderr together
-};
-
-Invocation lvrl(const std::string& args) {
-  std::string command = std::string(LVRL_BINARY) + " " + args + " 2>&1";
-  FILE* pipe = ::popen(command.c_str(), "r");
-  std::string output;
-  std::array<char, 4096> buffer;
-  while (size_t n = std::fread(buffer.data(), 1, buffer.size(), pipe)) output.append(buffer.data(), n);
-  int status = ::pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
-}
-
 class CacheCliTest : public ::testing::Test {
  protected:
-  std::string url() const { return "'" + server_.endpoint().url() + "'"; }
+  std::string url() const { return server_.endpoint().url(); }
   std::string file(const std::string& name) const { return server_.dir() + "/" + name; }
   TestServer server_;
 };
@@ -44,33 +29,36 @@ TEST_F(CacheCliTest, PutGetLsStatsRm) {
   at::Tensor second = at::ones({5}, at::TensorOptions().dtype(at::kBFloat16));
   safetensors::save(file("in.safetensors"), {{"a_first", first}, {"b_second", second}}, {{"source", "test"}});
 
-  Invocation put = lvrl("cache put --url " + url() + " --key vid/1 " + file("in.safetensors"));
+  ProcessResult put = run_lvrl({"cache", "put", "--url", url(), "--key", "vid/1", file("in.safetensors")});
   EXPECT_EQ(put.exit_code, 0) << put.output;
   EXPECT_NE(put.output.find("stored vid/1"), std::string::npos) << put.output;
-  Invocation named = lvrl("cache put --url " + url() + " --key vid/2 --tensor b_second " + file("in.safetensors"));
+  ProcessResult named = run_lvrl(
+      {"cache", "put", "--url", url(), "--key", "vid/2", "--tensor", "b_second", file("in.safetensors")});
   EXPECT_EQ(named.exit_code, 0) << named.output;
 
-  Invocation get = lvrl("cache get --url " + url() + " --key vid/2 --out " + file("out.safetensors"));
+  ProcessResult get =
+      run_lvrl({"cache", "get", "--url", url(), "--key", "vid/2", "--out", file("out.safetensors")});
   ASSERT_EQ(get.exit_code, 0) << get.output;
   auto out = safetensors::File::open(file("out.safetensors"));
   EXPECT_TRUE(at::equal(out->get("b_second"), second));
   EXPECT_EQ(out->metadata().at("source"), "test");
   EXPECT_EQ(out->metadata().at("cache_key"), "vid/2");
 
-  Invocation ls = lvrl("cache ls --url " + url() + " --prefix vid/");
+  ProcessResult ls = run_lvrl({"cache", "ls", "--url", url(), "--prefix", "vid/"});
   EXPECT_EQ(ls.exit_code, 0) << ls.output;
   EXPECT_NE(ls.output.find("vid/1  F32 [3, 4] 48 B in 1 chunk"), std::string::npos) << ls.output;
   EXPECT_NE(ls.output.find("vid/2  BF16 [5]"), std::string::npos) << ls.output;
-  Invocation stats = lvrl("cache stats --url " + url());
+  ProcessResult stats = run_lvrl({"cache", "stats", "--url", url()});
   EXPECT_EQ(stats.exit_code, 0) << stats.output;
   EXPECT_NE(stats.output.find("entries    2"), std::string::npos) << stats.output;
   EXPECT_NE(stats.output.find("allkeys-lru"), std::string::npos) << stats.output;
 
-  EXPECT_EQ(lvrl("cache rm --url " + url() + " --key vid/1").exit_code, 0);
-  Invocation again = lvrl("cache rm --url " + url() + " --key vid/1");
+  EXPECT_EQ(run_lvrl({"cache", "rm", "--url", url(), "--key", "vid/1"}).exit_code, 0);
+  ProcessResult again = run_lvrl({"cache", "rm", "--url", url(), "--key", "vid/1"});
   EXPECT_EQ(again.exit_code, 2);
   EXPECT_NE(again.output.find("no such entry"), std::string::npos) << again.output;
-  Invocation miss = lvrl("cache get --url " + url() + " --key vid/1 --out " + file("x.safetensors"));
+  ProcessResult miss =
+      run_lvrl({"cache", "get", "--url", url(), "--key", "vid/1", "--out", file("x.safetensors")});
   EXPECT_EQ(miss.exit_code, 2);
   EXPECT_NE(miss.output.find("'--key' = 'vid/1': not in the cache"), std::string::npos) << miss.output;
 }
@@ -83,11 +71,11 @@ TEST_F(CacheCliTest, VerifyReportsAndDeletesBrokenEntries) {
   RedisReply chunks = raw.run(RedisCommand{"KEYS", "lvrl:default:emb:c:bad:*"}, Retry::Idempotent);
   raw.run(RedisCommand{"SETRANGE"}.add(chunks[0].text()).add("5").add("!"), Retry::Idempotent);
 
-  Invocation verify = lvrl("cache verify --url " + url());
+  ProcessResult verify = run_lvrl({"cache", "verify", "--url", url()});
   EXPECT_EQ(verify.exit_code, 1) << verify.output;
   EXPECT_NE(verify.output.find("BROKEN bad: checksum mismatch"), std::string::npos) << verify.output;
   EXPECT_NE(verify.output.find("verified 2 entries: 1 good, 1 broken"), std::string::npos) << verify.output;
-  Invocation fix = lvrl("cache verify --delete --url " + url());
+  ProcessResult fix = run_lvrl({"cache", "verify", "--delete", "--url", url()});
   EXPECT_EQ(fix.exit_code, 0) << fix.output;
   EXPECT_NE(fix.output.find("(deleted)"), std::string::npos) << fix.output;
   EXPECT_FALSE(cache.contains("bad"));
@@ -97,27 +85,26 @@ TEST_F(CacheCliTest, VerifyReportsAndDeletesBrokenEntries) {
 TEST_F(CacheCliTest, ConnectionProblemsExitNonZeroWithAClearMessage) {
   RedisEndpoint wrong = server_.endpoint();
   wrong.password = "nope";
-  Invocation refused = lvrl("cache stats --url '" + wrong.url() + "'");
+  ProcessResult refused = run_lvrl({"cache", "stats", "--url", wrong.url()});
   EXPECT_EQ(refused.exit_code, 2);
   EXPECT_NE(refused.output.find("refused the password"), std::string::npos) << refused.output;
   EXPECT_EQ(refused.output.find("nope"), std::string::npos) << refused.output;
 
-  Invocation down = lvrl("cache ls --url unix://" + server_.dir() + "/absent.sock");
+  ProcessResult down = run_lvrl({"cache", "ls", "--url", "unix://" + server_.dir() + "/absent.sock"});
   EXPECT_EQ(down.exit_code, 1);
   EXPECT_NE(down.output.find("cannot connect"), std::string::npos) << down.output;
 
-  Invocation none = lvrl("cache stats");
+  ProcessResult none = run_lvrl({"cache", "stats"});
   EXPECT_EQ(none.exit_code, 2);
   EXPECT_NE(none.output.find("no cache server"), std::string::npos) << none.output;
 }
 
 TEST_F(CacheCliTest, UrlFromTheConfig) {
   std::string config = file("run.yaml");
-  std::FILE* out = std::fopen(config.c_str(), "w");
-  std::fprintf(out, "redis:\n  cache_url: \"%s\"\n  namespace: other\n", server_.endpoint().url().c_str());
-  std::fclose(out);
+  test::write_file(config, "redis:\n  cache_url: \"" + server_.endpoint().url() + "\"\n  namespace: other\n");
   safetensors::save(file("in.safetensors"), {{"x", at::ones({2})}});
-  ASSERT_EQ(lvrl("cache put --config " + config + " --key k " + file("in.safetensors")).exit_code, 0);
+  ASSERT_EQ(run_lvrl({"cache", "put", "--config", config, "--key", "k", file("in.safetensors")}).exit_code,
+            0);
   EmbeddingCacheOptions other;
   other.ns = "other";
   EXPECT_TRUE(EmbeddingCache(server_.endpoint(), other, quick_options()).contains("k"));

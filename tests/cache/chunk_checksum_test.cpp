@@ -13,12 +13,12 @@
 #include <vector>
 
 #include "core/hash.h"
-#include "tests/core/test_files.h"
+#include "tests/support/files.h"
 
 namespace lvrl::cache {
 namespace {
 
-using testing_files::random_bytes;
+using test::random_bytes;
 
 TEST(ChunkChecksum, EqualsTheOneShotHashForEveryCut) {
   const std::string payload = random_bytes(1 << 20, 7);

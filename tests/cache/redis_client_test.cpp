@@ -148,7 +148,7 @@ TEST(RedisClient, WrongPasswordIsAClearInputError) {
 }
 
 TEST(RedisClient, UnreachableServerIsAConnectionError) {
-  testing::TempDir dir;
+  TempDir dir;
   RedisEndpoint missing = RedisEndpoint::parse("unix://" + dir.path() + "/nobody.sock");
   RedisOptions options = quick_options();
   options.first_connect_for = std::chrono::milliseconds(50);

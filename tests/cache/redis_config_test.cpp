@@ -11,7 +11,6 @@
 namespace lvrl::cache {
 namespace {
 using testing::quick_options;
-using testing::TempDir;
 using testing::TestServer;
 
 TEST(RedisConfig, PrivateServersForARun) {

@@ -15,7 +15,6 @@
 namespace lvrl::cache {
 namespace {
 using testing::quick_options;
-using testing::TempDir;
 using testing::TestServer;
 
 std::string config_value(RedisClient& client, const char* name) {

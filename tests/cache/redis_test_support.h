@@ -1,5 +1,6 @@
 // Test support for cache/: every test starts its own redis-server on a unix socket in a fresh
-// temporary directory (never a fixed TCP port), with client options that fail fast.
+// temporary directory (lvrl::TempDir; never a fixed TCP port), with client options that fail fast.
+// The server is started like every child of lvrl's, by spawn_process (core/process.h).
 #pragma once
 
 #include <memory>
@@ -7,20 +8,9 @@
 
 #include "cache/redis_client.h"
 #include "cache/redis_server.h"
+#include "core/temp_dir.h"
 
 namespace lvrl::cache::testing {
-
-class TempDir {
- public:
-  TempDir();
-  ~TempDir();
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 // Short timeouts and backoff, so failure paths take milliseconds; reconnects still span a restart.
 RedisOptions quick_options();
@@ -40,7 +30,7 @@ class TestServer {
   void crash_and_restart();
 
  private:
-  TempDir dir_;
+  TempDir dir_{"lvrl-cache-test"};
   std::unique_ptr<RedisServer> server_;
 };
 

@@ -4,8 +4,6 @@
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
-
-#include "tests/core/test_files.h"
 #include <stdlib.h>
 
 #include <cstring>
@@ -19,16 +17,12 @@
 
 #include "core/error.h"
 #include "core/safetensors.h"
+#include "tests/support/files.h"
 
 namespace lvrl::checkpoint {
 namespace {
 
 using safetensors::TensorMap;
-
-class TempDir : public testing_files::TempDir {
- public:
-  TempDir() : testing_files::TempDir("lvrl_checkpoint") {}
-};
 
 std::set<std::string> files_in(const std::string& dir) {
   std::set<std::string> names;
@@ -38,12 +32,11 @@ std::set<std::string> files_in(const std::string& dir) {
 }
 
 nlohmann::json read_json(const std::string& path) {
-  std::ifstream in(path);
-  return nlohmann::json::parse(in);
+  return nlohmann::json::parse(test::read_file(path));
 }
 
 void write_json(const std::string& path, const nlohmann::json& json) {
-  std::ofstream(path) << json.dump(2);
+  test::write_file(path, json.dump(2));
 }
 
 void expect_same_tensors(const TensorMap& actual, const TensorMap& expected) {

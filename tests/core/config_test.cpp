@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "core/error.h"
+#include "tests/support/expect_error.h"
 
 namespace {
 using lvrl::Config;
@@ -28,17 +29,7 @@ ConfigSchema test_schema() {
   return schema;
 }
 
-// Runs `body`, which must throw InputError; returns it for inspection.
-template <typename F>
-InputError expect_input_error(F body) {
-  try {
-    body();
-  } catch (const InputError& e) {
-    return e;
-  }
-  ADD_FAILURE() << "expected lvrl::InputError";
-  return InputError({}, "none");
-}
+using lvrl::test::expect_input_error;
 
 TEST(Config, DefaultsWhenNothingGiven) {
   ConfigSchema schema = test_schema();

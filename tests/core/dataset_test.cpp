@@ -1,7 +1,5 @@
 #include "core/dataset.h"
 
-#include "core/error.h"
-
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -10,6 +8,10 @@
 #include <functional>
 #include <string>
 #include <vector>
+
+#include "core/error.h"
+#include "tests/support/expect_error.h"
+#include "tests/support/files.h"
 
 namespace lvrl::data {
 namespace {
@@ -20,9 +22,6 @@ namespace fs = std::filesystem;
 class DatasetTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string pattern = (fs::temp_directory_path() / "lvrl-dataset-test-XXXXXX").string();
-    ASSERT_NE(::mkdtemp(pattern.data()), nullptr) << "mkdtemp " << pattern;
-    root_ = fs::canonical(pattern);
     videos_ = root_ / "videos";
     fs::create_directories(videos_ / "sub");
     fs::create_directories(root_ / "outside");
@@ -33,14 +32,10 @@ class DatasetTest : public ::testing::Test {
     touch(root_ / "videos2" / "x.mp4");
     jsonl_ = (root_ / "data.jsonl").string();
   }
-  void TearDown() override { fs::remove_all(root_); }
 
-  static void touch(const fs::path& path) { std::ofstream(path) << "not really a video"; }
+  static void touch(const fs::path& path) { test::write_file(path.string(), "not really a video"); }
 
-  void write_jsonl(const std::string& text) {
-    std::ofstream out(jsonl_, std::ios::binary);
-    out << text;
-  }
+  void write_jsonl(const std::string& text) { test::write_file(jsonl_, text); }
 
   std::vector<Sample> read(const std::string& text) {
     write_jsonl(text);
@@ -54,18 +49,12 @@ class DatasetTest : public ::testing::Test {
                     const std::string& words) {
     SCOPED_TRACE(text);
     write_jsonl(text);
-    try {
-      read_dataset(jsonl_, videos_.string());
-      ADD_FAILURE() << "no InputError";
-    } catch (const InputError& e) {
-      EXPECT_EQ(e.file(), jsonl_) << e.what();
-      EXPECT_EQ(e.line(), line) << e.what();
-      EXPECT_EQ(e.key(), key) << e.what();
-      EXPECT_NE(std::string(e.what()).find(words), std::string::npos)
-          << "expected '" << words << "' in: " << e.what();
-      EXPECT_NE(std::string(e.what()).find(jsonl_ + ":" + std::to_string(line)), std::string::npos)
-          << e.what();
-    }
+    const InputError e = test::expect_input_error([&] { read_dataset(jsonl_, videos_.string()); }, key);
+    EXPECT_EQ(e.file(), jsonl_) << e.what();
+    EXPECT_EQ(e.line(), line) << e.what();
+    EXPECT_NE(std::string(e.what()).find(words), std::string::npos)
+        << "expected '" << words << "' in: " << e.what();
+    EXPECT_NE(std::string(e.what()).find(jsonl_ + ":" + std::to_string(line)), std::string::npos) << e.what();
   }
 
   // resolve_video_path(videos_, relative) fails naming `relative`, with `words` in the message.
@@ -83,7 +72,9 @@ class DatasetTest : public ::testing::Test {
     }
   }
 
-  fs::path root_, videos_;
+  const TempDir temp_{"lvrl-dataset-test"};
+  const fs::path root_ = temp_.path();
+  fs::path videos_;
   std::string jsonl_;
 };
 

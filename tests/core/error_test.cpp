@@ -2,10 +2,11 @@
 #include "core/error.h"
 
 #include <gtest/gtest.h>
-#include <torch/csrc/distributed/c10d/FileStore.hpp>
 
 #include <chrono>
-#include <cstdio>
+#include <torch/csrc/distributed/c10d/FileStore.hpp>
+
+#include "core/temp_dir.h"
 
 namespace {
 TEST(Error, InputErrorNamesEverythingGiven) {
@@ -38,9 +39,8 @@ TEST(Error, GeneratorReportsStatementFunctionLocationAndText) {
 
 TEST(Error, C10dFailureBecomesLibraryError) {
   // A real c10d failure: a key nobody sets, in a store file nobody creates, after a short timeout.
-  char dir[] = "/tmp/lvrl-c10d-XXXXXX";
-  ASSERT_NE(mkdtemp(dir), nullptr);
-  std::string path = std::string(dir) + "/store";
+  const lvrl::TempDir dir("lvrl-c10d");
+  const std::string path = dir.file("store");
   c10d::FileStore store(path, 1);
   store.setTimeout(std::chrono::milliseconds(50));
   try {
@@ -51,8 +51,6 @@ TEST(Error, C10dFailureBecomesLibraryError) {
     EXPECT_EQ(e.statement(), "store.get(\"never-set\")");
     EXPECT_NE(e.detail().find(path), std::string::npos) << e.what();  // c10d's own text names the file
   }
-  std::remove(path.c_str());
-  rmdir(dir);
 }
 
 TEST(ErrorDeathTest, AssertAbortsWithMessage) {

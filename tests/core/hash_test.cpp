@@ -2,66 +2,47 @@
 // package `xxhash`), run on the same bytes written to a temporary file.
 #include "core/hash.h"
 
-#include "core/error.h"
-#include "tests/core/test_files.h"
-
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <cstdio>
-#include <cstdlib>
-#include <filesystem>
-#include <fstream>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "core/error.h"
+#include "tests/support/files.h"
+#include "tests/support/run_process.h"
+
 namespace lvrl {
 namespace {
 
-namespace fs = std::filesystem;
-
 class HashTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::string pattern = (fs::temp_directory_path() / "lvrl-hash-test-XXXXXX").string();
-    ASSERT_NE(::mkdtemp(pattern.data()), nullptr) << "mkdtemp " << pattern;
-    dir_ = pattern;
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
   std::string write_file(const std::string& name, const std::string& bytes) {
-    std::string path = (dir_ / name).string();
-    std::ofstream out(path, std::ios::binary);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    EXPECT_TRUE(out.good()) << "writing " << path;
+    const std::string path = dir_.file(name);
+    test::write_file(path, bytes);
     return path;
   }
 
   // XXH3-128 of `bytes` as `xxhsum -H2` prints it ("<32 hex digits>  <file>").
   std::string xxhsum_hex(const std::string& bytes) {
-    std::string path = write_file("xxhsum-input", bytes);
-    std::string command = "xxhsum -H2 '" + path + "' 2>/dev/null";
-    std::FILE* pipe = ::popen(command.c_str(), "r");
-    if (pipe == nullptr) {
-      ADD_FAILURE() << "popen failed: " << command;
+    const std::vector<std::string> argv = {"xxhsum", "-H2", write_file("xxhsum-input", bytes)};
+    test::ProcessOptions options;
+    options.separate_stderr = true;
+    const test::ProcessResult run = test::run_process(argv, options);
+    if (run.exit_code != 0 || run.output.size() < 32) {
+      ADD_FAILURE() << "`" << test::join_command(argv) << "` failed (exit status " << run.exit_code
+                    << "); the tests need the Debian package `xxhash` for the xxhsum tool\n"
+                    << run.error_output;
       return "";
     }
-    char line[256] = {};
-    bool got_line = std::fgets(line, sizeof(line), pipe) != nullptr;
-    int status = ::pclose(pipe);
-    if (!got_line || status != 0) {
-      ADD_FAILURE() << "`" << command << "` failed (exit status " << status
-                    << "); the tests need the Debian package `xxhash` for the xxhsum tool";
-      return "";
-    }
-    return std::string(line).substr(0, 32);
+    return run.output.substr(0, 32);
   }
 
-  fs::path dir_;
+  TempDir dir_{"lvrl-hash-test"};
 };
 
-using testing_files::random_bytes;
+using test::random_bytes;
 
 TEST_F(HashTest, EmptyInputMatchesXxhsum) {
   // Also pinned here, so a broken xxhsum can't make both sides agree on a wrong value.
@@ -158,7 +139,7 @@ TEST_F(HashTest, U64IsLittleEndianBytes) {
 }
 
 TEST_F(HashTest, MissingFileIsInputErrorNamingIt) {
-  std::string path = (dir_ / "no-such-video.mp4").string();
+  std::string path = dir_.file("no-such-video.mp4");
   try {
     hash_file(path);
     FAIL() << "hash_file on a missing file did not throw";
@@ -171,10 +152,10 @@ TEST_F(HashTest, MissingFileIsInputErrorNamingIt) {
 
 TEST_F(HashTest, DirectoryIsInputErrorNamingIt) {
   try {
-    hash_file(dir_.string());
+    hash_file(dir_.path());
     FAIL() << "hash_file on a directory did not throw";
   } catch (const InputError& e) {
-    EXPECT_EQ(e.file(), dir_.string());
+    EXPECT_EQ(e.file(), dir_.path());
     EXPECT_NE(std::string(e.what()).find("Is a directory"), std::string::npos) << e.what();
   }
 }

@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/files.h"
+
 namespace lvrl {
 namespace {
 
@@ -99,6 +101,33 @@ TEST(SpawnProcess, QuietAndEnvironment) {
   EXPECT_EQ(::read(out[0], text, sizeof(text) - 1), 6);
   EXPECT_STREQ(text, "hello\n");
   ::close(out[0]);
+}
+
+// Descriptors given for stdin, stdout and stderr become the child's 0, 1 and 2 (over `quiet`), and
+// nothing else of them is inherited: the child reads the input file and writes the two others.
+TEST(SpawnProcess, StdioFromGivenDescriptors) {
+  const TempDir dir("lvrl-spawn-test");
+  test::write_file(dir.file("in"), "from the file\n");
+  const int in = ::open(dir.file("in").c_str(), O_RDONLY | O_CLOEXEC);
+  const int out = ::open(dir.file("out").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+  const int err = ::open(dir.file("err").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+  ASSERT_GE(in, 0);
+  ASSERT_GE(out, 0);
+  ASSERT_GE(err, 0);
+  SpawnOptions options;
+  options.quiet = true;
+  options.stdin_fd = in;
+  options.stdout_fd = out;
+  options.stderr_fd = err;
+  const pid_t pid = spawn_process(
+      {"sh", "-c", "read line && echo \"out: $line\" && echo err >&2 && test ! -e /proc/$$/fd/3"}, options);
+  ::close(in);
+  ::close(out);
+  ::close(err);
+  ASSERT_GT(pid, 0);
+  EXPECT_EQ(wait_for(pid), 0);
+  EXPECT_EQ(test::read_file(dir.file("out")), "out: from the file\n");
+  EXPECT_EQ(test::read_file(dir.file("err")), "err\n");
 }
 
 TEST(SpawnProcess, OwnProcessGroupTakesASignalToTheGroup) {

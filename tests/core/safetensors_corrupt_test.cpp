@@ -2,17 +2,15 @@
 // the file and says what is wrong with it (and, where the fault has one, the tensor or key).
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
 #include <cstdint>
-#include <filesystem>
-#include <fstream>
 #include <ostream>
 #include <string>
 #include <vector>
 
 #include "core/error.h"
 #include "core/safetensors.h"
+#include "tests/support/files.h"
 
 namespace lvrl::safetensors {
 namespace {
@@ -187,26 +185,13 @@ std::vector<CorruptCase> corrupt_cases() {
 
 class SafetensorsCorruptTest : public ::testing::TestWithParam<CorruptCase> {
  protected:
-  void SetUp() override {
-    char pattern[] = "/tmp/lvrl_safetensors_corrupt_XXXXXX";
-    const char* made = ::mkdtemp(pattern);
-    ASSERT_NE(made, nullptr);
-    dir_ = made;
-  }
-  void TearDown() override {
-    std::error_code ignored;
-    std::filesystem::remove_all(dir_, ignored);
-  }
-  std::string dir_;
+  TempDir dir_{"lvrl-safetensors-corrupt"};
 };
 
 TEST_P(SafetensorsCorruptTest, IsAnInputErrorNamingFileAndProblem) {
   const CorruptCase& c = GetParam();
-  const std::string path = dir_ + "/" + c.name + ".safetensors";
-  {
-    std::ofstream out(path, std::ios::binary);
-    out.write(c.bytes.data(), static_cast<std::streamsize>(c.bytes.size()));
-  }
+  const std::string path = dir_.file(c.name + ".safetensors");
+  test::write_file(path, c.bytes);
   try {
     const std::shared_ptr<File> file = File::open(path);
     ASSERT_TRUE(c.fails_on_read) << "opened a corrupt file";
@@ -240,8 +225,7 @@ TEST(SafetensorsCorruptFileTest, MissingFileNamesPathAndSystemError) {
 // The cases above are each one fault in an otherwise valid file: this one checks that the same
 // files without the fault load, so each case fails for the reason it names, not for another.
 TEST(SafetensorsCorruptFileTest, FixedUpBaselinesLoad) {
-  char pattern[] = "/tmp/lvrl_safetensors_corrupt_XXXXXX";
-  const std::string dir = ::mkdtemp(pattern);
+  const TempDir dir("lvrl-safetensors-corrupt");
   const std::vector<std::pair<std::string, std::string>> valid = {
       {"one", file_of(R"({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}})", zeros(4))},
       {"two", file_of(R"({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
@@ -258,11 +242,10 @@ TEST(SafetensorsCorruptFileTest, FixedUpBaselinesLoad) {
                        std::string("\x01\x00\x01", 3))},
   };
   for (const auto& [name, bytes] : valid) {
-    const std::string path = dir + "/" + name + ".safetensors";
-    std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    const std::string path = dir.file(name + ".safetensors");
+    test::write_file(path, bytes);
     EXPECT_NO_THROW(load(path)) << name;
   }
-  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -5,8 +5,6 @@
 // Reproduce a failure with LVRL_FUZZ_SEED=<printed seed>; the failing mutant is also kept on disk.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
-
-#include "tests/core/test_files.h"
 #include <stdlib.h>
 
 #include <chrono>
@@ -22,6 +20,7 @@
 
 #include "core/error.h"
 #include "core/safetensors.h"
+#include "tests/support/files.h"
 
 namespace lvrl::safetensors {
 namespace {
@@ -30,8 +29,8 @@ constexpr int kMaxMutants = 3000;
 constexpr double kMaxSeconds = 3.0;
 constexpr uint32_t kDefaultSeed = 20240611;
 
-using testing_files::read_bytes;
-using testing_files::write_bytes;
+using test::read_file;
+using test::write_file;
 
 uint64_t header_length_of(const std::string& bytes) {
   uint64_t length = 0;
@@ -66,7 +65,7 @@ std::vector<std::string> seed_files(const std::string& dir) {
   save(dir + "/seed0", mixed, {{"format", "pt"}, {"step", "3"}});
   save(dir + "/seed1", {{"w", at::randn({8})}});
   save(dir + "/seed2", {});
-  for (int i = 0; i < 3; ++i) files.push_back(read_bytes(dir + "/seed" + std::to_string(i)));
+  for (int i = 0; i < 3; ++i) files.push_back(read_file(dir + "/seed" + std::to_string(i)));
 
   const std::string header =
       R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"I16","shape":[1],"data_offsets":[8,10]},"__metadata__":{"k":"v"}})";
@@ -177,11 +176,11 @@ TEST(SafetensorsFuzzTest, MutantsLoadOrAreInputErrors) {
   std::cout << "[ fuzz     ] seed " << seed << " (set LVRL_FUZZ_SEED to reproduce)\n";
   std::mt19937 rng(seed);
 
-  char pattern[] = "/tmp/lvrl_safetensors_fuzz_XXXXXX";
-  const std::string dir = ::mkdtemp(pattern);
+  const TempDir temp("lvrl-safetensors-fuzz");
+  const std::string dir = temp.path();
   const std::vector<std::string> seeds = seed_files(dir);
   for (size_t i = 0; i < seeds.size(); ++i) {
-    write_bytes(dir + "/valid", seeds[i]);
+    write_file(dir + "/valid", seeds[i]);
     ASSERT_NO_THROW(read_everything(dir + "/valid")) << "seed file " << i << " must be valid";
   }
 
@@ -195,7 +194,7 @@ TEST(SafetensorsFuzzTest, MutantsLoadOrAreInputErrors) {
     std::string bytes = seeds[base];
     for (size_t n = 1 + mutator.pick(3); n > 0; --n) mutator.mutate(bytes);
     const std::string path = dir + "/mutant";
-    write_bytes(path, bytes);
+    write_file(path, bytes);
     try {
       read_everything(path);
       ++loaded;
@@ -204,7 +203,7 @@ TEST(SafetensorsFuzzTest, MutantsLoadOrAreInputErrors) {
     } catch (const std::exception& e) {
       failed = true;
       const std::string kept = "/tmp/lvrl_safetensors_fuzz_failure.safetensors";
-      write_bytes(kept, bytes);
+      write_file(kept, bytes);
       ADD_FAILURE() << "seed " << seed << ", mutant " << mutants << " of seed file " << base << " ("
                     << mutator.log.str() << ") threw a non-InputError: " << e.what() << "\nkept as " << kept;
     }
@@ -213,7 +212,6 @@ TEST(SafetensorsFuzzTest, MutantsLoadOrAreInputErrors) {
             << " rejected as InputError\n";
   EXPECT_GT(rejected, 0);
   EXPECT_GT(mutants, 500) << "too few mutants ran to mean anything";
-  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

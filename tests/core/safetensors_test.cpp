@@ -5,8 +5,6 @@
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
-
-#include "tests/core/test_files.h"
 #include <stdlib.h>
 
 #include <algorithm>
@@ -24,17 +22,13 @@
 
 #include "core/error.h"
 #include "core/mapped_file.h"
+#include "tests/support/files.h"
 
 namespace lvrl::safetensors {
 namespace {
 
-class TempDir : public testing_files::TempDir {
- public:
-  TempDir() : testing_files::TempDir("lvrl_safetensors") {}
-};
-
-using testing_files::read_bytes;
-using testing_files::write_bytes;
+using test::read_file;
+using test::write_file;
 
 std::string u64_le(uint64_t value) {
   std::string bytes(8, '\0');
@@ -231,7 +225,7 @@ TEST(SafetensorsTest, ReadsAFileBuiltByHand) {
   header.append((8 - header.size() % 8) % 8, ' ');  // data section 8-byte aligned: views, not copies
   TempDir dir;
   const std::string path = dir.file("hand.safetensors");
-  write_bytes(path, u64_le(header.size()) + header + data);
+  write_file(path, u64_le(header.size()) + header + data);
 
   const std::shared_ptr<File> file = File::open(path);
   EXPECT_EQ(file->metadata(), (Metadata{{"format", "pt"}, {"note", "built by hand"}}));
@@ -266,7 +260,7 @@ TEST(SafetensorsTest, AgreesWithTheReferenceCratesTestVectors) {
   TempDir dir;
   const std::string path = dir.file("vector.safetensors");
   const auto loads = [&](const std::string& bytes) {
-    write_bytes(path, bytes);
+    write_file(path, bytes);
     try {
       load(path);
       return true;
@@ -314,7 +308,7 @@ TEST(SafetensorsTest, CopiesTensorsNotAlignedToTheirElementSize) {
   ASSERT_NE((8 + header.size()) % 4, 0u);
   TempDir dir;
   const std::string path = dir.file("unaligned.safetensors");
-  write_bytes(path, u64_le(header.size()) + header + std::string("\x00\x00\x80\x3f\x00\x00\x00\x40", 8));
+  write_file(path, u64_le(header.size()) + header + std::string("\x00\x00\x80\x3f\x00\x00\x00\x40", 8));
   const at::Tensor x = File::open(path)->get("x");
   EXPECT_EQ(reinterpret_cast<uintptr_t>(x.data_ptr()) % 4, 0u);
   EXPECT_FALSE(lies_in_mapping_of(path, x.data_ptr(), 8));
@@ -339,7 +333,7 @@ TEST(SafetensorsTest, WriterOutputFollowsTheFormat) {
   const Metadata metadata = {{"format", "pt"}, {"step", "12"}};
   const std::string path = dir.file("written.safetensors");
   save(path, tensors, metadata);
-  const std::string bytes = read_bytes(path);
+  const std::string bytes = read_file(path);
 
   ASSERT_GE(bytes.size(), 8u);
   uint64_t header_size = 0;
@@ -474,7 +468,7 @@ TEST(SafetensorsTest, SavesCudaTensors_CUDA) {
 
 TEST(SafetensorsMappedFileTest, MapsAnEmptyFile) {
   TempDir dir;
-  write_bytes(dir.file("empty"), "");
+  write_file(dir.file("empty"), "");
   const auto mapping = MappedFile::open(dir.file("empty"));
   EXPECT_EQ(mapping->size(), 0u);
   EXPECT_EQ(mapping->data(), nullptr);
@@ -482,7 +476,7 @@ TEST(SafetensorsMappedFileTest, MapsAnEmptyFile) {
 
 TEST(SafetensorsMappedFileTest, MapsAFileWholeAndShared) {
   TempDir dir;
-  write_bytes(dir.file("bytes"), "hello, mapping");
+  write_file(dir.file("bytes"), "hello, mapping");
   const auto mapping = MappedFile::open(dir.file("bytes"));
   ASSERT_EQ(mapping->size(), 14u);
   EXPECT_EQ(std::string(reinterpret_cast<const char*>(mapping->data()), 14), "hello, mapping");

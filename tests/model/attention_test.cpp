@@ -23,6 +23,8 @@
 #include <string>
 #include <vector>
 
+#include "core/tensor_compare.h"
+
 namespace lvrl::model {
 namespace {
 
@@ -208,11 +210,8 @@ double relative_error(const at::Tensor& actual, const at::Tensor& expected, cons
   EXPECT_FALSE(actual.isposinf().any().item<bool>()) << what << " has +inf";
   EXPECT_TRUE(actual.isneginf().equal(expected.isneginf()))
       << what << ": -inf where the reference has none, or v.v.";
-  const at::Tensor a = actual.masked_fill(actual.isneginf(), 0);
-  const at::Tensor e = expected.masked_fill(expected.isneginf(), 0);
-  const double scale = e.abs().max().item<double>();
-  const double diff = (a - e).abs().max().item<double>();
-  return scale > 0 ? diff / scale : diff;
+  return max_relative_difference(actual.masked_fill(actual.isneginf(), 0),
+                                 expected.masked_fill(expected.isneginf(), 0));
 }
 
 struct MaxErrors {

@@ -13,16 +13,16 @@
 #include "model/model_info.h"
 #include "model/tokenizer.h"
 #include "model/weights.h"
-#include "tests/core/test_files.h"
 #include "tests/model/micro_model.h"
 #include "tests/model/qwen_reference.h"
+#include "tests/support/files.h"
+#include "tests/support/run_process.h"
 
 namespace lvrl::model {
 namespace {
 
 namespace fs = std::filesystem;
-using testing_files::read_bytes;
-using testing_files::TempDir;
+using test::read_file;
 using testing_model::micro_config;
 
 QwenVL micro_model(bool tied = false) {
@@ -41,21 +41,21 @@ void expect_same_weights(const QwenVLImpl& a, const QwenVLImpl& b) {
 }
 
 TEST(ModelCheckpoint, SaveLoadSaveIsBitExact) {
-  TempDir dir("lvrl_ckpt");
+  TempDir dir("lvrl-ckpt");
   QwenVL model = micro_model();
   save_model(*model, dir.file("a"));
   QwenVL loaded = load_model(dir.file("a"), at::kFloat, at::kCPU);
   expect_same_weights(*model, *loaded);
   save_model(*loaded, dir.file("b"));
-  EXPECT_EQ(read_bytes(dir.file("a/model.safetensors")), read_bytes(dir.file("b/model.safetensors")));
-  EXPECT_EQ(read_bytes(dir.file("a/config.json")), read_bytes(dir.file("b/config.json")));
+  EXPECT_EQ(read_file(dir.file("a/model.safetensors")), read_file(dir.file("b/model.safetensors")));
+  EXPECT_EQ(read_file(dir.file("a/config.json")), read_file(dir.file("b/config.json")));
 
   // bf16 storage (real checkpoints) loads into float32 exactly and saves back to the same bytes.
   save_model(*model, dir.file("c"), at::kBFloat16);
   QwenVL from_bf16 = load_model(dir.file("c"), at::kFloat, at::kCPU);
   save_model(*from_bf16, dir.file("d"), at::kBFloat16);
-  EXPECT_EQ(read_bytes(dir.file("c/model.safetensors")), read_bytes(dir.file("d/model.safetensors")));
-  EXPECT_EQ(nlohmann::json::parse(read_bytes(dir.file("c/config.json")))["torch_dtype"], "bfloat16");
+  EXPECT_EQ(read_file(dir.file("c/model.safetensors")), read_file(dir.file("d/model.safetensors")));
+  EXPECT_EQ(nlohmann::json::parse(read_file(dir.file("c/config.json")))["torch_dtype"], "bfloat16");
 
   // Shards + index.
   save_model(*model, dir.file("e"), c10::nullopt, /*max_shard_bytes=*/20000);
@@ -64,7 +64,7 @@ TEST(ModelCheckpoint, SaveLoadSaveIsBitExact) {
 }
 
 TEST(ModelCheckpoint, NewerTransformersNamesLoadTheSameWeights) {
-  TempDir dir("lvrl_ckpt");
+  TempDir dir("lvrl-ckpt");
   QwenVL model = micro_model();
   safetensors::TensorMap renamed;
   for (const auto& [name, tensor] : state_dict(*model)) {
@@ -123,11 +123,10 @@ TEST(ModelCheckpoint, BrokenCheckpointsNameTheTensor) {
 }
 
 TEST(ModelCommand, InitWritesALoadableTinyModelAndInfoCountsIt) {
-  TempDir dir("lvrl_model_init");
+  TempDir dir("lvrl-model-init");
   const std::string out = dir.file("tiny");
-  auto result = testing_model::run_command(fmt::format("{} model init --preset tiny --out {} --tokenizer {} 2>&1",
-                                                       LVRL_BINARY, testing_model::quote(out),
-                                                       testing_model::quote(testing_model::qwen_model_dir())));
+  auto result = test::run_lvrl(
+      {"model", "init", "--preset", "tiny", "--out", out, "--tokenizer", testing_model::qwen_model_dir()});
   ASSERT_EQ(result.exit_code, 0) << result.output;
   for (const char* file : {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"}) {
     EXPECT_TRUE(fs::exists(fs::path(out) / file)) << file;
@@ -138,14 +137,14 @@ TEST(ModelCommand, InitWritesALoadableTinyModelAndInfoCountsIt) {
   Tokenizer tokenizer = Tokenizer::load(out);
   EXPECT_EQ(tokenizer.id_of("<|video_pad|>"), config.video_token_id);
 
-  auto again = testing_model::run_command(fmt::format("{} model init --out {} --tokenizer {} 2>&1", LVRL_BINARY,
-                                                      testing_model::quote(out),
-                                                      testing_model::quote(testing_model::qwen_model_dir())));
+  auto again =
+      test::run_lvrl({"model", "init", "--out", out, "--tokenizer", testing_model::qwen_model_dir()});
   EXPECT_EQ(again.exit_code, 2);
   EXPECT_NE(again.output.find("--force"), std::string::npos) << again.output;
 
-  auto info = testing_model::run_command(fmt::format("{} model info {} --frames 16 --json", LVRL_BINARY,
-                                                     testing_model::quote(out)));
+  test::ProcessOptions stdout_only;
+  stdout_only.separate_stderr = true;
+  auto info = test::run_lvrl({"model", "info", out, "--frames", "16", "--json"}, stdout_only);
   ASSERT_EQ(info.exit_code, 0) << info.output;
   auto json = nlohmann::json::parse(info.output);
   int64_t total = 0;
@@ -153,8 +152,7 @@ TEST(ModelCommand, InitWritesALoadableTinyModelAndInfoCountsIt) {
   EXPECT_EQ(json["parameters"]["total"].get<int64_t>(), total);
   EXPECT_EQ(json["video"]["video_tokens"].get<int64_t>(), 8 * 16 * 16);
 
-  auto bad = testing_model::run_command(fmt::format("{} model init --preset huge --out {} 2>&1", LVRL_BINARY,
-                                                    testing_model::quote(dir.file("x"))));
+  auto bad = test::run_lvrl({"model", "init", "--preset", "huge", "--out", dir.file("x")});
   EXPECT_EQ(bad.exit_code, 2);
   EXPECT_NE(bad.output.find("huge"), std::string::npos) << bad.output;
 }

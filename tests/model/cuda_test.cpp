@@ -15,6 +15,7 @@
 #include <map>
 #include <string>
 
+#include "core/tensor_compare.h"
 #include "model/qwen_vl.h"
 #include "tests/model/micro_model.h"
 
@@ -23,11 +24,6 @@ namespace {
 
 using testing_model::micro_config;
 using testing_model::video_prompt;
-
-double max_rel_diff(const at::Tensor& actual, const at::Tensor& expected) {
-  const at::Tensor a = actual.detach().to(at::kCPU, at::kDouble), e = expected.detach().to(at::kDouble);
-  return (a - e).abs().max().item<double>() / std::max(e.abs().max().item<double>(), 1e-300);
-}
 
 // A micro model with init_weights' matrices scaled up (as in qwen_vl_test) so every part matters.
 QwenVL make_model(const QwenConfig& config, at::Device device, at::ScalarType dtype, const QwenVL& like) {
@@ -94,7 +90,7 @@ void expect_match(const Outputs& actual, const Outputs& expected, double toleran
   std::string worst_name;
   auto check = [&](const std::string& name, const at::Tensor& a, const at::Tensor& e) {
     ASSERT_TRUE(a.defined()) << name << " undefined";
-    const double error = max_rel_diff(a, e);
+    const double error = max_relative_difference(a, e);
     EXPECT_LE(error, tolerance) << name;
     if (error >= worst) worst = error, worst_name = name;
   };

@@ -14,11 +14,12 @@
 
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "core/safetensors.h"
+#include "core/tensor_compare.h"
 #include "model/weights.h"
+#include "tests/support/files.h"
+#include "tests/support/run_process.h"
 
 namespace lvrl::model {
 namespace {
@@ -28,19 +29,7 @@ constexpr double kTolerance = 1e-4;  // fp32, relative to the reference's larges
 
 fs::path fixture_dir() {
   if (const char* dir = std::getenv("LVRL_HF_PARITY_DIR"); dir != nullptr && *dir != '\0') return dir;
-  return fs::path(LVRL_SOURCE_DIR) / "tests" / "fixtures" / "hf_parity";
-}
-
-double max_rel_diff(const at::Tensor& ours, const at::Tensor& reference) {
-  const at::Tensor r = reference.to(at::kDouble);
-  return (ours.to(at::kDouble) - r).abs().max().item<double>() / std::max(r.abs().max().item<double>(), 1e-300);
-}
-
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
+  return fs::path(test::source_dir()) / "tests" / "fixtures" / "hf_parity";
 }
 
 class HfParity : public ::testing::Test {
@@ -66,7 +55,7 @@ class HfParity : public ::testing::Test {
     }
     // transformers 4.49–4.57 cast second_per_grid_t to an integer before scaling it; the script's
     // 1.0 makes both temporal rules agree, so the default rule serves every release.
-    if (fs::exists(dir_ / "versions.json")) versions_ = read_text(dir_ / "versions.json");
+    if (fs::exists(dir_ / "versions.json")) versions_ = test::read_file((dir_ / "versions.json").string());
   }
 
   const at::Tensor& reference(const std::string& name) const {
@@ -76,7 +65,7 @@ class HfParity : public ::testing::Test {
   }
   // max |ours − theirs| / max |theirs| ≤ kTolerance, printed either way.
   void expect_close(const std::string& what, const at::Tensor& ours, const at::Tensor& theirs) const {
-    const double error = max_rel_diff(ours, theirs);
+    const double error = max_relative_difference(ours, theirs);
     std::cout << fmt::format("[ parity   ] {:<20} {:.2e}\n", what, error);
     EXPECT_LE(error, kTolerance) << what << "; " << context();
   }

@@ -8,8 +8,8 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
-#include "tests/core/test_files.h"
-#include "tests/model/expect_input_error.h"
+#include "tests/support/expect_error.h"
+#include "tests/support/files.h"
 
 namespace lvrl::model {
 namespace {
@@ -81,7 +81,7 @@ const char* kV5RopeParameters = R"({
   }
 })";
 
-using testing_model::expect_input_error;
+using test::expect_input_error;
 
 QwenConfig parse(const json& root) {
   return QwenConfig::from_json(root, "config.json");
@@ -183,7 +183,7 @@ TEST(QwenConfig, PresetsValidateAndRoundTrip) {
 }
 
 TEST(QwenConfig, SaveThenLoadFromDirectoryOrFile) {
-  testing_files::TempDir dir("lvrl_qwen_config");
+  TempDir dir("lvrl-qwen-config");
   const QwenConfig small = QwenConfig::preset("small");
   small.save(dir.path() + "/model");
   EXPECT_EQ(QwenConfig::load(dir.path() + "/model").to_json(), small.to_json());
@@ -192,8 +192,8 @@ TEST(QwenConfig, SaveThenLoadFromDirectoryOrFile) {
     EXPECT_EQ(entry.path().filename(), "config.json") << "a temporary file was left behind";
   }
 
-  testing_files::write_bytes(dir.file("config.json"), "{\"model_type\": ");
-  const std::string message = expect_input_error([&] { QwenConfig::load(dir.path()); }, "");
+  test::write_file(dir.file("config.json"), "{\"model_type\": ");
+  const std::string message = expect_input_error([&] { QwenConfig::load(dir.path()); }, "").what();
   EXPECT_NE(message.find(dir.file("config.json")), std::string::npos) << message;
   EXPECT_THROW(QwenConfig::load(dir.file("missing")), InputError);
 }
@@ -202,7 +202,7 @@ TEST(QwenConfig, UnsupportedModelTypesAreNamed) {
   for (const char* type : {"qwen2_vl", "qwen3_vl"}) {
     json root = json::parse(kFlatHub);
     root["model_type"] = type;
-    const std::string message = expect_input_error([&] { parse(root); }, "model_type");
+    const std::string message = expect_input_error([&] { parse(root); }, "model_type").what();
     EXPECT_NE(message.find(std::string(type) + " is not supported"), std::string::npos) << message;
   }
   json llama = json::parse(kFlatHub);
@@ -245,7 +245,7 @@ TEST(QwenConfig, MissingFieldsAndWrongTypesNameTheKey) {
   {
     json root = json::parse(kFlatHub);
     root["num_hidden_layers"] = "2";
-    const std::string message = expect_input_error([&] { parse(root); }, "num_hidden_layers");
+    const std::string message = expect_input_error([&] { parse(root); }, "num_hidden_layers").what();
     EXPECT_NE(message.find("expected an integer"), std::string::npos) << message;
   }
   {
@@ -275,7 +275,7 @@ TEST(QwenConfig, ValidateRejectsInconsistentSizes) {
   {
     json root = json::parse(kFlatHub);
     root["num_attention_heads"] = 5;  // 64 % 5 != 0
-    const std::string message = expect_input_error([&] { parse(root); }, "num_attention_heads");
+    const std::string message = expect_input_error([&] { parse(root); }, "num_attention_heads").what();
     EXPECT_NE(message.find("hidden_size 64"), std::string::npos) << message;
   }
   {
@@ -286,7 +286,7 @@ TEST(QwenConfig, ValidateRejectsInconsistentSizes) {
   {
     json root = json::parse(kFlatHub);
     root["rope_scaling"]["mrope_section"] = json::array({2, 3, 4});  // sums to 9, head_dim/2 = 8
-    const std::string message = expect_input_error([&] { parse(root); }, "rope_scaling.mrope_section");
+    const std::string message = expect_input_error([&] { parse(root); }, "rope_scaling.mrope_section").what();
     EXPECT_NE(message.find("head_dim/2 = 8"), std::string::npos) << message;
   }
   {

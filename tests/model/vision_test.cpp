@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/tensor_compare.h"
 
 namespace lvrl::model {
 namespace {
@@ -288,10 +289,6 @@ at::Tensor reference_tower(torch::nn::Module& tower, const VisionConfig& config,
   return linear(m, tower, "merger.mlp.2");
 }
 
-double relative_error(const at::Tensor& got, const at::Tensor& expected) {
-  return (got - expected).abs().max().item<double>() / expected.abs().max().item<double>();
-}
-
 TEST(VisionTower, MatchesAFloat64ReferenceFromTheSpec) {
   const VisionConfig& config = tiny_vision();  // depth 2: block 0 windowed, block 1 full
   const uint64_t seed = 1234;
@@ -306,7 +303,7 @@ TEST(VisionTower, MatchesAFloat64ReferenceFromTheSpec) {
   ASSERT_EQ(got.sizes(), (at::IntArrayRef{patch_count(grids) / 4, config.out_hidden_size}));
   ASSERT_EQ(got.scalar_type(), at::kDouble);
   const at::Tensor expected = reference_tower(*tower, config, pixels, grids);
-  EXPECT_LE(relative_error(got, expected), 1e-10)
+  EXPECT_LE(max_relative_difference(got, expected), 1e-10)
       << "seed " << seed << ", tiny vision config, grids (2,12,20) (1,4,6) (1,18,10)";
 
   // A float32 input is cast to the tower's dtype.

@@ -8,18 +8,15 @@
 #include "pipeline/preprocess.h"
 
 #include <ATen/ATen.h>
-#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
@@ -31,13 +28,13 @@
 #include "cache/embedding_cache.h"
 #include "core/config.h"
 #include "core/hash.h"
+#include "core/tensor_compare.h"
 #include "model/qwen_vl.h"
 #include "model/weights.h"
 #include "tests/cache/redis_test_support.h"
-#include "tests/core/test_files.h"
+#include "tests/support/files.h"
+#include "tests/support/run_process.h"
 #include "tests/video/test_videos.h"
-
-extern char** environ;
 
 namespace lvrl::pipeline {
 namespace {
@@ -45,51 +42,28 @@ using cache::EmbeddingCache;
 namespace tv = testing_video;
 
 struct Invocation {
-  int exit_code = -1;  // -1: killed
+  int exit_code = -1;  // 128 + signal when killed by one; -1 when stopped at the time limit
   std::string out, err;
   nlohmann::json summary;  // the last stdout line, when it is JSON
 };
 
-// Starts `lvrl ARGS...` with stdout/stderr in files; returns its pid.
-pid_t spawn_lvrl(const std::vector<std::string>& args, const std::string& out_path,
-                 const std::string& err_path) {
-  std::vector<std::string> argv_text = {LVRL_BINARY};
-  argv_text.insert(argv_text.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (std::string& arg : argv_text) argv.push_back(arg.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
-                                   0600);
-  posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
-                                   0600);
-  pid_t pid = -1;
-  int rc = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  if (rc != 0) throw std::runtime_error("posix_spawn " + std::string(LVRL_BINARY) + " failed");
-  return pid;
+// `lvrl ARGS...` started now, stdout and stderr apart. One still running after 120 s is stopped, so
+// a deadlocked run fails its test instead of hanging it.
+std::unique_ptr<test::Process> start_lvrl(const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {test::lvrl_binary()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  test::ProcessOptions options;
+  options.separate_stderr = true;
+  options.timeout_s = 120;
+  return std::make_unique<test::Process>(argv, options);
 }
 
-// Waits for the process; one still running after timeout_s gets SIGKILL (exit_code -1), so a
-// deadlocked run fails its test instead of hanging it.
-Invocation collect(pid_t pid, const std::string& out_path, const std::string& err_path,
-                   double timeout_s = 120) {
-  int status = 0;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
-  while (::waitpid(pid, &status, WNOHANG) == 0) {
-    if (std::chrono::steady_clock::now() > deadline) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, &status, 0);
-      break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
+Invocation collect(test::Process& process) {
+  const test::ProcessResult result = process.wait();
   Invocation run;
-  run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  run.out = testing_files::read_bytes(out_path);
-  run.err = testing_files::read_bytes(err_path);
+  run.exit_code = result.exit_code;
+  run.out = result.output;
+  run.err = result.error_output;
   size_t end = run.out.find_last_not_of('\n');
   if (end != std::string::npos) {
     size_t begin = run.out.rfind('\n', end);
@@ -120,7 +94,7 @@ class PreprocessTest : public ::testing::Test {
     tv::VideoSpec short_spec{"pre_short"};
     short_spec.frames = 1;
     short_ = tv::make_video(short_spec);
-    std::string bytes = tv::read_file(good_[0]);
+    std::string bytes = test::read_file(good_[0]);
     truncated_ = tv::write_file("pre_truncated.mp4", bytes.substr(0, bytes.size() * 2 / 5));
     missing_ = tv::video_dir() + "/pre_missing.mp4";
 
@@ -149,19 +123,16 @@ class PreprocessTest : public ::testing::Test {
     return {"preprocess", "--config", config_path_, "redis.namespace=" + ns};
   }
 
-  Invocation preprocess(const std::string& ns) {
-    const std::string out = work_.file(ns + ".out"), err = work_.file(ns + ".err");
-    return collect(spawn_lvrl(args(ns), out, err), out, err);
-  }
+  Invocation preprocess(const std::string& ns) { return collect(*start_lvrl(args(ns))); }
 
   // `lvrl sp launch --nproc N -- lvrl preprocess ...`, with `overrides` after the namespace.
   Invocation preprocess_on_ranks(const std::string& ns, int nproc,
                                  const std::vector<std::string>& overrides = {}) {
-    std::vector<std::string> launch = {"sp", "launch", "--nproc", std::to_string(nproc), "--", LVRL_BINARY};
+    std::vector<std::string> launch = {"sp", "launch",           "--nproc", std::to_string(nproc),
+                                       "--", test::lvrl_binary()};
     for (const std::string& arg : args(ns)) launch.push_back(arg);
     launch.insert(launch.end(), overrides.begin(), overrides.end());
-    const std::string out = work_.file(ns + ".out"), err = work_.file(ns + ".err");
-    return collect(spawn_lvrl(launch, out, err), out, err);
+    return collect(*start_lvrl(launch));
   }
 
   EmbeddingCache cache(const std::string& ns) {
@@ -207,7 +178,7 @@ class PreprocessTest : public ::testing::Test {
     EXPECT_NE(reasons["short"].find("too short"), std::string::npos) << reasons["short"];
   }
 
-  testing_files::TempDir work_{"lvrl_preprocess"};
+  TempDir work_{"lvrl-preprocess"};
   cache::testing::TestServer server_;
   std::string model_dir_, config_path_, short_, truncated_, missing_;
   std::vector<std::string> good_;
@@ -243,8 +214,7 @@ TEST_F(PreprocessTest, CachesGoodVideosReportsTheRestAndMatchesTheModel) {
     expected = model->encode_video(prepared.patches.pixel_values, {prepared.patches.grid_thw});
   }
   ASSERT_EQ(hit->tensor.sizes(), expected.sizes());
-  const double scale = expected.abs().max().item<double>();
-  EXPECT_LE((hit->tensor - expected).abs().max().item<double>(), 1e-5 * scale);
+  EXPECT_LE(max_relative_difference(hit->tensor, expected), 1e-5);
   const cache::EmbeddingMetadata& metadata = hit->manifest.metadata;
   EXPECT_EQ(metadata.grid_thw, (std::vector<int64_t>{2, 6, 10}));  // 84×140 frames (smart_resize), 4 frames
   EXPECT_EQ(metadata.encoder_fingerprint, fingerprint);
@@ -276,19 +246,18 @@ TEST_F(PreprocessTest, ResumeAfterKillProducesTheSameKeys) {
   int attempt = 0;
   for (; attempt < 5 && committed == 0; ++attempt) {
     ns = "killed" + std::to_string(attempt);
-    const std::string out = work_.file(ns + ".out"), err = work_.file(ns + ".err");
     std::vector<std::string> slow = args(ns);  // one video at a time: more time between commits
     slow.insert(slow.end(), {"preprocess.decode_threads=1", "preprocess.decode_ahead=1"});
-    pid_t pid = spawn_lvrl(slow, out, err);
+    const std::unique_ptr<test::Process> process = start_lvrl(slow);
     EmbeddingCache watcher = cache(ns);
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
     while (watcher.list().empty() && std::chrono::steady_clock::now() < deadline) {
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
-    ::kill(pid, SIGKILL);
-    Invocation killed = collect(pid, out, err);
+    ::kill(process->pid(), SIGKILL);
+    Invocation killed = collect(*process);
     const size_t present = keys(ns).size();
-    if (killed.exit_code == -1 && present >= 1 && present < reference.size()) committed = present;
+    if (killed.exit_code == 128 + SIGKILL && present >= 1 && present < reference.size()) committed = present;
   }
   ASSERT_GE(committed, 1u) << "every attempt finished before the kill";
   std::cout << "killed with " << committed << " of " << reference.size() << " entries committed (attempt "
@@ -342,8 +311,7 @@ TEST_F(PreprocessTest, TwoRanksCacheWhatOneRankCaches) {
     ASSERT_EQ(got->tensor.sizes(), expected->tensor.sizes()) << key;
     EXPECT_EQ(got->tensor.scalar_type(), at::kFloat);
     EXPECT_EQ(got->manifest.metadata.grid_thw, expected->manifest.metadata.grid_thw) << key;
-    const double scale = expected->tensor.abs().max().item<double>();
-    const double relative = (got->tensor - expected->tensor).abs().max().item<double>() / scale;
+    const double relative = max_relative_difference(got->tensor, expected->tensor);
     EXPECT_LE(relative, 1e-5) << key;  // float32; only the matmuls' row blocking differs
     worst = std::max(worst, relative);
   }

@@ -13,16 +13,17 @@
 #include <stdexcept>
 
 #include "core/error.h"
+#include "core/tensor_compare.h"
 #include "model/attention.h"
 #include "model/qwen_vl.h"
 #include "sp/mesh.h"
-#include "tests/sp/multi_rank.h"
+#include "tests/support/multi_rank.h"
 
 namespace lvrl::pipeline {
 namespace {
 
-using testing_sp::ranks_succeeded;
-using testing_sp::run_ranks;
+using test::ranks_succeeded;
+using test::run_ranks;
 
 // Throws on its first call (as an out-of-memory would), then computes like the default backend.
 class FailOnceAttention : public model::AttentionBackend {
@@ -43,8 +44,8 @@ class FailOnceAttention : public model::AttentionBackend {
 };
 
 TEST(ShardedEncoderWorker, FailuresKeepTheRanksInStep) {
-  LVRL_SP_WORKER_ONLY();
-  const int failing = testing_sp::worker_env_int("FAILING_RANK");
+  LVRL_RANK_WORKER_ONLY();
+  const int failing = test::worker_env_int("FAILING_RANK");
   const sp::DistributedEnv env = sp::DistributedEnv::from_environment();
   auto mesh = sp::Mesh::create(env, {env.world_size, 0, 0}, c10::kCPU);
   model::QwenVL model(model::QwenConfig::preset("tiny"));
@@ -70,10 +71,9 @@ TEST(ShardedEncoderWorker, FailuresKeepTheRanksInStep) {
     sharded.stop();
     at::Tensor reference = encoder.encode(patches);
     ASSERT_EQ(rows.sizes(), reference.sizes());
-    const double relative =
-        (rows - reference).abs().max().item<double>() / reference.abs().max().item<double>();
+    const double relative = max_relative_difference(rows, reference);
     EXPECT_LE(relative, 1e-5);
-    testing_sp::write_result(fmt::format("relative {:.2g}", relative));
+    test::write_result(fmt::format("relative {:.2g}", relative));
   } else {
     EXPECT_EQ(serve_sharded_encoder(encoder, *mesh), 2);
   }
@@ -94,14 +94,14 @@ TEST(ShardedEncoderWorker, FailuresKeepTheRanksInStep) {
 }
 
 TEST(ShardedEncoder, AnEncodeFailureOnRankOneFailsTheVideoOnBoth) {
-  testing_sp::RankRun run =
+  test::RankRun run =
       run_ranks(2, "ShardedEncoderWorker.FailuresKeepTheRanksInStep", {{"FAILING_RANK", "1"}});
   ASSERT_TRUE(ranks_succeeded(run));
   std::cout << "rank 0: " << run.results[0] << "\n";
 }
 
 TEST(ShardedEncoder, AnEncodeFailureOnRankZeroFailsTheVideoOnBoth) {
-  testing_sp::RankRun run =
+  test::RankRun run =
       run_ranks(2, "ShardedEncoderWorker.FailuresKeepTheRanksInStep", {{"FAILING_RANK", "0"}});
   ASSERT_TRUE(ranks_succeeded(run));
 }

@@ -27,7 +27,7 @@
 #include "sp/mesh.h"
 #include "tests/cache/redis_test_support.h"
 #include "tests/core/test_files.h"
-#include "tests/sp/multi_rank.h"
+#include "tests/support/multi_rank.h"
 #include "tests/video/test_videos.h"
 
 namespace lvrl::pipeline {
@@ -222,8 +222,8 @@ TEST(VideoRowsWorker, EveryRankGetsTheRows) {
   VisionEncoder encoder = tiny_encoder();
   agree_on_setup(*mesh, encoder.fingerprint(), nullptr);
   cache::EmbeddingCache cache =
-      cache_for(cache::RedisEndpoint::parse(testing_sp::worker_env("CACHE_URL")), "two_ranks");
-  const std::string video = testing_sp::worker_env("VIDEO");
+      cache_for(cache::RedisEndpoint::parse(test::worker_env("CACHE_URL")), "two_ranks");
+  const std::string video = test::worker_env("VIDEO");
   const VideoRecipe recipe = small_recipe();
 
   VideoRows miss = get_or_encode(sample_of(video), recipe, encoder, cache, mesh.get());
@@ -251,14 +251,14 @@ TEST(VideoRowsWorker, EveryRankGetsTheRows) {
     EXPECT_NE(std::string(e.what()).find(missing), std::string::npos) << e.what();
   }
   EXPECT_TRUE(get_or_encode(sample_of(video), recipe, encoder, cache, mesh.get()).hit);
-  testing_sp::write_result(fmt::format("{} {:.3g}", miss.key, relative));
+  test::write_result(fmt::format("{} {:.3g}", miss.key, relative));
 }
 
 TEST_F(VideoRowsTest, TwoRanksReturnWhatOneRankComputes) {
   const std::string video = tv::make_video(tv::VideoSpec{"rows_a"});
-  testing_sp::RankRun run = testing_sp::run_ranks(
+  test::RankRun run = test::run_ranks(
       2, "VideoRowsWorker.EveryRankGetsTheRows", {{"CACHE_URL", server_.endpoint().url()}, {"VIDEO", video}});
-  ASSERT_TRUE(testing_sp::ranks_succeeded(run));
+  ASSERT_TRUE(test::ranks_succeeded(run));
   std::cout << "rank 0: " << run.results[0] << "\nrank 1: " << run.results[1] << "\n";
   // The entry the ranks stored is the one a single process finds: the key does not name the ranks.
   cache::EmbeddingCache cache = cache_for(server_.endpoint(), "two_ranks");

@@ -1,31 +1,32 @@
-// The DP × SP (U × R) mesh and the SP collectives on real Gloo ranks (processes under
-// `lvrl sp launch`): every group holds exactly the ranks of mesh.h's layout
-// (rank = dp·SP + ring·U + u), in group-rank order; all_to_all with uneven (and empty) slices, the
-// all-gather, the all-reduce and the ring exchange move the right data; bytes_sent matches the
-// formulas in comm.h. Also: the environment and mesh-shape errors, and a one-process mesh.
-#include <gtest/gtest.h>
-#include <stdlib.h>
+// The DP × SP (U × R) mesh and the SP collectives on real Gloo ranks (processes started by
+// run_ranks, meeting at the launcher's TCPStore as under `lvrl sp launch`): every group holds exactly the
+// ranks of mesh.h's layout (rank = dp·SP + ring·U + u), in group-rank order; all_to_all with uneven (and
+// empty) slices, the all-gather, the all-reduce and the ring exchange move the right data; bytes_sent matches
+// the formulas in comm.h. Also: the environment and mesh-shape errors, and a one-process mesh.
+#include "sp/mesh.h"
 
 #include <ATen/ATen.h>
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <torch/csrc/autograd/autograd.h>
 
 #include <filesystem>
 #include <numeric>
 #include <sstream>
+#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 
 #include "core/error.h"
-#include "multi_rank.h"
+#include "core/tensor_compare.h"
 #include "sp/comm.h"
-#include "sp/mesh.h"
 #include "sp/sp_attention.h"
-
-#include <torch/csrc/autograd/autograd.h>
-#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
+#include "tests/support/files.h"
+#include "tests/support/multi_rank.h"
 
 namespace lvrl::sp {
 namespace {
-using testing_sp::RankRun;
-using testing_sp::ranks_succeeded;
-using testing_sp::run_ranks;
+using test::RankRun;
+using test::ranks_succeeded;
+using test::run_ranks;
 
 enum class Kind { World, Dp, Sp, Ulysses, Ring };
 const char* kind_name(Kind kind) {
@@ -178,16 +179,16 @@ std::vector<ShapeCase> parse_cases(const std::string& text) {
 }
 
 TEST(MeshWorker, GroupsAndCollectives) {
-  LVRL_SP_WORKER_ONLY();
+  LVRL_RANK_WORKER_ONLY();
   DistributedEnv env = DistributedEnv::from_environment();
-  EXPECT_EQ(env.world_size, testing_sp::worker_env_int("WORLD_SIZE"));
+  EXPECT_EQ(env.world_size, test::worker_env_int("WORLD_SIZE"));
   EXPECT_EQ(env.master_addr, "127.0.0.1");
   if (const char* file = std::getenv("LVRL_SP_TEST_STORE_FILE")) {  // the launcher itself always sets up TCP
     env.store_file = file;
     env.master_addr.clear();
     env.master_port = 0;
   }
-  for (const ShapeCase& c : parse_cases(testing_sp::worker_env("LVRL_SP_TEST_MESHES"))) {
+  for (const ShapeCase& c : parse_cases(test::worker_env("LVRL_SP_TEST_MESHES"))) {
     SCOPED_TRACE(fmt::format("mesh sp {} ulysses {} ring {}", c.shape.sp, c.shape.ulysses, c.shape.ring));
     std::shared_ptr<Mesh> mesh = Mesh::create(env, c.shape, c10::Device(c10::kCPU));
     ASSERT_EQ(mesh->sp_size(), c.shape.sp);
@@ -195,14 +196,16 @@ TEST(MeshWorker, GroupsAndCollectives) {
     ASSERT_EQ(mesh->ring_size(), c.r);
     ASSERT_EQ(mesh->dp_size(), env.world_size / c.shape.sp);
     for (Kind kind : {Kind::World, Kind::Dp, Kind::Sp, Kind::Ulysses, Kind::Ring}) check_group(*mesh, kind, c.u, c.r);
-    testing_sp::write_result(fmt::format("{}x{}x{} ok;", c.shape.sp, c.u, c.r));
+    test::write_result(fmt::format("{}x{}x{} ok;", c.shape.sp, c.u, c.r));
   }
 }
 
 void expect_meshes_work(int world, const std::string& meshes, const std::string& store_file = "") {
   std::map<std::string, std::string> env = {{"LVRL_SP_TEST_MESHES", meshes}};
   if (!store_file.empty()) env["LVRL_SP_TEST_STORE_FILE"] = store_file;
-  RankRun run = run_ranks(world, "MeshWorker.GroupsAndCollectives", env);
+  test::RankRunSettings settings;
+  settings.tcp_rendezvous = true;
+  RankRun run = run_ranks(world, "MeshWorker.GroupsAndCollectives", env, settings);
   ASSERT_TRUE(ranks_succeeded(run));
   const size_t count = parse_cases(meshes).size();
   for (int r = 0; r < world; ++r) {
@@ -213,10 +216,8 @@ void expect_meshes_work(int world, const std::string& meshes, const std::string&
 
 TEST(MeshRanks, TwoRanks) { expect_meshes_work(2, "2x2x1,2x1x2,1x1x1,2x0x0"); }
 TEST(MeshRanks, ThreeRanksOverAFileStore) {
-  std::string dir = (std::filesystem::temp_directory_path() / "lvrl_sp_store_XXXXXX").string();
-  ASSERT_NE(::mkdtemp(dir.data()), nullptr);
-  expect_meshes_work(3, "3x3x1,3x1x3,1x1x1", dir + "/store");
-  std::filesystem::remove_all(dir);
+  const TempDir dir("lvrl-sp-store");
+  expect_meshes_work(3, "3x3x1,3x1x3,1x1x1", dir.file("store"));
 }
 TEST(MeshRanks, FourRanks) { expect_meshes_work(4, "4x2x2,4x1x4,4x4x1,2x2x1,2x1x2,1x1x1"); }
 
@@ -377,12 +378,10 @@ TEST(MeshCuda, OneRankNcclGroupsRunCollectivesAndAttention) {
     auto grads = torch::autograd::grad({got.out}, {q, k, v}, {dout});
     model::AttentionResult want = model::make_blockwise_attention()->forward(q, k, v, spec);
     auto want_grads = torch::autograd::grad({want.out}, {q, k, v}, {dout});
-    auto max_error = [](const at::Tensor& a, const at::Tensor& b) {
-      return (a - b).abs().max().item<double>() / b.abs().max().item<double>();
-    };
     EXPECT_TRUE(got.out.is_cuda());
-    EXPECT_LE(max_error(got.out, want.out), 1e-12);
-    for (size_t i = 0; i < 3; ++i) EXPECT_LE(max_error(grads[i], want_grads[i]), 1e-12) << "gradient " << i;
+    EXPECT_LE(max_relative_difference(got.out, want.out), 1e-12);
+    for (size_t i = 0; i < 3; ++i)
+      EXPECT_LE(max_relative_difference(grads[i], want_grads[i]), 1e-12) << "gradient " << i;
   }
 }
 

@@ -12,7 +12,7 @@
 
 #include "core/error.h"
 #include "model/qwen_config.h"
-#include "tests/sp/multi_rank.h"
+#include "tests/support/run_process.h"
 
 namespace lvrl::sp {
 namespace {
@@ -241,9 +241,8 @@ TEST(Plan, SmallEnoughNeedsNoSequenceParallelism) {
 }
 
 TEST(PlanCommand, PrintsTheExplanationAndOneJsonLine) {
-  const auto run =
-      testing_sp::run_lvrl({"sp", "plan", "--preset", "7b", "--frames", "3600", "--tokens-per-frame", "64",
-                            "--gpus-per-node", "8", "--world-size", "8"});
+  const auto run = test::run_lvrl({"sp", "plan", "--preset", "7b", "--frames", "3600", "--tokens-per-frame",
+                                   "64", "--gpus-per-node", "8", "--world-size", "8"});
   ASSERT_EQ(run.exit_code, 0) << run.output;
   EXPECT_NE(run.output.find("plan: SP = 2 (U × R = 1 × 2, zigzag), DP = 4"), std::string::npos) << run.output;
   const size_t line = run.output.rfind("\n{");  // the JSON line is the last one starting with '{'
@@ -254,9 +253,8 @@ TEST(PlanCommand, PrintsTheExplanationAndOneJsonLine) {
   EXPECT_EQ(json["mode"], "zigzag");
   EXPECT_FALSE(json["reasons"].empty());
 
-  const auto bad =
-      testing_sp::run_lvrl({"sp", "plan", "--preset", "7b", "--frames", "3600", "--tokens-per-frame", "64",
-                            "--gpus-per-node", "8", "--world-size", "8", "--sp", "3"});
+  const auto bad = test::run_lvrl({"sp", "plan", "--preset", "7b", "--frames", "3600", "--tokens-per-frame",
+                                   "64", "--gpus-per-node", "8", "--world-size", "8", "--sp", "3"});
   EXPECT_EQ(bad.exit_code, 2) << bad.output;
   EXPECT_NE(bad.output.find("--sp"), std::string::npos) << bad.output;
 }

@@ -1,6 +1,10 @@
 // Sequence-parallel attention against a single-process float64 reference, with real Gloo ranks.
 //
-// Every case runs `lvrl sp check` (P processes through the launcher) and asserts on its JSON line:
+// The reference itself (sp/reference_attention.h) is first checked against LibTorch's autograd of
+// the plain formula softmax(q·kᵀ/√D + mask)·v in float64 (≤ 1e-12), and against what one key alone
+// must give (the first causal query sees only key 0: out = v[0]).
+//
+// Every matrix case runs `lvrl sp check` (P ranks through sp/rank_run.h) and asserts on its JSON line:
 //   max |sp − reference| / max |reference| of out, dq, dk, dv ≤ 1e-10 (float64), ≤ 1e-5 (float32);
 //   padding rows of dq, dk, dv exactly zero; bytes_sent() of the attention's forward + backward
 //   within 1% of expected_bytes() on every rank (the check's own exit code covers the per-rank
@@ -11,17 +15,23 @@
 // uneven (6 heads over 4, 8 over 3) and that replicate K/V heads (8/2 and 6/1 over U = 4), and
 // small blockwise tiles so tile masks meet chunk boundaries. Sizes stay small (D = 8): the cost is
 // the LibTorch process starts, one per rank.
+#include <ATen/ATen.h>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
-#include <sys/wait.h>
+#include <torch/csrc/autograd/autograd.h>
 
-#include <cstdio>
+#include <cmath>
 #include <iostream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <ostream>
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include "core/tensor_compare.h"
+#include "sp/reference_attention.h"
+#include "tests/support/run_process.h"
 
 namespace lvrl::sp {
 namespace {
@@ -45,33 +55,31 @@ void PrintTo(const CheckCase& c, std::ostream* os) {
   *os << c.name;
 }
 
-std::string command_line(const CheckCase& c) {
-  std::string cmd = fmt::format(
-      "LVRL_DIST_TIMEOUT_S=60 {} sp check --nproc {} --mode {} --seq {} --heads {} --kv-heads {} --head-dim "
-      "8 "
-      "--batch {} --dtype {} --block {} --seed {}",
-      LVRL_BINARY, c.nproc, c.mode, c.seq, c.heads, c.kv_heads, c.batch, c.dtype, c.block, c.seed);
-  if (c.ulysses > 0) cmd += fmt::format(" --ulysses {}", c.ulysses);
-  if (c.ring > 0) cmd += fmt::format(" --ring {}", c.ring);
-  if (c.causal) cmd += " --causal";
-  return cmd;
+std::vector<std::string> check_args(const CheckCase& c) {
+  std::vector<std::string> args = {"sp",         "check",
+                                   "--nproc",    std::to_string(c.nproc),
+                                   "--mode",     c.mode,
+                                   "--seq",      std::to_string(c.seq),
+                                   "--heads",    std::to_string(c.heads),
+                                   "--kv-heads", std::to_string(c.kv_heads),
+                                   "--head-dim", "8",
+                                   "--batch",    std::to_string(c.batch),
+                                   "--dtype",    c.dtype,
+                                   "--block",    std::to_string(c.block),
+                                   "--seed",     std::to_string(c.seed)};
+  if (c.ulysses > 0) args.insert(args.end(), {"--ulysses", std::to_string(c.ulysses)});
+  if (c.ring > 0) args.insert(args.end(), {"--ring", std::to_string(c.ring)});
+  if (c.causal) args.push_back("--causal");
+  return args;
 }
 
-struct CommandRun {
-  int exit_code = -1;
-  std::string output;  // stdout
-};
-
-CommandRun run(const std::string& cmd) {
-  CommandRun result;
-  FILE* pipe = ::popen(cmd.c_str(), "r");
-  if (pipe == nullptr) return result;
-  char buffer[4096];
-  size_t n = 0;
-  while ((n = std::fread(buffer, 1, sizeof(buffer), pipe)) > 0) result.output.append(buffer, n);
-  const int status = ::pclose(pipe);
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  return result;
+// `lvrl sp check ARGS...`: stdout only in `output`.
+test::ProcessResult run_check(const std::vector<std::string>& args) {
+  test::ProcessOptions options;
+  options.env = {{"LVRL_DIST_TIMEOUT_S", "60"}};
+  options.separate_stderr = true;
+  options.timeout_s = 120;
+  return test::run_lvrl(args, options);
 }
 
 // The last line of stdout that is a JSON object.
@@ -84,16 +92,61 @@ nlohmann::json report_of(const std::string& output) {
   return last.empty() ? nlohmann::json() : nlohmann::json::parse(last, nullptr, /*allow_exceptions=*/false);
 }
 
+// softmax(q·kᵀ/√D + mask)·v in float64 through LibTorch's autograd: K/V heads repeated for their
+// query heads, the mask as −inf above the diagonal.
+ReferenceAttention autograd_attention(const at::Tensor& q_in, const at::Tensor& k_in, const at::Tensor& v_in,
+                                      const at::Tensor& dout, bool causal) {
+  const at::Tensor q = q_in.detach().clone().requires_grad_(true);
+  const at::Tensor k = k_in.detach().clone().requires_grad_(true);
+  const at::Tensor v = v_in.detach().clone().requires_grad_(true);
+  const int64_t group = q.size(2) / k.size(2), length = q.size(1);
+  const at::Tensor qh = q.transpose(1, 2);                              // [B, H, L, D]
+  const at::Tensor kh = k.repeat_interleave(group, 2).transpose(1, 2);  // [B, H, L, D]
+  const at::Tensor vh = v.repeat_interleave(group, 2).transpose(1, 2);  // [B, H, L, D]
+  at::Tensor scores =
+      qh.matmul(kh.transpose(2, 3)) / std::sqrt(static_cast<double>(q.size(3)));  // [B, H, L, L]
+  if (causal) {
+    const at::Tensor above = at::ones({length, length}, at::kBool).triu(1);
+    scores = scores.masked_fill(above, -std::numeric_limits<double>::infinity());
+  }
+  const at::Tensor out = scores.softmax(-1).matmul(vh).transpose(1, 2);  // [B, L, H, D]
+  torch::autograd::backward({out}, {dout});
+  return {out.detach(), q.grad(), k.grad(), v.grad()};
+}
+
+TEST(ReferenceAttention, MatchesAutogradOfTheFormula) {
+  at::manual_seed(5);
+  const auto f64 = at::TensorOptions().dtype(at::kDouble);
+  for (const bool causal : {false, true}) {
+    SCOPED_TRACE(causal ? "causal" : "full");
+    const at::Tensor q = at::randn({2, 13, 6, 8}, f64), k = at::randn({2, 13, 2, 8}, f64);
+    const at::Tensor v = at::randn({2, 13, 2, 8}, f64), dout = at::randn({2, 13, 6, 8}, f64);
+    const ReferenceAttention ours = reference_attention(q, k, v, dout, causal);
+    const ReferenceAttention theirs = autograd_attention(q, k, v, dout, causal);
+    EXPECT_LE(max_relative_difference(ours.out, theirs.out), 1e-12);
+    EXPECT_LE(max_relative_difference(ours.dq, theirs.dq), 1e-12);
+    EXPECT_LE(max_relative_difference(ours.dk, theirs.dk), 1e-12);
+    EXPECT_LE(max_relative_difference(ours.dv, theirs.dv), 1e-12);
+    if (causal) {  // the first query sees key 0 alone, whose value comes back unchanged
+      for (int64_t h = 0; h < 6; ++h) {
+        EXPECT_TRUE(
+            at::allclose(ours.out.select(1, 0).select(1, h), v.select(1, 0).select(1, h / 3), 0, 1e-15));
+      }
+    }
+  }
+}
+
 class SpCheck : public testing::TestWithParam<CheckCase> {};
 
 TEST_P(SpCheck, MatchesFloat64Reference) {
   const CheckCase& c = GetParam();
-  const std::string cmd = command_line(c);
-  SCOPED_TRACE(cmd);
-  const CommandRun result = run(cmd);
+  const std::vector<std::string> args = check_args(c);
+  SCOPED_TRACE(test::join_command(args));
+  const test::ProcessResult result = run_check(args);
   const nlohmann::json report = report_of(result.output);
   ASSERT_TRUE(report.is_object()) << "no JSON line; exit " << result.exit_code << ", stdout:\n"
-                                  << result.output;
+                                  << result.output << "\nstderr:\n"
+                                  << result.error_output;
   SCOPED_TRACE(report.dump());
   std::cout << "[sp check] " << c.name << " " << report.dump() << "\n";
   EXPECT_EQ(result.exit_code, 0);
@@ -176,14 +229,12 @@ INSTANTIATE_TEST_SUITE_P(Matrix, SpCheck, testing::ValuesIn(kCases),
                          [](const testing::TestParamInfo<CheckCase>& info) { return info.param.name; });
 
 TEST(SpCheckCommand, BadInputExitsTwo) {
-  EXPECT_EQ(
-      run(fmt::format("{} sp check --mode spiral --seq 8 --heads 2 --kv-heads 1 --head-dim 4 2>/dev/null",
-                      LVRL_BINARY))
-          .exit_code,
-      2);
-  EXPECT_EQ(run(fmt::format("{} sp check --nproc 4 --mode hybrid --ulysses 3 --ring 2 --seq 8 --heads 2 "
-                            "--kv-heads 1 --head-dim 4 2>/dev/null",
-                            LVRL_BINARY))
+  EXPECT_EQ(run_check({"sp", "check", "--mode", "spiral", "--seq", "8", "--heads", "2", "--kv-heads", "1",
+                       "--head-dim", "4"})
+                .exit_code,
+            2);
+  EXPECT_EQ(run_check({"sp", "check", "--nproc", "4", "--mode", "hybrid", "--ulysses", "3", "--ring", "2",
+                       "--seq", "8", "--heads", "2", "--kv-heads", "1", "--head-dim", "4"})
                 .exit_code,
             2);
 }

@@ -6,17 +6,18 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include "core/tensor_compare.h"
 #include "model/qwen_vl.h"
-#include "multi_rank.h"
 #include "sp/comm.h"
 #include "sp/vlm_shard.h"
 #include "tests/model/micro_model.h"
+#include "tests/support/multi_rank.h"
 
 namespace lvrl::sp {
 namespace {
 
-using testing_sp::ranks_succeeded;
-using testing_sp::run_ranks;
+using test::ranks_succeeded;
+using test::run_ranks;
 
 model::QwenVL scaled_micro_model() {
   model::QwenVL model(testing_model::micro_config());
@@ -31,16 +32,10 @@ model::QwenVL scaled_micro_model() {
   return model;
 }
 
-double max_rel(const at::Tensor& ours, const at::Tensor& reference) {
-  const double scale = reference.abs().max().item<double>();
-  const double diff = (ours - reference).abs().max().item<double>();
-  return scale > 0 ? diff / scale : diff;
-}
-
 TEST(SpModelWorker, ForwardBackward) {
-  LVRL_SP_WORKER_ONLY();
-  const int ulysses = testing_sp::worker_env_int("SP_U"), ring = testing_sp::worker_env_int("SP_R");
-  const SpMode mode = parse_sp_mode(testing_sp::worker_env("SP_MODE"));
+  LVRL_RANK_WORKER_ONLY();
+  const int ulysses = test::worker_env_int("SP_U"), ring = test::worker_env_int("SP_R");
+  const SpMode mode = parse_sp_mode(test::worker_env("SP_MODE"));
   auto mesh = Mesh::create(DistributedEnv::from_environment(), {ulysses * ring, ulysses, ring}, c10::kCPU);
 
   model::QwenVL model = scaled_micro_model();
@@ -96,17 +91,18 @@ TEST(SpModelWorker, ForwardBackward) {
   at::Tensor gathered = gather_sequence(local_logprobs, shard.layout, *mesh);
 
   const double loss_error = std::abs((loss - reference_loss).item<double>()) / std::abs(reference_loss.item<double>());
-  const double logprob_error = max_rel(gathered, reference_logprobs);
+  const double logprob_error = max_relative_difference(gathered, reference_logprobs);
   double grad_error = 0;
   std::string worst;
   for (auto& item : model->named_parameters()) {
-    const double error = max_rel(item.value().grad(), reference_grads[item.key()]);
+    const double error = max_relative_difference(item.value().grad(), reference_grads[item.key()]);
     if (error > grad_error) grad_error = error, worst = item.key();
   }
   EXPECT_LE(loss_error, 1e-10);
   EXPECT_LE(logprob_error, 1e-10);
   EXPECT_LE(grad_error, 1e-10) << "worst: " << worst;
-  testing_sp::write_result(fmt::format("loss {:.3g} logprobs {:.3g} grads {:.3g}", loss_error, logprob_error, grad_error));
+  test::write_result(
+      fmt::format("loss {:.3g} logprobs {:.3g} grads {:.3g}", loss_error, logprob_error, grad_error));
 }
 
 struct SpModelCase {

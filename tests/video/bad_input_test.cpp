@@ -8,10 +8,11 @@
 #include <cstring>
 #include <random>
 #include <string>
-#include <typeinfo>
 #include <vector>
 
 #include "core/error.h"
+#include "tests/support/expect_error.h"
+#include "tests/support/files.h"
 #include "tests/video/test_videos.h"
 #include "video/probe.h"
 #include "video/sampling.h"
@@ -33,22 +34,13 @@ OutputSize size_of(const tv::VideoSpec& spec) {
 
 // Both probe() and sample_frames() must throw InputError whose file is `path` and whose message
 // names it.
-void expect_input_error(const std::string& path, const std::string& what) {
+void expect_unusable_file(const std::string& path, const std::string& what) {
   auto check = [&](const char* call, auto&& invoke) {
-    std::string outcome = tv::run_with_deadline(kDeadline, what + " " + call, [&]() -> std::string {
-      try {
-        invoke();
-        return "no error";
-      } catch (const lvrl::InputError& e) {
-        std::string message = e.what();
-        if (e.file() != path) return "InputError with file '" + e.file() + "': " + message;
-        if (message.find(path) == std::string::npos) return "InputError not naming the file: " + message;
-        return "";
-      } catch (const std::exception& e) {
-        return std::string("expected InputError, got ") + typeid(e).name() + ": " + e.what();
-      }
-    });
-    EXPECT_EQ(outcome, "") << what << ": " << call << "(" << path << ")";
+    const lvrl::InputError e = tv::run_with_deadline(kDeadline, what + " " + call,
+                                                     [&] { return lvrl::test::expect_input_error(invoke); });
+    EXPECT_EQ(e.file(), path) << what << ": " << call << "(" << path << "): " << e.what();
+    EXPECT_NE(std::string(e.what()).find(path), std::string::npos)
+        << what << ": " << call << "(" << path << "): InputError not naming the file: " << e.what();
   };
   check("probe", [&] { lvrl::video::probe(path); });
   check("sample_frames", [&] {
@@ -62,25 +54,26 @@ void expect_input_error(const std::string& path, const std::string& what) {
 // ---- Unusable files ------------------------------------------------------------------------------------
 
 TEST(BadInput, MissingFile) {
-  expect_input_error(tv::video_dir() + "/does-not-exist.mp4", "missing file");
+  expect_unusable_file(tv::video_dir() + "/does-not-exist.mp4", "missing file");
 }
 
 TEST(BadInput, TextFileNamedMp4) {
   std::string text;
   for (int i = 0; i < 200; ++i) text += "this is a plain text file, not a video\n";
-  expect_input_error(tv::write_file("not-a-video.mp4", text), "text renamed .mp4");
+  expect_unusable_file(tv::write_file("not-a-video.mp4", text), "text renamed .mp4");
 }
 
 TEST(BadInput, ZeroLengthFile) {
-  expect_input_error(tv::write_file("zero-length.mp4", ""), "zero-length file");
+  expect_unusable_file(tv::write_file("zero-length.mp4", ""), "zero-length file");
 }
 
 TEST(BadInput, AudioOnlyFile) {
   const std::string path = tv::video_dir() + "/audio-only.m4a";
-  tv::CommandResult run = tv::run_command({"ffmpeg", "-nostdin", "-y", "-loglevel", "error", "-f", "lavfi", "-i",
-                                           "sine=frequency=440:duration=1", "-c:a", "aac", path});
-  ASSERT_EQ(run.exit_code, 0) << run.err;
-  expect_input_error(path, "audio-only file");
+  lvrl::test::ProcessResult run =
+      tv::run_tool({"ffmpeg", "-nostdin", "-y", "-loglevel", "error", "-f", "lavfi", "-i",
+                    "sine=frequency=440:duration=1", "-c:a", "aac", path});
+  ASSERT_EQ(run.exit_code, 0) << run.error_output;
+  expect_unusable_file(path, "audio-only file");
 }
 
 // YUV4MPEG2 headers state the size in plain text. 60000×60000 is refused by FFmpeg itself at open;
@@ -88,10 +81,12 @@ TEST(BadInput, AudioOnlyFile) {
 // little data for even one frame.
 TEST(BadInput, AbsurdDimensions) {
   const std::string tail = "FRAME\n" + std::string(1000, '\x10');
-  expect_input_error(tv::write_file("absurd-60000x60000.y4m", "YUV4MPEG2 W60000 H60000 F30:1 Ip A1:1 C420jpeg\n" + tail),
-                     "60000x60000 y4m");
-  expect_input_error(tv::write_file("absurd-65000x64.y4m", "YUV4MPEG2 W65000 H64 F30:1 Ip A1:1 C420jpeg\n" + tail),
-                     "65000x64 y4m");
+  expect_unusable_file(
+      tv::write_file("absurd-60000x60000.y4m", "YUV4MPEG2 W60000 H60000 F30:1 Ip A1:1 C420jpeg\n" + tail),
+      "60000x60000 y4m");
+  expect_unusable_file(
+      tv::write_file("absurd-65000x64.y4m", "YUV4MPEG2 W65000 H64 F30:1 Ip A1:1 C420jpeg\n" + tail),
+      "65000x64 y4m");
 }
 
 // ---- Partially damaged files ---------------------------------------------------------------------------
@@ -117,7 +112,7 @@ std::vector<double> every_frame_and_beyond(const std::vector<double>& times) {
 // give earlier frames that really are the frames at their timestamps, plus a warning.
 void check_truncated(const tv::VideoSpec& spec) {
   const std::string original = tv::make_video(spec);
-  const std::string bytes = tv::read_file(original);
+  const std::string bytes = lvrl::test::read_file(original);
   const std::string path = tv::write_file(spec.name + "-truncated." + spec.container, bytes.substr(0, bytes.size() * 6 / 10));
   const tv::ReferenceFrames& reference = tv::reference_frames(original);
 
@@ -158,9 +153,9 @@ TEST(BadInput, TruncatedMp4MidGop) { check_truncated(damage_source("h264_mp4_fas
 // A truncated MP4 whose index (moov) sits at the end has no index at all: a clear error.
 TEST(BadInput, TruncatedMp4WithoutIndex) {
   const std::string original = tv::make_video(damage_source("h264_mp4_for_truncation", "mp4", false));
-  const std::string bytes = tv::read_file(original);
-  expect_input_error(tv::write_file("h264_mp4_moov_lost.mp4", bytes.substr(0, bytes.size() * 6 / 10)),
-                     "MP4 cut before its moov");
+  const std::string bytes = lvrl::test::read_file(original);
+  expect_unusable_file(tv::write_file("h264_mp4_moov_lost.mp4", bytes.substr(0, bytes.size() * 6 / 10)),
+                       "MP4 cut before its moov");
 }
 
 // Garbage over the middle half of one P-frame's data (fixed seed): that frame, the B-frames before
@@ -179,7 +174,7 @@ TEST(BadInput, CorruptedPacketNeverGivesASubstitutedFrame) {
     if (packet.pts == reference.ticks[damaged]) victim = packet;
   }
   ASSERT_GT(victim.size, 16) << "no packet for frame " << damaged;
-  std::string bytes = tv::read_file(original);
+  std::string bytes = lvrl::test::read_file(original);
   tv::overwrite_random(bytes, victim.pos + victim.size / 4, victim.pos + victim.size * 3 / 4, 20240601);
   const std::string path = tv::write_file(spec.name + "-corrupted.mp4", bytes);
   const int first_damaged = damaged - spec.bframes;
@@ -215,7 +210,7 @@ TEST(BadInput, CorruptedMkvStructureNeverGivesASubstitutedFrame) {
   const tv::VideoSpec spec = damage_source("h264_mkv_for_truncation", "mkv", false);
   const std::string original = tv::make_video(spec);
   const tv::ReferenceFrames& reference = tv::reference_frames(original);
-  std::string bytes = tv::read_file(original);
+  std::string bytes = lvrl::test::read_file(original);
   for (int percent : {30, 55, 80}) {
     const int64_t at = static_cast<int64_t>(bytes.size()) * percent / 100;
     tv::overwrite_random(bytes, at, at + 48, 7 + percent);
@@ -251,7 +246,7 @@ TEST(BadInput, CorruptedMkvStructureNeverGivesASubstitutedFrame) {
 // (strh.dwLength) say 12000 frames, 100× the real 120; ffprobe then reports 400 s.
 std::string over_reporting_avi() {
   const std::string original = tv::make_video(tv::matrix_spec("mpeg4_avi_bframes"));
-  std::string bytes = tv::read_file(original);
+  std::string bytes = lvrl::test::read_file(original);
   auto put_le32 = [&](size_t at, uint32_t value) {
     for (int i = 0; i < 4; ++i) bytes[at + i] = static_cast<char>((value >> (8 * i)) & 0xff);
   };
@@ -267,7 +262,7 @@ std::string over_reporting_avi() {
 // 400000 ms instead of 4000.
 std::string over_reporting_mkv() {
   const std::string original = tv::make_video(tv::matrix_spec("h264_mkv_open_gop"));
-  std::string bytes = tv::read_file(original);
+  std::string bytes = lvrl::test::read_file(original);
   const size_t duration = bytes.find("\x44\x89\x88");
   EXPECT_NE(duration, std::string::npos);
   double value = 400000.0;
@@ -280,9 +275,9 @@ std::string over_reporting_mkv() {
 TEST(BadInput, OverReportingContainerDoesNotHang) {
   for (const auto& [path, original] : {std::make_pair(over_reporting_avi(), tv::make_video(tv::matrix_spec("mpeg4_avi_bframes"))),
                                        std::make_pair(over_reporting_mkv(), tv::make_video(tv::matrix_spec("h264_mkv_open_gop")))}) {
-    tv::CommandResult format = tv::run_command(
-        {"ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", path});
-    ASSERT_GT(std::atof(format.out.c_str()), 100.0) << path << ": the patch should make ffprobe see 400 s";
+    lvrl::test::ProcessResult format =
+        tv::run_tool({"ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", path});
+    ASSERT_GT(std::atof(format.output.c_str()), 100.0) << path << ": the patch should make ffprobe see 400 s";
     const tv::ReferenceFrames& reference = tv::reference_frames(original);
     for (const SamplingPlan& plan : {SamplingPlan::uniform(8), SamplingPlan::at_fps(1, 16),
                                      SamplingPlan::at_times({1.0, 50.0, 399.0, 0.5})}) {

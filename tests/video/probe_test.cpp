@@ -1,18 +1,17 @@
 // probe() and `lvrl video probe` against ffprobe on every file of the codec/container matrix:
 // decoder, displayed and coded size, rotation, start and duration (within one frame of ffprobe's
 // frames), frame rate, pixel format and the keyframe count (ffprobe's K-flagged packets).
-#include <gtest/gtest.h>
-#include <sys/wait.h>
+#include "video/probe.h"
 
-#include <array>
+#include <gtest/gtest.h>
+
 #include <cmath>
-#include <cstdio>
 #include <nlohmann/json.hpp>
 #include <string>
 
 #include "core/error.h"
+#include "tests/support/run_process.h"
 #include "tests/video/test_videos.h"
-#include "video/probe.h"
 
 namespace {
 namespace tv = lvrl::testing_video;
@@ -95,21 +94,11 @@ INSTANTIATE_TEST_SUITE_P(Matrix, ProbeMatrix, ::testing::ValuesIn(matrix_names()
 
 // ---- `lvrl video probe FILE` --------------------------------------------------------------------------
 
-struct Invocation {
-  int exit_code;
-  std::string output;  // stdout and stderr together
-};
-
-Invocation lvrl(const std::string& args) {
-  tv::CommandResult run = tv::run_command({"sh", "-c", std::string(LVRL_BINARY) + " " + args + " 2>&1"}, 60);
-  return {run.exit_code, run.out};
-}
-
 TEST(ProbeCli, PrintsJsonWithTheProbedFields) {
   for (const char* name : {"hevc10_mkv_bframes", "h264_mp4_rotate90"}) {
     const tv::VideoSpec& spec = tv::matrix_spec(name);
     const std::string path = tv::make_video(spec);
-    Invocation run = lvrl("video probe " + path);
+    lvrl::test::ProcessResult run = lvrl::test::run_lvrl({"video", "probe", path});
     ASSERT_EQ(run.exit_code, 0) << run.output;
     nlohmann::json printed;
     ASSERT_NO_THROW(printed = nlohmann::json::parse(run.output)) << run.output;
@@ -133,7 +122,7 @@ TEST(ProbeCli, PrintsJsonWithTheProbedFields) {
 
 TEST(ProbeCli, BadFileFailsNamingIt) {
   const std::string path = tv::video_dir() + "/no-such-video.mp4";
-  Invocation run = lvrl("video probe " + path);
+  lvrl::test::ProcessResult run = lvrl::test::run_lvrl({"video", "probe", path});
   EXPECT_NE(run.exit_code, 0);
   EXPECT_NE(run.output.find(path), std::string::npos) << run.output;
 }

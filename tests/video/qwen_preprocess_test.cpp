@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "tests/support/expect_error.h"
 
 namespace {
 using lvrl::InputError;
@@ -22,20 +23,7 @@ using Size = std::pair<int, int>;  // (height, width)
 constexpr int64_t kImageMinPixels = 4 * 28 * 28;      // qwen-vl-utils MIN_PIXELS
 constexpr int64_t kImageMaxPixels = 16384 * 28 * 28;  // qwen-vl-utils MAX_PIXELS
 
-// Runs `body`, expects an InputError whose message contains every one of `fragments`.
-template <typename Body>
-void expect_input_error(Body body, const std::vector<std::string>& fragments) {
-  try {
-    body();
-    ADD_FAILURE() << "expected an InputError";
-  } catch (const InputError& e) {
-    const std::string message = e.what();
-    for (const auto& fragment : fragments) {
-      EXPECT_NE(message.find(fragment), std::string::npos)
-          << "'" << fragment << "' missing from: " << message;
-    }
-  }
-}
+using lvrl::test::expect_input_error_mentioning;
 
 // ---------------------------------------------------------------------------------------------
 // smart_resize / video_frame_size
@@ -80,11 +68,12 @@ TEST(QwenPreprocessSmartResize, ClampsTinySidesToFactor) {
 }
 
 TEST(QwenPreprocessSmartResize, RejectsAspectOver200AndEmptySides) {
-  expect_input_error([] { smart_resize(1, 201, 28, kImageMinPixels, kImageMaxPixels); }, {"1x201", "200"});
-  expect_input_error([] { smart_resize(5628, 28, 28, kImageMinPixels, kImageMaxPixels); },
-                     {"5628x28", "201"});
-  expect_input_error([] { smart_resize(0, 28, 28, kImageMinPixels, kImageMaxPixels); }, {"0x28"});
-  expect_input_error(
+  expect_input_error_mentioning([] { smart_resize(1, 201, 28, kImageMinPixels, kImageMaxPixels); },
+                                {"1x201", "200"});
+  expect_input_error_mentioning([] { smart_resize(5628, 28, 28, kImageMinPixels, kImageMaxPixels); },
+                                {"5628x28", "201"});
+  expect_input_error_mentioning([] { smart_resize(0, 28, 28, kImageMinPixels, kImageMaxPixels); }, {"0x28"});
+  expect_input_error_mentioning(
       [] { video_frame_size(2010, 10, 20, kQwenVideoMinPixels, kQwenVideoMaxPixels, kQwenVideoTotalPixels); },
       {"2010x10"});
 }
@@ -214,8 +203,8 @@ TEST(QwenPreprocessVideoFrameSize, TotalBudgetAndMinimumFloor) {
   EXPECT_EQ(
       video_frame_size(720, 1280, 4000, kQwenVideoMinPixels, kQwenVideoMaxPixels, kQwenVideoTotalPixels),
       Size(224, 420));
-  expect_input_error([] { video_frame_size(720, 1280, 0, kQwenVideoMinPixels, kQwenVideoMaxPixels, 1); },
-                     {"frames"});
+  expect_input_error_mentioning(
+      [] { video_frame_size(720, 1280, 0, kQwenVideoMinPixels, kQwenVideoMaxPixels, 1); }, {"frames"});
 }
 
 TEST(QwenPreprocessVideoFrameSize, BudgetStaysFractional) {
@@ -248,9 +237,9 @@ TEST(QwenPreprocessFrames, SmartNframesMatchesQwenVlUtils) {
   for (int64_t total : {5, 7, 100, 767, 768, 769, 2000}) {
     EXPECT_EQ(nframes(total, 1.0, 3.0), nframes(total, 1.0, 3.0, 4, std::min<int64_t>(768, total))) << total;
   }
-  expect_input_error([&] { nframes(1, 30); }, {"[2, 1]"});  // one frame: nothing to sample
-  expect_input_error([&] { nframes(0, 30); }, {"total_frames"});
-  expect_input_error([&] { nframes(100, 0); }, {"fps"});
+  expect_input_error_mentioning([&] { nframes(1, 30); }, {"[2, 1]"});  // one frame: nothing to sample
+  expect_input_error_mentioning([&] { nframes(0, 30); }, {"total_frames"});
+  expect_input_error_mentioning([&] { nframes(100, 0); }, {"fps"});
 }
 
 // round half-even of (N - 1)·i / (n - 1), exactly, in integers.
@@ -271,7 +260,7 @@ TEST(QwenPreprocessFrames, ExactHalvesRoundToEven) {
   EXPECT_EQ(qwen_frame_indices(8, 3), (std::vector<int64_t>{0, 4, 7}));  // 3.5 → 4
   EXPECT_EQ(qwen_frame_indices(1, 1), (std::vector<int64_t>{0}));
   EXPECT_EQ(qwen_frame_indices(10, 1), (std::vector<int64_t>{0}));  // linspace(.., 1) = [start]
-  expect_input_error([] { qwen_frame_indices(10, 0); }, {"frames"});
+  expect_input_error_mentioning([] { qwen_frame_indices(10, 0); }, {"frames"});
 }
 
 TEST(QwenPreprocessFrames, Float32LinspaceDiffersFromExactOnlyAtHalves) {
@@ -474,17 +463,29 @@ TEST(QwenPreprocessPatchify, BitIdenticalToHfVideoProcessor) {
 }
 
 TEST(QwenPreprocessPatchify, RejectsBadFramesClearly) {
-  expect_input_error([] { patchify_video(at::zeros({2, 28, 28, 3}, at::kFloat)); }, {"uint8"});
-  expect_input_error(
+  expect_input_error_mentioning([] { patchify_video(at::zeros({2, 28, 28, 3}, at::kFloat)); }, {"uint8"});
+  expect_input_error_mentioning(
       [] {
         patchify_video(at::zeros({2, 30, 28, 3}, at::kByte));
       },
       {"2x30x28x3", "multiples", "28"});
-  expect_input_error([] { patchify_video(at::zeros({2, 28, 42, 3}, at::kByte)); }, {"2x28x42x3", "28"});
-  expect_input_error([] { patchify_video(at::zeros({28, 28, 3}, at::kByte)); }, {"28x28x3", "[T, H, W, 3]"});
-  expect_input_error([] { patchify_video(at::zeros({2, 28, 28, 4}, at::kByte)); }, {"2x28x28x4", "RGB"});
-  expect_input_error([] { patchify_video(at::zeros({0, 28, 28, 3}, at::kByte)); }, {"T >= 1"});
-  expect_input_error([] { patchify_video(at::Tensor()); }, {"undefined"});
+  expect_input_error_mentioning(
+      [] {
+        patchify_video(at::zeros({2, 28, 42, 3}, at::kByte));
+      },
+      {"2x28x42x3", "28"});
+  expect_input_error_mentioning(
+      [] {
+        patchify_video(at::zeros({28, 28, 3}, at::kByte));
+      },
+      {"28x28x3", "[T, H, W, 3]"});
+  expect_input_error_mentioning(
+      [] {
+        patchify_video(at::zeros({2, 28, 28, 4}, at::kByte));
+      },
+      {"2x28x28x4", "RGB"});
+  expect_input_error_mentioning([] { patchify_video(at::zeros({0, 28, 28, 3}, at::kByte)); }, {"T >= 1"});
+  expect_input_error_mentioning([] { patchify_video(at::Tensor()); }, {"undefined"});
 }
 
 }  // namespace

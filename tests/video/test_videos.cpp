@@ -4,9 +4,7 @@
 #include <ATen/ATen.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
-#include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -26,7 +24,7 @@
 #include <sstream>
 #include <stdexcept>
 
-extern char** environ;
+#include "tests/support/files.h"
 
 namespace lvrl::testing_video {
 namespace {
@@ -137,88 +135,23 @@ std::string ffprobe(const std::vector<std::string>& args, const std::string& pat
   std::vector<std::string> argv = {"ffprobe", "-v", "error", "-select_streams", "v:0"};
   argv.insert(argv.end(), args.begin(), args.end());
   argv.push_back(path);
-  CommandResult run = run_command(argv);
+  test::ProcessResult run = run_tool(argv);
   if (run.exit_code != 0) {
-    throw std::runtime_error("ffprobe failed (" + std::to_string(run.exit_code) + "): " + join_command(argv) +
-                             "\n" + run.err);
+    throw std::runtime_error("ffprobe failed (" + std::to_string(run.exit_code) +
+                             "): " + test::join_command(argv) + "\n" + run.error_output);
   }
-  return run.out;
+  return run.output;
 }
 
 }  // namespace
 
 // ---- Running the CLIs -----------------------------------------------------------------------------
 
-std::string join_command(const std::vector<std::string>& argv) {
-  std::string line;
-  for (const std::string& arg : argv) {
-    bool quote = arg.find_first_of(" '\"();*,|") != std::string::npos || arg.empty();
-    line += (line.empty() ? "" : " ") + (quote ? "'" + arg + "'" : arg);
-  }
-  return line;
-}
-
-CommandResult run_command(const std::vector<std::string>& argv, double timeout_s) {
-  CommandResult result;
-  int out_pipe[2], err_pipe[2];
-  if (pipe2(out_pipe, O_CLOEXEC) != 0 || pipe2(err_pipe, O_CLOEXEC) != 0) {
-    result.err = "pipe failed";
-    return result;
-  }
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&actions, out_pipe[1], 1);
-  posix_spawn_file_actions_adddup2(&actions, err_pipe[1], 2);
-  std::vector<char*> args;
-  for (const std::string& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
-  args.push_back(nullptr);
-  pid_t pid = -1;
-  int spawned = posix_spawnp(&pid, args[0], &actions, nullptr, args.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  close(out_pipe[1]);
-  close(err_pipe[1]);
-  if (spawned != 0) {
-    close(out_pipe[0]);
-    close(err_pipe[0]);
-    result.err = "cannot start " + argv[0] + ": " + std::string(strerror(spawned));
-    return result;
-  }
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
-  pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
-  std::string* sinks[2] = {&result.out, &result.err};
-  int open_fds = 2;
-  char buffer[1 << 16];
-  while (open_fds > 0) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) {
-      kill(pid, SIGKILL);
-      result.timed_out = true;
-      break;
-    }
-    int ready = poll(fds, 2, static_cast<int>(std::min<int64_t>(left.count(), 1000)));
-    if (ready < 0 && errno != EINTR) break;
-    for (int i = 0; i < 2; ++i) {
-      if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-      ssize_t n = read(fds[i].fd, buffer, sizeof(buffer));
-      if (n > 0) {
-        sinks[i]->append(buffer, n);
-      } else if (n == 0 || errno != EINTR) {
-        close(fds[i].fd);
-        fds[i].fd = -1;
-        --open_fds;
-      }
-    }
-  }
-  for (pollfd& fd : fds) {
-    if (fd.fd >= 0) close(fd.fd);
-  }
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  result.exit_code = (!result.timed_out && WIFEXITED(status)) ? WEXITSTATUS(status) : -1;
-  if (result.timed_out) result.err += "\n[killed after " + std::to_string(timeout_s) + " s]";
-  return result;
+test::ProcessResult run_tool(const std::vector<std::string>& argv, double timeout_s) {
+  test::ProcessOptions options;
+  options.separate_stderr = true;
+  options.timeout_s = timeout_s;
+  return test::run_process(argv, options);
 }
 
 // ---- Generating -----------------------------------------------------------------------------------
@@ -385,7 +318,8 @@ std::string make_video(const VideoSpec& spec) {
   // The key covers the exact commands (with a placeholder output), so a changed spec or generator
   // never reuses a stale file.
   std::string key = std::string(kGeneratorVersion) + "\n" + spec.name;
-  for (const auto& command : make_commands(spec, "OUT." + spec.container)) key += "\n" + join_command(command);
+  for (const auto& command : make_commands(spec, "OUT." + spec.container))
+    key += "\n" + test::join_command(command);
   const std::string path = video_dir() + "/" + spec.name + "-" + hex(fnv1a(key), 12) + "." + spec.container;
   std::lock_guard<std::mutex> lock(cache_mutex);
   if (made_videos.count(key) || file_exists(path)) {
@@ -394,10 +328,10 @@ std::string make_video(const VideoSpec& spec) {
   }
   const std::string partial = temporary_name(path);
   for (const auto& command : make_commands(spec, partial)) {
-    CommandResult run = run_command(command);
+    test::ProcessResult run = run_tool(command);
     if (run.exit_code != 0) {
-      throw std::runtime_error("generating test video " + spec.describe() + " failed:\n  " + join_command(command) +
-                               "\n" + run.err);
+      throw std::runtime_error("generating test video " + spec.describe() + " failed:\n  " +
+                               test::join_command(command) + "\n" + run.error_output);
     }
   }
   for (const char* leftover : {".step0.mp4", ".step1.mp4", ".vfr.mp4"}) std::remove((partial + leftover).c_str());
@@ -411,23 +345,11 @@ std::string make_video(const VideoSpec& spec) {
 std::string write_file(const std::string& name, const std::string& bytes) {
   const std::string path = video_dir() + "/" + name;
   const std::string partial = temporary_name(path);
-  {
-    std::ofstream out(partial, std::ios::binary | std::ios::trunc);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    if (!out) throw std::runtime_error("test_videos: cannot write " + partial);
-  }
+  test::write_file(partial, bytes);
   if (std::rename(partial.c_str(), path.c_str()) != 0) {
     throw std::runtime_error("test_videos: cannot rename " + partial + " to " + path);
   }
   return path;
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error("test_videos: cannot read " + path);
-  std::ostringstream bytes;
-  bytes << in.rdbuf();
-  return bytes.str();
 }
 
 // ---- Reading the index back -----------------------------------------------------------------------
@@ -486,20 +408,21 @@ std::vector<int> cli_frame_indices(const std::string& path, int display_width, i
                                    std::string* error) {
   std::vector<std::string> argv = {"ffmpeg", "-nostdin", "-loglevel", "error", "-threads", "2", "-i", path,
                                    "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"};
-  CommandResult run = run_command(argv);
+  test::ProcessResult run = run_tool(argv);
   std::vector<int> indices;
   const size_t frame_bytes = static_cast<size_t>(display_width) * display_height * 3;
   if (error) {
     error->clear();
-    if (run.exit_code != 0 || run.out.size() % frame_bytes != 0 || !run.err.empty()) {
-      *error = join_command(argv) + ": exit " + std::to_string(run.exit_code) + ", " + std::to_string(run.out.size()) +
-               " bytes (frame " + std::to_string(frame_bytes) + ")\n" + run.err;
+    if (run.exit_code != 0 || run.output.size() % frame_bytes != 0 || !run.error_output.empty()) {
+      *error = test::join_command(argv) + ": exit " + std::to_string(run.exit_code) + ", " +
+               std::to_string(run.output.size()) + " bytes (frame " + std::to_string(frame_bytes) + ")\n" +
+               run.error_output;
     }
   }
   // Whatever whole frames came out, also from a damaged file where ffmpeg reports errors.
-  for (size_t offset = 0; offset + frame_bytes <= run.out.size(); offset += frame_bytes) {
-    indices.push_back(decode_frame_index(reinterpret_cast<const uint8_t*>(run.out.data() + offset), display_width,
-                                         display_height, rotation));
+  for (size_t offset = 0; offset + frame_bytes <= run.output.size(); offset += frame_bytes) {
+    indices.push_back(decode_frame_index(reinterpret_cast<const uint8_t*>(run.output.data() + offset),
+                                         display_width, display_height, rotation));
   }
   return indices;
 }

@@ -29,23 +29,16 @@
 #include <thread>
 #include <vector>
 
+#include "tests/support/run_process.h"
 #include "video/sampling.h"
 
 namespace lvrl::testing_video {
 
 // ---- Running the CLIs -----------------------------------------------------------------------------
 
-struct CommandResult {
-  int exit_code = -1;  // -1 when killed (timeout or signal)
-  bool timed_out = false;
-  std::string out, err;
-};
-
-// Runs argv (argv[0] searched in PATH) with stdin closed; never hangs past timeout_s.
-CommandResult run_command(const std::vector<std::string>& argv, double timeout_s = 180);
-
-// argv joined for messages.
-std::string join_command(const std::vector<std::string>& argv);
+// Runs argv (argv[0] searched in PATH) with stdin closed, stdout in `output` and stderr in
+// `error_output`; never hangs past timeout_s.
+test::ProcessResult run_tool(const std::vector<std::string>& argv, double timeout_s = 180);
 
 // ---- Generating -----------------------------------------------------------------------------------
 
@@ -88,7 +81,6 @@ std::string make_video(const VideoSpec& spec);
 
 // Writes bytes to <video_dir()>/<name> (atomically) and returns the path.
 std::string write_file(const std::string& name, const std::string& bytes);
-std::string read_file(const std::string& path);
 
 // ---- Reading the index back -----------------------------------------------------------------------
 
