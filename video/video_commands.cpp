@@ -63,6 +63,10 @@ int run_sample(const SampleArgs& args) {
   options.open.threads = args.threads;
   options.accuracy = args.accuracy == "keyframe" ? Accuracy::Keyframe : Accuracy::Exact;
   options.on_damage = parse_on_damage(args.on_damage, "--on-damage");
+  if (options.accuracy == Accuracy::Keyframe && options.on_damage != OnDamage::Previous) {
+    throw InputError({"", 0, "--on-damage", args.on_damage},
+                     "applies to --accuracy exact only: keyframe sampling returns the keyframe or fails");
+  }
 
   auto start = std::chrono::steady_clock::now();
   SampledFrames sampled = sample_frames(args.file, plan, size, options);
