@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "video/av_check.h"
+#include "video/ffmpeg_log.h"
 
 extern "C" {
 #include <libavcodec/avcodec.h>
@@ -73,6 +74,7 @@ void VideoWriter::close() {
 }
 
 void VideoWriter::open(const std::string& path, int width, int height, int fps, int gop, int crf) {
+  route_ffmpeg_log();  // libx264's and the muxer's lines through lvrl's logger
   LVRL_ASSERT(format_ == nullptr, "VideoWriter::open on a writer already open");
   const InputWhere where{path, 0, "video",
                          fmt::format("{}x{} at {} fps, gop {}, crf {}", width, height, fps, gop, crf)};

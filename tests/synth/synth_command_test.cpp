@@ -10,28 +10,32 @@
 
 #include "core/dataset.h"
 #include "synth/synthesize.h"
-#include "tests/core/test_files.h"
+#include "core/temp_dir.h"
+#include "tests/support/run_process.h"
 #include "tests/video/test_videos.h"
 
 namespace lvrl::synth {
 namespace {
 
-using testing_files::TempDir;
-using testing_video::CommandResult;
-using testing_video::run_command;
+using test::ProcessResult;
 
-CommandResult synth(const std::vector<std::string>& args) {
-  std::vector<std::string> argv{LVRL_BINARY, "dataset", "synth"};
+ProcessResult synth(const std::vector<std::string>& args) {
+  std::vector<std::string> argv{"dataset", "synth"};
   argv.insert(argv.end(), args.begin(), args.end());
-  return run_command(argv, 120);
+  test::ProcessOptions options;
+  options.separate_stderr = true;
+  options.timeout_s = 120;
+  return test::run_lvrl(argv, options);
 }
 
 // "HASH  NAME" lines of every file under dir, in name order.
 std::string sha256_listing(const std::string& dir) {
-  const CommandResult r =
-      run_command({"bash", "-c", "cd \"$0\" && find . -type f | LC_ALL=C sort | xargs sha256sum", dir});
-  EXPECT_EQ(r.exit_code, 0) << r.err;
-  return r.out;
+  test::ProcessOptions options;
+  options.separate_stderr = true;
+  const ProcessResult r = test::run_process(
+      {"bash", "-c", "cd \"$0\" && find . -type f | LC_ALL=C sort | xargs sha256sum", dir}, options);
+  EXPECT_EQ(r.exit_code, 0) << r.error_output;
+  return r.output;
 }
 
 TEST(SynthCommand, SameSeedGivesIdenticalFiles) {
@@ -40,9 +44,9 @@ TEST(SynthCommand, SameSeedGivesIdenticalFiles) {
   auto run = [&](const std::string& out, const std::string& seed, const std::string& threads) {
     std::vector<std::string> args{"--out", dir.file(out), "--seed", seed, "--threads", threads};
     args.insert(args.end(), common.begin(), common.end());
-    const CommandResult r = synth(args);
-    EXPECT_EQ(r.exit_code, 0) << r.err;
-    EXPECT_NE(r.out.find("wrote 6 videos (3 train, 3 test"), std::string::npos) << r.out;
+    const ProcessResult r = synth(args);
+    EXPECT_EQ(r.exit_code, 0) << r.error_output;
+    EXPECT_NE(r.output.find("wrote 6 videos (3 train, 3 test"), std::string::npos) << r.output;
     return sha256_listing(dir.file(out));
   };
   const std::string first = run("a", "3", "1");
@@ -71,9 +75,9 @@ TEST(SynthCommand, BadOptionsExit2NamingTheOption) {
   for (const auto& [bad, option] : cases) {
     std::vector<std::string> args{"--out", dir.file("x"), "--videos", "2", "--seed", "1"};
     args.insert(args.end(), bad.begin(), bad.end());
-    const CommandResult r = synth(args);
-    EXPECT_EQ(r.exit_code, 2) << bad[0] << " " << bad[1] << ": " << r.err;
-    EXPECT_NE(r.err.find(option), std::string::npos) << r.err;
+    const ProcessResult r = synth(args);
+    EXPECT_EQ(r.exit_code, 2) << bad[0] << " " << bad[1] << ": " << r.error_output;
+    EXPECT_NE(r.error_output.find(option), std::string::npos) << r.error_output;
   }
 }
 

@@ -15,7 +15,7 @@
 #include "core/dataset.h"
 #include "synth/render.h"
 #include "synth/synthesize.h"
-#include "tests/core/test_files.h"
+#include "core/temp_dir.h"
 #include "pipeline/preprocess.h"
 #include "pipeline/video_recipe.h"
 #include "video/probe.h"
@@ -24,7 +24,6 @@
 namespace lvrl::synth {
 namespace {
 
-using testing_files::TempDir;
 
 pipeline::VideoRecipe demo_recipe() {
   return pipeline::preprocess_options_from(Config::load(std::string(LVRL_SOURCE_DIR) + "/configs/demo.yaml"))

@@ -21,6 +21,7 @@
 
 #include "core/error.h"
 #include "core/safetensors.h"
+#include "tests/support/run_process.h"
 #include "tests/video/test_videos.h"
 #include "video/on_damage.h"
 #include "video/sampling.h"
@@ -261,12 +262,11 @@ TEST(DamagePolicy, FrameThreadsKeepThePoliciesHonest) {
 
 // ---- The binary ---------------------------------------------------------------------------------
 
-tv::CommandResult run_lvrl(const std::vector<std::string>& args, const std::string& log_level = "") {
-  std::vector<std::string> argv = {"env"};
-  if (!log_level.empty()) argv.push_back("LVRL_LOG_LEVEL=" + log_level);
-  argv.push_back(LVRL_BINARY);
-  argv.insert(argv.end(), args.begin(), args.end());
-  return tv::run_command(argv, 60);
+lvrl::test::ProcessResult run_lvrl(const std::vector<std::string>& args, const std::string& log_level = "") {
+  lvrl::test::ProcessOptions options;
+  options.separate_stderr = true;
+  if (!log_level.empty()) options.env["LVRL_LOG_LEVEL"] = log_level;
+  return lvrl::test::run_lvrl(args, options);
 }
 
 std::vector<std::string> lines_of(const std::string& text) {
@@ -302,18 +302,18 @@ TEST(DamagePolicy, SampleCommandStatesThePolicy) {
     args.insert(args.end(), extra.begin(), extra.end());
     return run_lvrl(args);
   };
-  tv::CommandResult error = with({"--on-damage", "error"});
-  EXPECT_EQ(error.exit_code, 2) << error.err;
-  EXPECT_NE(error.err.find(video.path), std::string::npos) << error.err;
-  EXPECT_NE(error.err.find(lvrl::video::span_text(expected_spans(video, reference).front())),
+  lvrl::test::ProcessResult error = with({"--on-damage", "error"});
+  EXPECT_EQ(error.exit_code, 2) << error.error_output;
+  EXPECT_NE(error.error_output.find(video.path), std::string::npos) << error.error_output;
+  EXPECT_NE(error.error_output.find(lvrl::video::span_text(expected_spans(video, reference).front())),
             std::string::npos)
-      << error.err;
+      << error.error_output;
 
-  tv::CommandResult nearest = with({"--on-damage", "nearest", "--json"});
-  ASSERT_EQ(nearest.exit_code, 0) << nearest.err;
-  const nlohmann::json summary = nlohmann::json::parse(nearest.out);
+  lvrl::test::ProcessResult nearest = with({"--on-damage", "nearest", "--json"});
+  ASSERT_EQ(nearest.exit_code, 0) << nearest.error_output;
+  const nlohmann::json summary = nlohmann::json::parse(nearest.output);
   const nlohmann::json& records = summary["frame_records"];
-  ASSERT_EQ(records.size(), reference.times.size()) << nearest.out;
+  ASSERT_EQ(records.size(), reference.times.size()) << nearest.output;
   for (size_t i = 0; i < reference.times.size(); ++i) {
     const int64_t want = expected.frame(OnDamage::Nearest, reference.ticks[i]);
     EXPECT_NEAR(records[i]["target"].get<double>(), reference.times[i], 1e-6) << i;
@@ -326,9 +326,9 @@ TEST(DamagePolicy, SampleCommandStatesThePolicy) {
   EXPECT_EQ(nlohmann::json::parse(file->metadata().at("frame_records")), records);
   EXPECT_EQ(file->metadata().at("on_damage"), "nearest");
 
-  tv::CommandResult drop = with({"--on-damage", "drop", "--json"});
-  ASSERT_EQ(drop.exit_code, 0) << drop.err;
-  const nlohmann::json dropped = nlohmann::json::parse(drop.out);
+  lvrl::test::ProcessResult drop = with({"--on-damage", "drop", "--json"});
+  ASSERT_EQ(drop.exit_code, 0) << drop.error_output;
+  const nlohmann::json dropped = nlohmann::json::parse(drop.output);
   const auto decodable = std::count(expected.decodes.begin(), expected.decodes.end(), true);
   EXPECT_EQ(dropped["frames"].get<int64_t>(), decodable);
   EXPECT_EQ(dropped["dropped_targets"].size(), reference.times.size() - decodable);
@@ -339,10 +339,10 @@ TEST(DamagePolicy, SampleCommandStatesThePolicy) {
 // the same lines appear through lvrl's logger.
 TEST(DamagePolicy, FfmpegLogLinesGoThroughTheLogger) {
   const tv::DamagedVideo& video = damaged_video();
-  tv::CommandResult probe = run_lvrl({"video", "probe", video.path});
-  ASSERT_EQ(probe.exit_code, 0) << probe.err;
-  EXPECT_TRUE(nlohmann::json::parse(probe.out, nullptr, false).is_object()) << probe.out;
-  EXPECT_LE(lines_of(probe.err).size(), video.spans.size()) << probe.err;
+  lvrl::test::ProcessResult probe = run_lvrl({"video", "probe", video.path});
+  ASSERT_EQ(probe.exit_code, 0) << probe.error_output;
+  EXPECT_TRUE(nlohmann::json::parse(probe.output, nullptr, false).is_object()) << probe.output;
+  EXPECT_LE(lines_of(probe.error_output).size(), video.spans.size()) << probe.error_output;
 
   const tv::ReferenceFrames& reference = tv::reference_frames(tv::make_video(damage_spec()));
   const std::vector<std::string> args = {"video",
@@ -356,16 +356,16 @@ TEST(DamagePolicy, FfmpegLogLinesGoThroughTheLogger) {
                                          "96",
                                          "--out",
                                          tv::video_dir() + "/damage_policy_log.safetensors"};
-  tv::CommandResult sampled = run_lvrl(args);
-  ASSERT_EQ(sampled.exit_code, 0) << sampled.err;
-  for (const std::string& line : lines_of(sampled.err)) {
+  lvrl::test::ProcessResult sampled = run_lvrl(args);
+  ASSERT_EQ(sampled.exit_code, 0) << sampled.error_output;
+  for (const std::string& line : lines_of(sampled.error_output)) {
     EXPECT_NE(line.find("[warning]"), std::string::npos) << "not one of lvrl's warnings: " << line;
   }
-  EXPECT_EQ(sampled.err.find("[h264 @"), std::string::npos) << sampled.err;
+  EXPECT_EQ(sampled.error_output.find("[h264 @"), std::string::npos) << sampled.error_output;
 
-  tv::CommandResult debug = run_lvrl(args, "debug");
-  ASSERT_EQ(debug.exit_code, 0) << debug.err;
-  EXPECT_NE(debug.err.find("ffmpeg: [h264 @"), std::string::npos) << debug.err;
+  lvrl::test::ProcessResult debug = run_lvrl(args, "debug");
+  ASSERT_EQ(debug.exit_code, 0) << debug.error_output;
+  EXPECT_NE(debug.error_output.find("ffmpeg: [h264 @"), std::string::npos) << debug.error_output;
 }
 
 }  // namespace
