@@ -348,8 +348,7 @@ TEST_F(PreprocessTest, DamagedFramesFollowVideoOnDamage) {
   auto run = [&](const std::string& policy) {
     std::vector<std::string> argv = args("damage_" + policy);
     argv.insert(argv.end(), {"data.path=" + dataset, "video.on_damage=" + policy});
-    const std::string out = work_.file(policy + ".out"), err = work_.file(policy + ".err");
-    return collect(spawn_lvrl(argv, out, err), out, err);
+    return collect(*start_lvrl(argv));
   };
   std::map<std::string, std::string> key_of;
   for (const auto& [policy, stand_in] :

@@ -26,7 +26,8 @@
 #include "pipeline/sharded_encoder.h"
 #include "sp/mesh.h"
 #include "tests/cache/redis_test_support.h"
-#include "tests/core/test_files.h"
+#include "core/temp_dir.h"
+#include "tests/support/run_process.h"
 #include "tests/support/multi_rank.h"
 #include "tests/video/test_videos.h"
 
@@ -161,7 +162,7 @@ TEST_F(VideoRowsTest, AMissingVideoIsAnInputErrorNamingIt) {
 
 // `lvrl preprocess` (the binary) and get_or_encode: one key derivation, one metadata layout.
 TEST_F(VideoRowsTest, PreprocessAndGetOrEncodeServeEachOther) {
-  testing_files::TempDir work("lvrl_video_rows");
+  TempDir work("lvrl_video_rows");
   model::QwenVL model(model::QwenConfig::preset("tiny"));
   model::init_weights(*model, 7);
   const std::string model_dir = work.file("model");
@@ -191,12 +192,14 @@ TEST_F(VideoRowsTest, PreprocessAndGetOrEncodeServeEachOther) {
   // The second video first, through get_or_encode: preprocess must then skip it.
   VideoRows second_rows = get_or_encode(sample_of(second_video), recipe, encoder, cache);
   EXPECT_FALSE(second_rows.hit);
-  tv::CommandResult run = tv::run_command({LVRL_BINARY, "preprocess", "--config", config_path});
-  ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
-  const std::string out = run.out.substr(0, run.out.find_last_not_of('\n') + 1);
+  test::ProcessOptions options;
+  options.separate_stderr = true;
+  test::ProcessResult run = test::run_lvrl({"preprocess", "--config", config_path}, options);
+  ASSERT_EQ(run.exit_code, 0) << run.output << run.error_output;
+  const std::string out = run.output.substr(0, run.output.find_last_not_of('\n') + 1);
   const nlohmann::json summary = nlohmann::json::parse(out.substr(out.rfind('\n') + 1));  // the last line
-  EXPECT_EQ(summary["cached"], 1) << run.out;
-  EXPECT_EQ(summary["skipped"], 1) << run.out;
+  EXPECT_EQ(summary["cached"], 1) << run.output;
+  EXPECT_EQ(summary["skipped"], 1) << run.output;
 
   // The first video preprocess stored: a hit under the key preprocess chose.
   std::set<std::string> preprocess_keys = keys_of(cache);
@@ -216,7 +219,7 @@ TEST_F(VideoRowsTest, PreprocessAndGetOrEncodeServeEachOther) {
 // ---- Two ranks ------------------------------------------------------------------------------------
 
 TEST(VideoRowsWorker, EveryRankGetsTheRows) {
-  LVRL_SP_WORKER_ONLY();
+  LVRL_RANK_WORKER_ONLY();
   const sp::DistributedEnv env = sp::DistributedEnv::from_environment();
   auto mesh = sp::Mesh::create(env, {env.world_size, 0, 0}, c10::kCPU);
   VisionEncoder encoder = tiny_encoder();

@@ -642,7 +642,7 @@ DamagedVideo damage_frames(const std::string& original, const std::vector<int>& 
                            const std::string& name, uint32_t seed) {
   const ReferenceFrames& reference = reference_frames(original);
   const std::vector<PacketInfo> all = packets(original);
-  std::string bytes = read_file(original);
+  std::string bytes = test::read_file(original);
   DamagedVideo out;
   for (int frame : frames) {
     if (frame <= 0 || frame >= static_cast<int>(reference.ticks.size()) ||

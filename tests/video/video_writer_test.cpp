@@ -10,15 +10,15 @@
 #include <filesystem>
 
 #include "core/error.h"
-#include "tests/core/test_files.h"
+#include "core/temp_dir.h"
+#include "tests/support/files.h"
 #include "tests/video/test_videos.h"
 
 namespace lvrl::video {
 namespace {
 
-using testing_files::TempDir;
 using testing_video::probe_stream_value;
-using testing_video::run_command;
+using testing_video::run_tool;
 
 constexpr int kWidth = 64, kHeight = 48, kFrames = 45, kFps = 15, kGop = 10;
 
@@ -66,28 +66,28 @@ TEST(VideoWriter, StreamIsWhatWasAskedFor) {
     EXPECT_NE(frames.pict_type[i], 'B') << "frame " << i;
   }
   // Bitexact muxing: no "Lavf59..." encoder tag, no libavcodec version anywhere in the file.
-  const std::string bytes = testing_files::read_bytes(path);
+  const std::string bytes = test::read_file(path);
   EXPECT_EQ(bytes.find("Lavf"), std::string::npos);
   EXPECT_EQ(bytes.find("Lavc"), std::string::npos);
-  const auto tags = run_command(
+  const auto tags = run_tool(
       {"ffprobe", "-v", "error", "-show_entries", "format_tags:stream_tags", "-of", "default=nw=1", path});
-  ASSERT_EQ(tags.exit_code, 0) << tags.err;
-  EXPECT_EQ(tags.out.find("encoder"), std::string::npos) << tags.out;
+  ASSERT_EQ(tags.exit_code, 0) << tags.error_output;
+  EXPECT_EQ(tags.output.find("encoder"), std::string::npos) << tags.output;
 }
 
 TEST(VideoWriter, PixelsDecodeBackToTheInput) {
   TempDir dir("lvrl_writer");
   const std::string path = write_test_video(dir.file("clip.mp4"), 0);  // crf 0: lossless YUV
   const auto decoded =
-      run_command({"ffmpeg", "-v", "error", "-i", path, "-f", "rawvideo", "-pix_fmt", "rgb24", "-"});
-  ASSERT_EQ(decoded.exit_code, 0) << decoded.err;
-  ASSERT_EQ(decoded.out.size(), static_cast<size_t>(kFrames * kWidth * kHeight * 3));
+      run_tool({"ffmpeg", "-v", "error", "-i", path, "-f", "rawvideo", "-pix_fmt", "rgb24", "-"});
+  ASSERT_EQ(decoded.exit_code, 0) << decoded.error_output;
+  ASSERT_EQ(decoded.output.size(), static_cast<size_t>(kFrames * kWidth * kHeight * 3));
   // Flat quadrants: only the 8-bit YUV rounding both ways remains, a few levels at most.
   double worst = 0;
   for (int i = 0; i < kFrames; ++i) {
     const std::vector<uint8_t> want = test_frame(i);
     for (size_t k = 0; k < want.size(); ++k) {
-      const auto got = static_cast<uint8_t>(decoded.out[i * want.size() + k]);
+      const auto got = static_cast<uint8_t>(decoded.output[i * want.size() + k]);
       worst = std::max(worst, std::abs(static_cast<double>(got) - want[k]));
     }
   }
@@ -97,7 +97,7 @@ TEST(VideoWriter, PixelsDecodeBackToTheInput) {
 TEST(VideoWriter, SameFramesGiveIdenticalBytes) {
   TempDir dir("lvrl_writer");
   const std::string a = write_test_video(dir.file("a.mp4"), 20), b = write_test_video(dir.file("b.mp4"), 20);
-  EXPECT_EQ(testing_files::read_bytes(a), testing_files::read_bytes(b));
+  EXPECT_EQ(test::read_file(a), test::read_file(b));
 }
 
 TEST(VideoWriter, BadRequestsNameTheFile) {
