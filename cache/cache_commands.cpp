@@ -16,7 +16,9 @@
 #include "core/command.h"
 #include "core/config.h"
 #include "core/error.h"
+#include "core/human_bytes.h"
 #include "core/safetensors.h"
+#include "core/tensor_format.h"
 
 namespace lvrl::cache {
 namespace {
@@ -51,16 +53,6 @@ EmbeddingCache open_cache(const ServerArgs& args) {
   EmbeddingCacheOptions options = cache_options_from(config);
   if (!args.ns.empty()) options.ns = args.ns;
   return EmbeddingCache(*endpoint, options, redis_options_from(config));
-}
-
-std::string human_bytes(double bytes) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  int unit = 0;
-  while (bytes >= 1024 && unit < 4) {
-    bytes /= 1024;
-    ++unit;
-  }
-  return unit == 0 ? fmt::format("{:.0f} B", bytes) : fmt::format("{:.1f} {}", bytes, units[unit]);
 }
 
 std::string utc_time(int64_t unix_ms) {
@@ -186,10 +178,10 @@ const RegisterCommand put_command(
         metadata.extra["tensor"] = name;
         EmbeddingCache cache = open_cache(args->server);
         PutResult result = cache.put(args->key, tensor, metadata);
-        std::cout << fmt::format("{} {}: {} from {}\n",
-                                 result == PutResult::Stored ? "stored" : "already present, left as it is:", args->key,
-                                 fmt::format("{} [{}]", manifest_dtype_name(tensor.scalar_type()), fmt::join(tensor.sizes(), ", ")),
-                                 args->file);
+        std::cout << fmt::format(
+            "{} {}: {} from {}\n",
+            result == PutResult::Stored ? "stored" : "already present, left as it is:", args->key,
+            fmt::format("{} {}", manifest_dtype_name(tensor.scalar_type()), tensor.sizes()), args->file);
         return 0;
       };
     });

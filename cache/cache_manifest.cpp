@@ -47,21 +47,14 @@ bool manifest_dtype_from_name(std::string_view name, at::ScalarType& dtype) {
 
 std::string CacheManifest::to_json() const {
   const char* dtype_text = manifest_dtype_name(dtype);
-  json out = {
-      {"format", format},
-      {"writer", writer},
-      {"dtype", dtype_text == nullptr ? "?" : dtype_text},
-      {"shape", shape},
-      {"bytes", bytes},
-      {"chunk_bytes", chunk_bytes},
-      {"chunks", chunks},
-      {"checksum", checksum},
-      {"created_unix_ms", created_unix_ms},
-      {"grid_thw", metadata.grid_thw},
-      {"frame_timestamps", metadata.frame_timestamps},
-      {"encoder_fingerprint", metadata.encoder_fingerprint},
-      {"extra", metadata.extra},
-  };
+  // The tensor's layout, then what the encoder made it from.
+  json out = {{"format", format}, {"writer", writer},     {"dtype", dtype_text == nullptr ? "?" : dtype_text},
+              {"shape", shape},   {"bytes", bytes},       {"chunk_bytes", chunk_bytes},
+              {"chunks", chunks}, {"checksum", checksum}, {"created_unix_ms", created_unix_ms}};
+  out["grid_thw"] = metadata.grid_thw;
+  out["frame_timestamps"] = metadata.frame_timestamps;
+  out["encoder_fingerprint"] = metadata.encoder_fingerprint;
+  out["extra"] = metadata.extra;
   return out.dump();
 }
 

@@ -9,7 +9,9 @@
 
 #include "cache/chunk_checksum.h"
 #include "cache/read_buffers.h"
+#include "core/clock.h"
 #include "core/error.h"
+#include "core/hash.h"
 #include "core/log.h"
 
 namespace lvrl::cache {
@@ -24,11 +26,6 @@ constexpr uint64_t kMaxEntryBytes = uint64_t{1} << 40;  // a manifest claiming m
 std::string random_writer() {
   thread_local std::mt19937_64 random((uint64_t{std::random_device{}()} << 32) ^ std::random_device{}());
   return fmt::format("{:016x}", random());
-}
-
-int64_t now_unix_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
 }
 
 bool allowed_key_char(char c) {

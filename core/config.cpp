@@ -398,6 +398,11 @@ void Config::wrong_type(const std::string& key) const {
   std::abort();
 }
 
+std::string Config::source_of(const std::string& key) const {
+  const std::string& where = origin(key);
+  return where == "default" ? "" : where;
+}
+
 std::string Config::to_yaml(bool with_origins) const {
   // Keys are sorted, so each section's keys are adjacent: open and close maps as prefixes change.
   YAML::Emitter out;

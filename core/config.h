@@ -105,6 +105,9 @@ class Config {
   }
   const ConfigValue& value_of(const std::string& key) const;
   const std::string& origin(const std::string& key) const;  // "default", "run.yaml:12", "override"
+  // Where a key's value came from, as the file of an InputError about it: origin(), but "" for a
+  // default (no file to blame).
+  std::string source_of(const std::string& key) const;
 
   void set(const std::string& key, const std::string& text, const std::string& origin);  // checked
   std::string to_yaml(bool with_origins = false) const;  // every key, nested, resolved

@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "core/command.h"
+#include "core/dtype_name.h"
 #include "core/error.h"
 #include "model/attention.h"
 #include "sp/comm.h"
@@ -91,12 +92,6 @@ Degrees degrees_of(const CheckArgs& args, SpMode mode) {
                                  d.ulysses, d.ring));
   }
   return d;
-}
-
-at::ScalarType parse_dtype(const std::string& name) {
-  if (name == "float64") return at::kDouble;
-  if (name == "float32") return at::kFloat;
-  throw InputError({"", 0, "--dtype", name}, "expected float32 or float64");
 }
 
 void validate(const CheckArgs& args) {
@@ -198,7 +193,8 @@ int run_worker(const CheckArgs& args) {
   at::set_num_threads(1);
   const SpMode mode = parse_sp_mode(args.mode);
   const Degrees degrees = degrees_of(args, mode);
-  const at::ScalarType dtype = parse_dtype(args.dtype);
+  const at::ScalarType dtype =
+      parse_float_dtype(args.dtype, {at::kFloat, at::kDouble}, {"", 0, "--dtype", ""});
   const DistributedEnv env = DistributedEnv::from_environment();
   if (env.world_size != args.nproc) {
     throw InputError({"", 0, "WORLD_SIZE", std::to_string(env.world_size)},
@@ -297,7 +293,7 @@ int run_check(const CheckArgs& args) {
   validate(args);
   const SpMode mode = parse_sp_mode(args.mode);
   degrees_of(args, mode);
-  parse_dtype(args.dtype);
+  parse_float_dtype(args.dtype, {at::kFloat, at::kDouble}, {"", 0, "--dtype", ""});
   if (args.worker || args.nproc == 1) return run_worker(args);
   // A fresh FileStore per check instead of a TCP port: checks run in parallel (ctest -j) cannot
   // race for a port that way.

@@ -18,6 +18,7 @@
 #include <unordered_map>
 
 #include "cache/content_key.h"
+#include "core/clock.h"
 #include "core/dataset.h"
 #include "core/error.h"
 #include "core/hash.h"
@@ -27,7 +28,7 @@
 
 namespace lvrl::tools {
 namespace {
-using Clock = std::chrono::steady_clock;
+using Clock = SteadyClock;
 
 const RegisterConfigSection preprocess_section(
     {"preprocess",
@@ -37,17 +38,22 @@ const RegisterConfigSection preprocess_section(
                            "fps: `fps` frames per second within [min_frames, max_frames] "
                            "(qwen-vl-utils' default); frames: a fixed count over the whole video")
              .choices({"fps", "frames"}),
-         ConfigKey::number("fps", 2.0, "sampling=fps: frames per second of video").range(0.001, 1000),
-         ConfigKey::integer("min_frames", 4, "sampling=fps: at least this many (rounded up to even)")
+         ConfigKey::number("fps", video::kQwenDefaultFps, "sampling=fps: frames per second of video")
+             .range(0.001, 1000),
+         ConfigKey::integer("min_frames", video::kQwenFpsMinFrames,
+                            "sampling=fps: at least this many (rounded up to even)")
              .range(2, 1e6),
-         ConfigKey::integer("max_frames", 768, "sampling=fps: at most this many (rounded down to even)")
+         ConfigKey::integer("max_frames", video::kQwenFpsMaxFrames,
+                            "sampling=fps: at most this many (rounded down to even)")
              .range(2, 1e6),
          ConfigKey::integer("frames", 16, "sampling=frames: this many (rounded to even)").range(2, 1e6),
-         ConfigKey::integer("min_pixels", 128 * 28 * 28, "smallest frame area, pixels (Qwen smart_resize)")
+         ConfigKey::integer("min_pixels", video::kQwenVideoMinPixels,
+                            "smallest frame area, pixels (Qwen smart_resize)")
              .range(28 * 28, 1e10),
-         ConfigKey::integer("max_pixels", 768 * 28 * 28, "largest frame area, pixels (Qwen smart_resize)")
+         ConfigKey::integer("max_pixels", video::kQwenVideoMaxPixels,
+                            "largest frame area, pixels (Qwen smart_resize)")
              .range(28 * 28, 1e10),
-         ConfigKey::integer("total_pixels", 90316800,
+         ConfigKey::integer("total_pixels", video::kQwenVideoTotalPixels,
                             "pixel budget of a whole clip: long videos get smaller frames")
              .range(28 * 28, 1e13),
          ConfigKey::integer("decode_threads", 2,
@@ -65,15 +71,6 @@ const RegisterConfigSection preprocess_section(
                             "encode a video whose damaged spans the sampler skipped (its "
                             "frames near the damage come from before it); false: report it as failed"),
      }});
-
-std::string source_of(const Config& config, const std::string& key) {
-  const std::string& origin = config.origin(key);
-  return origin == "default" ? "" : origin;
-}
-
-double seconds_since(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
 
 // One distinct video of the dataset and the records that name it.
 struct VideoJob {
@@ -276,10 +273,10 @@ PreprocessOptions preprocess_options_from(const Config& config) {
   out.video_dir = config.get<std::string>("data.video_dir");
   out.max_records = config.get<int64_t>("data.max_samples");
   if (out.dataset.empty()) {  // checked here, before a checkpoint is loaded for nothing
-    throw InputError({source_of(config, "data.path"), 0, "data.path", ""}, "expected the dataset JSONL file");
+    throw InputError({config.source_of("data.path"), 0, "data.path", ""}, "expected the dataset JSONL file");
   }
   if (out.video_dir.empty()) {
-    throw InputError({source_of(config, "data.video_dir"), 0, "data.video_dir", ""},
+    throw InputError({config.source_of("data.video_dir"), 0, "data.video_dir", ""},
                      "expected the directory the dataset's videos resolve under");
   }
   VideoRecipe& recipe = out.recipe;
@@ -296,7 +293,7 @@ PreprocessOptions preprocess_options_from(const Config& config) {
     recipe.check();
   } catch (const InputError& e) {  // name where the offending value came from
     throw InputError(
-        {e.key().rfind("preprocess.", 0) == 0 ? source_of(config, e.key()) : "", 0, e.key(), e.value()},
+        {e.key().rfind("preprocess.", 0) == 0 ? config.source_of(e.key()) : "", 0, e.key(), e.value()},
         e.problem());
   }
   out.decode_threads = static_cast<int>(config.get<int64_t>("preprocess.decode_threads"));

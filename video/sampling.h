@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "video/probe.h"
+#include "video/qwen_preprocess.h"
 
 namespace lvrl::video {
 
@@ -39,9 +40,9 @@ class SamplingPlan {
 // the per-frame pixel bounds and a total-pixel budget across all frames (video/qwen_preprocess.h).
 struct OutputSize {
   int width = 0, height = 0;
-  int64_t min_pixels = 128 * 28 * 28;
-  int64_t max_pixels = 768 * 28 * 28;
-  int64_t total_pixels = 90316800;  // 128000·28²·0.9, qwen-vl-utils' budget
+  int64_t min_pixels = kQwenVideoMinPixels;
+  int64_t max_pixels = kQwenVideoMaxPixels;
+  int64_t total_pixels = kQwenVideoTotalPixels;
 };
 
 enum class Accuracy {

@@ -8,6 +8,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "core/clock.h"
 #include "core/command.h"
 #include "core/error.h"
 #include "core/log.h"
@@ -60,9 +61,9 @@ int run_sample(const SampleArgs& args) {
   options.open.threads = args.threads;
   options.accuracy = args.accuracy == "keyframe" ? Accuracy::Keyframe : Accuracy::Exact;
 
-  auto start = std::chrono::steady_clock::now();
+  auto start = SteadyClock::now();
   SampledFrames sampled = sample_frames(args.file, plan, size, options);
-  double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  double elapsed = seconds_since(start);
   for (const std::string& warning : sampled.warnings) LVRL_WARN("{}", warning);
 
   safetensors::save(args.out, {{"frames", sampled.frames}, {"timestamps", sampled.timestamps}},
