@@ -219,8 +219,8 @@ EmbeddingCache::Loaded EmbeddingCache::load(RedisClient& client, const std::stri
   out.status = Loaded::Status::Broken;
   out.manifest_text = reply.str();
   try {
-    out.manifest = CacheManifest::from_json(out.manifest_text);
-  } catch (const std::exception& e) {
+    out.manifest = CacheManifest::from_json(out.manifest_text, manifest_key(key));
+  } catch (const InputError& e) {  // only the text's fault: anything else (no memory, a bug) goes up
     out.problem = std::string("unreadable manifest: ") + e.what();
     return out;
   }
@@ -337,12 +337,13 @@ bool EmbeddingCache::contains(const std::string& key) {
   RedisPool::Lease lease = pool_.acquire();
   RedisReply reply = lease->run(RedisCommand{"GET", manifest_key(key)}, Retry::Idempotent);
   if (reply.is_nil()) return false;
+  std::optional<CacheManifest> manifest;
   try {
-    CacheManifest manifest = CacheManifest::from_json(reply.text());
-    return manifest.inconsistency().empty() && chunks_present(*lease, key, manifest);
-  } catch (const std::runtime_error&) {
+    manifest = CacheManifest::from_json(reply.text(), manifest_key(key));
+  } catch (const InputError&) {
     return false;  // unreadable: get() will find it broken and delete it
   }
+  return manifest->inconsistency().empty() && chunks_present(*lease, key, *manifest);
 }
 
 void EmbeddingCache::delete_chunks(RedisClient& client, const std::string& key, const std::string& writer,
@@ -418,9 +419,9 @@ std::vector<CacheEntry> EmbeddingCache::list(const std::string& prefix) {
     CacheEntry entry;
     entry.key = keys[i].substr(head.size());
     try {
-      entry.manifest = CacheManifest::from_json(reply.text());
+      entry.manifest = CacheManifest::from_json(reply.text(), keys[i]);
       entry.problem = entry.manifest->inconsistency();
-    } catch (const std::exception& e) {
+    } catch (const InputError& e) {
       entry.problem = std::string("unreadable manifest: ") + e.what();
     }
     entries.push_back(std::move(entry));

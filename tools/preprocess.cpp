@@ -189,7 +189,7 @@ void prepare_into(Prepared& item, const VideoJob& job, const PreprocessOptions& 
   }
   try {
     item.video_hash = hash_file(job.path);
-  } catch (const std::exception& e) {
+  } catch (const InputError& e) {  // unreadable: this video's problem
     item.reason = reason_for(e, job.path);
     return;
   }
@@ -203,7 +203,7 @@ void prepare_into(Prepared& item, const VideoJob& job, const PreprocessOptions& 
   sample_options.open.threads = 1;  // parallelism across videos instead
   try {
     item.video = prepare_video(job.path, recipe, sample_options);
-  } catch (const std::exception& e) {
+  } catch (const Error& e) {  // a bad file (InputError) or FFmpeg's refusal of it (LibraryError)
     item.reason = reason_for(e, job.path);
     return;
   }
@@ -358,12 +358,25 @@ PreprocessSummary run_preprocess(const PreprocessOptions& options, VisionEncoder
       } else {
         Clock::time_point step = Clock::now();
         at::Tensor embeddings;
+        // This video's failure: the tower's own check or the ranks' agreement that it failed
+        // (Error), or LibTorch's refusal (c10::Error, e.g. CUDA out of memory on a long video).
+        // No memory on the host or a bug goes up.
+        std::exception_ptr failure;
+        std::string why;
         try {
           embeddings = encode(item.video.patches);
-        } catch (const std::exception& e) {
-          if (sharded && sharded->out_of_step()) throw;  // not this video's fault: the run cannot go on
+        } catch (const Error& e) {
+          failure = std::current_exception();
+          why = e.what();
+        } catch (const c10::Error& e) {
+          failure = std::current_exception();
+          why = e.what();
+        }
+        if (failure) {
+          // Not this video's fault when the ranks are out of step: the run cannot go on.
+          if (sharded && sharded->out_of_step()) std::rethrow_exception(failure);
           report.outcome = VideoOutcome::Failed;
-          report.reason = std::string("the encoder failed: ") + e.what();
+          report.reason = "the encoder failed: " + why;
         }
         report.encode_s = seconds_since(step);
         if (embeddings.defined()) {

@@ -78,7 +78,8 @@ SampledFrames sample_frames(const std::string& path, const SamplingPlan& plan, c
                             const SampleOptions& options = {});
 
 // Many videos at once, one decoder thread each, `parallel` videos in flight. Each result is either
-// frames or the error text for that file (other files still succeed).
+// frames or the error text for that file (other files still succeed). An error that is no file's
+// fault (out of memory, a bug) is rethrown once every worker has stopped.
 struct BatchResult {
   std::string path;
   bool ok = false;

@@ -38,11 +38,13 @@ std::vector<double> parse_times(const std::string& text) {
   std::vector<double> times;
   std::istringstream in(text);
   for (std::string item; std::getline(in, item, ',');) {
+    size_t used = 0;
     try {
-      size_t used = 0;
       times.push_back(std::stod(item, &used));
-      if (used != item.size()) throw std::invalid_argument(item);
-    } catch (const std::exception&) {
+    } catch (const std::invalid_argument&) {  // std::stod: no number at all
+    } catch (const std::out_of_range&) {      // std::stod: beyond double's range
+    }
+    if (used == 0 || used != item.size()) {
       throw InputError({"", 0, "--timestamps", item}, "expected comma-separated seconds, e.g. 0.5,12,30.25");
     }
   }
