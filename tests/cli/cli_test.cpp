@@ -76,6 +76,12 @@ TEST(Cli, ConfigErrorsNameFileKeyAndValue) {
   EXPECT_EQ(unknown.exit_code, 2);
   EXPECT_NE(unknown.output.find(path + ":2: 'run.sead'"), std::string::npos) << unknown.output;
   EXPECT_NE(unknown.output.find("did you mean 'run.seed'"), std::string::npos) << unknown.output;
+  Invocation section = lvrl("config show --config " + temp_file("cli_section.yaml", "rollot:\n  group: 8\n"));
+  EXPECT_EQ(section.exit_code, 2);
+  EXPECT_NE(section.output.find("'rollot': no config section of this name has a schema"), std::string::npos)
+      << section.output;
+  EXPECT_NE(section.output.find("known sections are: "), std::string::npos) << section.output;
+  EXPECT_NE(section.output.find(", run"), std::string::npos) << section.output;  // one the cli binary links
   Invocation bad_value = lvrl("config show run.seed=-1");
   EXPECT_EQ(bad_value.exit_code, 2);
   EXPECT_NE(bad_value.output.find("'run.seed' = '-1'"), std::string::npos) << bad_value.output;
