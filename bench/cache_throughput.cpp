@@ -43,6 +43,7 @@
 #include "cache/embedding_cache.h"
 #include "cache/read_buffers.h"
 #include "cache/redis_server.h"
+#include "core/clock.h"
 
 namespace fs = std::filesystem;
 using lvrl::cache::EmbeddingCache;
@@ -53,9 +54,7 @@ using Clock = std::chrono::steady_clock;
 constexpr double kTarget = 0.8;
 constexpr const char* kNewKeys = "-r 1000000000";  // redis-benchmark: a new random key per request
 
-double seconds_since(Clock::time_point begin) {
-  return std::chrono::duration<double>(Clock::now() - begin).count();
-}
+using lvrl::seconds_since;
 
 int free_tcp_port() {  // bound to port 0, the OS picks; closed again for redis-server to take
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);

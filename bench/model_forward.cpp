@@ -55,6 +55,7 @@
 #include <vector>
 
 #include "bench/bench_report.h"
+#include "core/clock.h"
 #include "core/safetensors.h"
 #include "model/qwen_vl.h"
 
@@ -72,7 +73,7 @@ constexpr int64_t kWarmupTokens = 256;
 constexpr double kTolerance = 1e-4;
 constexpr uint64_t kSeed = 1234;
 
-double seconds_since(Clock::time_point begin) { return std::chrono::duration<double>(Clock::now() - begin).count(); }
+using lvrl::seconds_since;
 
 double median(std::vector<double> values) {
   if (values.empty()) return NAN;

@@ -39,6 +39,7 @@
 #include "bench/bench_report.h"
 #include "cache/embedding_cache.h"
 #include "cache/redis_server.h"
+#include "core/clock.h"
 #include "core/hash.h"
 #include "model/qwen_vl.h"
 #include "pipeline/video_recipe.h"
@@ -50,9 +51,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 constexpr double kTarget = 50;
 
-double seconds_since(Clock::time_point begin) {
-  return std::chrono::duration<double>(Clock::now() - begin).count();
-}
+using lvrl::seconds_since;
 
 [[noreturn]] void fail_setup(const std::string& what) {
   std::cerr << "bench_preprocess: " << what << "\n";

@@ -60,6 +60,7 @@
 #include <vector>
 
 #include "bench/bench_report.h"
+#include "core/clock.h"
 #include "core/cpu_allocator.h"
 #include "core/temp_dir.h"
 #include "core/tensor_compare.h"
@@ -87,9 +88,7 @@ constexpr double kBytesTolerance = 0.01;
 constexpr double kMemoryTarget = 1.2;   // peak growth per rank ≤ 1.2 × single / P
 constexpr double kSpeedupTarget = 1.6;  // zigzag fwd+bwd at P = 2 vs P = 1
 
-double seconds_since(Clock::time_point begin) {
-  return std::chrono::duration<double>(Clock::now() - begin).count();
-}
+using lvrl::seconds_since;
 
 double process_cpu_seconds() {
   timespec ts{};

@@ -40,6 +40,7 @@
 #include <vector>
 
 #include "bench/bench_report.h"
+#include "core/clock.h"
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
@@ -243,14 +244,14 @@ int main(int argc, char** argv) {
 
   auto load_start = Clock::now();
   Tokenizer tokenizer = Tokenizer::load(config.tokenizer_dir);
-  double load_seconds = std::chrono::duration<double>(Clock::now() - load_start).count();
+  double load_seconds = lvrl::seconds_since(load_start);
 
   Timing ours;
   std::vector<std::vector<TokenId>> our_ids(text.documents.size());
   for (double elapsed = 0; ours.passes < 2 || elapsed < config.seconds; ++ours.passes) {
     auto start = Clock::now();
     for (size_t i = 0; i < text.documents.size(); ++i) our_ids[i] = tokenizer.encode(text.documents[i]);
-    double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    double seconds = lvrl::seconds_since(start);
     if (ours.passes == 0) ours.first = seconds;
     ours.best = std::min(ours.best, seconds);
     elapsed += seconds;

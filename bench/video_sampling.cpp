@@ -41,6 +41,7 @@
 #include <vector>
 
 #include "bench/bench_report.h"
+#include "core/clock.h"
 #include "video/av_check.h"
 #include "video/sampling.h"
 
@@ -61,9 +62,7 @@ using Clock = std::chrono::steady_clock;
 constexpr int kWidth = 448, kHeight = 252;  // output size; 32 × 18 blocks of 14 × 14 for the pixel check
 constexpr double kPixelTolerance = 4.0;     // max mean |difference| of 14×14 block means, 0..255 levels
 
-double seconds_since(Clock::time_point begin) {
-  return std::chrono::duration<double>(Clock::now() - begin).count();
-}
+using lvrl::seconds_since;
 
 struct Config {
   bool quick = false;

@@ -16,7 +16,9 @@
 #include "core/command.h"
 #include "core/config.h"
 #include "core/error.h"
+#include "core/human_bytes.h"
 #include "core/safetensors.h"
+#include "core/tensor_format.h"
 
 namespace lvrl::cache {
 namespace {
@@ -51,16 +53,6 @@ EmbeddingCache open_cache(const ServerArgs& args) {
   EmbeddingCacheOptions options = cache_options_from(config);
   if (!args.ns.empty()) options.ns = args.ns;
   return EmbeddingCache(*endpoint, options, redis_options_from(config));
-}
-
-std::string human_bytes(double bytes) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  int unit = 0;
-  while (bytes >= 1024 && unit < 4) {
-    bytes /= 1024;
-    ++unit;
-  }
-  return unit == 0 ? fmt::format("{:.0f} B", bytes) : fmt::format("{:.1f} {}", bytes, units[unit]);
 }
 
 std::string utc_time(int64_t unix_ms) {
@@ -186,13 +178,40 @@ const RegisterCommand put_command(
         metadata.extra["tensor"] = name;
         EmbeddingCache cache = open_cache(args->server);
         PutResult result = cache.put(args->key, tensor, metadata);
-        std::cout << fmt::format("{} {}: {} from {}\n",
-                                 result == PutResult::Stored ? "stored" : "already present, left as it is:", args->key,
-                                 fmt::format("{} [{}]", manifest_dtype_name(tensor.scalar_type()), fmt::join(tensor.sizes(), ", ")),
-                                 args->file);
+        std::cout << fmt::format(
+            "{} {}: {} from {}\n",
+            result == PutResult::Stored ? "stored" : "already present, left as it is:", args->key,
+            fmt::format("{} {}", manifest_dtype_name(tensor.scalar_type()), tensor.sizes()), args->file);
         return 0;
       };
     });
+
+// Streams an entry into a safetensors file: chunks go to FILE.tmp.<pid> as they arrive (memory
+// stays at one window of chunks however large the entry), renamed to FILE once the checksum matched.
+class SafetensorsSink : public PayloadSink {
+ public:
+  SafetensorsSink(std::string path, std::string key) : path_(std::move(path)), key_(std::move(key)) {}
+
+  void begin(const CacheManifest& m) override {
+    safetensors::Metadata metadata = m.metadata.extra;
+    name_ = metadata.count("tensor") != 0 ? metadata["tensor"] : std::string("embedding");
+    metadata.erase("tensor");
+    metadata["cache_key"] = key_;
+    metadata["encoder_fingerprint"] = m.metadata.encoder_fingerprint;
+    metadata["grid_thw"] = nlohmann::json(m.metadata.grid_thw).dump();
+    metadata["frame_timestamps"] = nlohmann::json(m.metadata.frame_timestamps).dump();
+    metadata["created"] = utc_time(m.created_unix_ms);
+    writer_.reset();  // an earlier attempt's temporary file goes first
+    writer_.emplace(path_, name_, m.dtype, m.shape, metadata);
+  }
+  void write(const char* data, size_t size) override { writer_->write(data, size); }
+  void commit() { writer_->commit(); }
+  const std::string& name() const { return name_; }
+
+ private:
+  std::string path_, key_, name_;
+  std::optional<safetensors::StreamWriter> writer_;
+};
 
 const RegisterCommand get_command("cache get", "Write an entry's tensor to a safetensors file", [](CLI::App& app) {
   auto args = std::make_shared<PutArgs>();
@@ -201,23 +220,15 @@ const RegisterCommand get_command("cache get", "Write an entry's tensor to a saf
   app.add_option("--out", args->file, "the .safetensors file to write")->required();
   return [args] {
     EmbeddingCache cache = open_cache(args->server);
-    std::optional<CachedEmbedding> hit = cache.get(args->key);
+    SafetensorsSink sink(args->file, args->key);
+    std::optional<CacheManifest> hit = cache.read_into(args->key, sink);
     if (!hit) {
       throw InputError({"", 0, "--key", args->key},
                        fmt::format("not in the cache at {} (absent, or found broken and deleted: see the log)",
                                    cache.endpoint().describe()));
     }
-    const CacheManifest& m = hit->manifest;
-    safetensors::Metadata metadata = m.metadata.extra;
-    auto name = metadata.count("tensor") != 0 ? metadata["tensor"] : std::string("embedding");
-    metadata.erase("tensor");
-    metadata["cache_key"] = args->key;
-    metadata["encoder_fingerprint"] = m.metadata.encoder_fingerprint;
-    metadata["grid_thw"] = nlohmann::json(m.metadata.grid_thw).dump();
-    metadata["frame_timestamps"] = nlohmann::json(m.metadata.frame_timestamps).dump();
-    metadata["created"] = utc_time(m.created_unix_ms);
-    safetensors::save(args->file, {{name, hit->tensor}}, metadata);
-    std::cout << fmt::format("wrote {}: {} \"{}\"\n", args->file, describe_entry(m), name);
+    sink.commit();
+    std::cout << fmt::format("wrote {}: {} \"{}\"\n", args->file, describe_entry(*hit), sink.name());
     return 0;
   };
 });

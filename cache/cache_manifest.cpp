@@ -5,8 +5,8 @@
 #include <nlohmann/json.hpp>
 
 #include <limits>
-#include <stdexcept>
 
+#include "core/error.h"
 #include "core/safetensors.h"
 
 namespace lvrl::cache {
@@ -16,14 +16,20 @@ using nlohmann::json;
 constexpr at::ScalarType kDtypes[] = {at::kBool, at::kByte, at::kChar,  at::kShort,    at::kInt,
                                       at::kLong, at::kHalf, at::kFloat, at::kBFloat16, at::kDouble};
 
+// A manifest's value stands in errors as JSON, cut short: a corrupt one may be long.
+std::string excerpt(const json& value) {
+  std::string text = value.dump();
+  return text.size() <= 80 ? text : text.substr(0, 77) + "...";
+}
+
 template <typename T>
-T field(const json& object, const char* name) {
+T field(const json& object, const char* name, const std::string& source) {
   auto it = object.find(name);
-  if (it == object.end()) throw std::runtime_error(fmt::format("no field \"{}\"", name));
+  if (it == object.end()) throw InputError({source, 0, name, ""}, "the manifest has no such field");
   try {
     return it->get<T>();
-  } catch (const json::exception&) {
-    throw std::runtime_error(fmt::format("field \"{}\" has the wrong type: {}", name, it->dump()));
+  } catch (const json::exception&) {  // get<T>() of a value that is no T
+    throw InputError({source, 0, name, excerpt(*it)}, "the manifest field has the wrong type");
   }
 }
 }  // namespace
@@ -47,45 +53,43 @@ bool manifest_dtype_from_name(std::string_view name, at::ScalarType& dtype) {
 
 std::string CacheManifest::to_json() const {
   const char* dtype_text = manifest_dtype_name(dtype);
-  json out = {
-      {"format", format},
-      {"writer", writer},
-      {"dtype", dtype_text == nullptr ? "?" : dtype_text},
-      {"shape", shape},
-      {"bytes", bytes},
-      {"chunk_bytes", chunk_bytes},
-      {"chunks", chunks},
-      {"checksum", checksum},
-      {"created_unix_ms", created_unix_ms},
-      {"grid_thw", metadata.grid_thw},
-      {"frame_timestamps", metadata.frame_timestamps},
-      {"encoder_fingerprint", metadata.encoder_fingerprint},
-      {"extra", metadata.extra},
-  };
+  // The tensor's layout, then what the encoder made it from.
+  json out = {{"format", format}, {"writer", writer},     {"dtype", dtype_text == nullptr ? "?" : dtype_text},
+              {"shape", shape},   {"bytes", bytes},       {"chunk_bytes", chunk_bytes},
+              {"chunks", chunks}, {"checksum", checksum}, {"created_unix_ms", created_unix_ms}};
+  out["grid_thw"] = metadata.grid_thw;
+  out["frame_timestamps"] = metadata.frame_timestamps;
+  out["encoder_fingerprint"] = metadata.encoder_fingerprint;
+  out["extra"] = metadata.extra;
   return out.dump();
 }
 
-CacheManifest CacheManifest::from_json(std::string_view text) {
+CacheManifest CacheManifest::from_json(std::string_view text, const std::string& source) {
   json in = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
-  if (in.is_discarded() || !in.is_object()) throw std::runtime_error("not a JSON object");
-  CacheManifest out;
-  out.format = field<int>(in, "format");
-  if (out.format != kFormat) {
-    throw std::runtime_error(fmt::format("format {} (this lvrl reads format {})", out.format, kFormat));
+  if (in.is_discarded() || !in.is_object()) {
+    throw InputError({source, 0, "", std::string(text.substr(0, 80))}, "a manifest must be a JSON object");
   }
-  out.writer = field<std::string>(in, "writer");
-  std::string dtype = field<std::string>(in, "dtype");
-  if (!manifest_dtype_from_name(dtype, out.dtype)) throw std::runtime_error("unknown dtype \"" + dtype + "\"");
-  out.shape = field<std::vector<int64_t>>(in, "shape");
-  out.bytes = field<uint64_t>(in, "bytes");
-  out.chunk_bytes = field<uint64_t>(in, "chunk_bytes");
-  out.chunks = field<uint64_t>(in, "chunks");
-  out.checksum = field<std::string>(in, "checksum");
-  out.created_unix_ms = field<int64_t>(in, "created_unix_ms");
-  out.metadata.grid_thw = field<std::vector<int64_t>>(in, "grid_thw");
-  out.metadata.frame_timestamps = field<std::vector<double>>(in, "frame_timestamps");
-  out.metadata.encoder_fingerprint = field<std::string>(in, "encoder_fingerprint");
-  out.metadata.extra = field<std::map<std::string, std::string>>(in, "extra");
+  CacheManifest out;
+  out.format = field<int>(in, "format", source);
+  if (out.format != kFormat) {
+    throw InputError({source, 0, "format", std::to_string(out.format)},
+                     fmt::format("this lvrl reads manifest format {}", kFormat));
+  }
+  out.writer = field<std::string>(in, "writer", source);
+  std::string dtype = field<std::string>(in, "dtype", source);
+  if (!manifest_dtype_from_name(dtype, out.dtype)) {
+    throw InputError({source, 0, "dtype", dtype}, "not a dtype a manifest may hold (F32, BF16, I64, ...)");
+  }
+  out.shape = field<std::vector<int64_t>>(in, "shape", source);
+  out.bytes = field<uint64_t>(in, "bytes", source);
+  out.chunk_bytes = field<uint64_t>(in, "chunk_bytes", source);
+  out.chunks = field<uint64_t>(in, "chunks", source);
+  out.checksum = field<std::string>(in, "checksum", source);
+  out.created_unix_ms = field<int64_t>(in, "created_unix_ms", source);
+  out.metadata.grid_thw = field<std::vector<int64_t>>(in, "grid_thw", source);
+  out.metadata.frame_timestamps = field<std::vector<double>>(in, "frame_timestamps", source);
+  out.metadata.encoder_fingerprint = field<std::string>(in, "encoder_fingerprint", source);
+  out.metadata.extra = field<std::map<std::string, std::string>>(in, "extra", source);
   return out;
 }
 

@@ -39,8 +39,10 @@ struct CacheManifest {
   EmbeddingMetadata metadata;
 
   std::string to_json() const;
-  // Throws std::runtime_error saying what is wrong with `text` (caller: "unreadable manifest").
-  static CacheManifest from_json(std::string_view text);
+  // Text that is not a manifest (not JSON, a field missing or of the wrong type, an unknown dtype or
+  // format) is an InputError: its key() names the field ("" when the text is not a JSON object), its
+  // file() is `source` (the manifest's Redis key, for messages).
+  static CacheManifest from_json(std::string_view text, const std::string& source = "");
   // "" when shape, dtype, bytes and chunk layout agree; otherwise what disagrees.
   std::string inconsistency() const;
   uint64_t chunk_size(uint64_t index) const;  // bytes in chunk `index`

@@ -9,7 +9,9 @@
 
 #include "cache/chunk_checksum.h"
 #include "cache/read_buffers.h"
+#include "core/clock.h"
 #include "core/error.h"
+#include "core/hash.h"
 #include "core/log.h"
 
 namespace lvrl::cache {
@@ -20,15 +22,12 @@ constexpr const char* kCompareAndDelete =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
 constexpr size_t kKeysPerCommand = 512;       // UNLINK / EXISTS batch
 constexpr uint64_t kMaxEntryBytes = uint64_t{1} << 40;  // a manifest claiming more is corrupt
+constexpr uint64_t kMaxChunkBytes = uint64_t{512} << 20;     // Redis' largest string
+constexpr uint64_t kStreamWindowBytes = uint64_t{16} << 20;  // read_into's chunks in memory at once
 
 std::string random_writer() {
   thread_local std::mt19937_64 random((uint64_t{std::random_device{}()} << 32) ^ std::random_device{}());
   return fmt::format("{:016x}", random());
-}
-
-int64_t now_unix_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
 }
 
 bool allowed_key_char(char c) {
@@ -215,15 +214,35 @@ PutResult EmbeddingCache::put(const std::string& key, const at::Tensor& tensor, 
                          endpoint().describe(), options_.attempts, manifest.bytes));
 }
 
-EmbeddingCache::Loaded EmbeddingCache::load(RedisClient& client, const std::string& key) {
+namespace {
+// What is wrong with chunk `index`'s reply (GET of `command`), or "" when it filled its `expected`
+// bytes. A server error is not the entry's fault: it throws.
+std::string chunk_problem(const wire::BulkReply& chunk, uint64_t index, uint64_t chunks, uint64_t expected,
+                          const RedisCommand& command) {
+  switch (chunk.kind) {
+    case wire::BulkReply::Kind::Nil:
+      return fmt::format("chunk {} of {} is missing", index, chunks);
+    case wire::BulkReply::Kind::Error:
+      fail_redis(command.describe(), chunk.error);
+    case wire::BulkReply::Kind::WrongSize:
+      return fmt::format("chunk {} has {} bytes, the manifest says {}", index, chunk.size, expected);
+    case wire::BulkReply::Kind::Filled:
+      return "";
+  }
+  LVRL_ASSERT(false, "unknown BulkReply kind");
+  return "";
+}
+}  // namespace
+
+EmbeddingCache::Loaded EmbeddingCache::load(RedisClient& client, const std::string& key, PayloadSink* sink) {
   Loaded out;
   RedisReply reply = client.run(RedisCommand{"GET", manifest_key(key)}, Retry::Idempotent);
   if (reply.is_nil()) return out;
   out.status = Loaded::Status::Broken;
   out.manifest_text = reply.str();
   try {
-    out.manifest = CacheManifest::from_json(out.manifest_text);
-  } catch (const std::exception& e) {
+    out.manifest = CacheManifest::from_json(out.manifest_text, manifest_key(key));
+  } catch (const InputError& e) {  // only the text's fault: anything else (no memory, a bug) goes up
     out.problem = std::string("unreadable manifest: ") + e.what();
     return out;
   }
@@ -231,6 +250,10 @@ EmbeddingCache::Loaded EmbeddingCache::load(RedisClient& client, const std::stri
   out.problem = manifest.inconsistency();
   if (out.problem.empty() && manifest.bytes > kMaxEntryBytes) out.problem = "the manifest claims more than 1 TiB";
   if (!out.problem.empty()) return out;
+  if (sink != nullptr) {
+    stream(client, key, out, *sink);
+    return out;
+  }
 
   at::Tensor tensor = allocate_read_tensor(manifest.shape, manifest.dtype, manifest.bytes);
   auto* destination = static_cast<char*>(tensor.data_ptr());
@@ -247,19 +270,10 @@ EmbeddingCache::Loaded EmbeddingCache::load(RedisClient& client, const std::stri
   ChunkChecksum checksum(manifest.chunks);  // hashes each chunk while the next one arrives
   client.pipeline_get_into(commands, targets, Retry::Idempotent, [&](size_t i, const wire::BulkReply& chunk) {
     if (!out.problem.empty()) return;  // already broken: the rest only drains the pipeline
-    switch (chunk.kind) {
-      case wire::BulkReply::Kind::Nil:
-        out.problem = fmt::format("chunk {} of {} is missing", i, manifest.chunks);
-        return;
-      case wire::BulkReply::Kind::Error: fail_redis(commands[i].describe(), chunk.error);
-      case wire::BulkReply::Kind::WrongSize:
-        out.problem = fmt::format("chunk {} has {} bytes, the manifest says {}", i, chunk.size, targets[i].size);
-        return;
-      case wire::BulkReply::Kind::Filled:
-        checksum.add(targets[i].data, targets[i].size);
-        if (options_.on_chunk) options_.on_chunk("get", i);
-        return;
-    }
+    out.problem = chunk_problem(chunk, i, manifest.chunks, targets[i].size, commands[i]);
+    if (!out.problem.empty()) return;
+    checksum.add(targets[i].data, targets[i].size);
+    if (options_.on_chunk) options_.on_chunk("get", i);
   });
   if (!out.problem.empty()) return out;
   const std::string digest = checksum.digest();
@@ -273,12 +287,54 @@ EmbeddingCache::Loaded EmbeddingCache::load(RedisClient& client, const std::stri
   return out;
 }
 
+void EmbeddingCache::stream(RedisClient& client, const std::string& key, Loaded& out, PayloadSink& sink) {
+  const CacheManifest& manifest = *out.manifest;
+  if (manifest.chunk_bytes > kMaxChunkBytes) {
+    out.problem = fmt::format("chunk_bytes {} exceeds what a Redis string holds", manifest.chunk_bytes);
+    return;
+  }
+  // One window of chunks in memory at a time, hashed inline: the sink (a file) is the slow side.
+  const uint64_t window =
+      std::max<uint64_t>(1, kStreamWindowBytes / std::max<uint64_t>(manifest.chunk_bytes, 1));
+  std::vector<char> buffer(std::min(window * manifest.chunk_bytes, manifest.bytes));
+  Hasher hasher;
+  sink.begin(manifest);
+  for (uint64_t first = 0; first < manifest.chunks; first += window) {
+    const uint64_t count = std::min(window, manifest.chunks - first);
+    std::vector<RedisCommand> commands;
+    std::vector<RedisClient::BulkTarget> targets;
+    char* end = buffer.data();
+    for (uint64_t i = first; i < first + count; ++i) {
+      commands.push_back(RedisCommand{"GET"}.add(chunk_key(key, manifest.writer, i)));
+      targets.push_back({end, manifest.chunk_size(i)});
+      end += manifest.chunk_size(i);
+    }
+    client.pipeline_get_into(
+        commands, targets, Retry::Idempotent, [&](size_t j, const wire::BulkReply& chunk) {
+          if (!out.problem.empty()) return;  // already broken: the rest only drains the pipeline
+          out.problem = chunk_problem(chunk, first + j, manifest.chunks, targets[j].size, commands[j]);
+          if (!out.problem.empty()) return;
+          hasher.update(targets[j].data, targets[j].size);
+          if (options_.on_chunk) options_.on_chunk("get", first + j);
+        });
+    if (!out.problem.empty()) return;
+    sink.write(buffer.data(), static_cast<size_t>(end - buffer.data()));
+  }
+  const std::string digest = hasher.digest().hex();
+  if (digest != manifest.checksum) {
+    out.problem = fmt::format("checksum mismatch: the payload hashes to {}, the manifest says {}", digest,
+                              manifest.checksum);
+    return;
+  }
+  out.status = Loaded::Status::Hit;
+}
+
 EmbeddingCache::Loaded EmbeddingCache::load_settled(RedisClient& client, const std::string& key,
-                                                   const char* operation) {
+                                                    const char* operation, PayloadSink* sink) {
   // A read that spans a reconnect may mix a restarted server's state with the old one: read again.
   for (int attempt = 1; attempt <= options_.attempts; ++attempt) {
     const uint64_t generation = client.generation();
-    Loaded loaded = load(client, key);
+    Loaded loaded = load(client, key, sink);
     if (client.generation() == generation) return loaded;
     LVRL_WARN("embedding cache: reconnected while reading {}; reading it again (attempt {} of {})", key, attempt,
               options_.attempts);
@@ -288,27 +344,39 @@ EmbeddingCache::Loaded EmbeddingCache::load_settled(RedisClient& client, const s
                          options_.attempts));
 }
 
-std::optional<CachedEmbedding> EmbeddingCache::get(const std::string& key) {
-  check_key(key);
-  RedisPool::Lease lease = pool_.acquire();
-  RedisClient& client = *lease;
-  Loaded loaded = load_settled(client, key, "get");
+bool EmbeddingCache::settle(RedisClient& client, const std::string& key, Loaded& loaded) {
   switch (loaded.status) {
     case Loaded::Status::Miss:
       ++misses_;
-      return std::nullopt;
+      return false;
     case Loaded::Status::Broken:
       LVRL_WARN("embedding cache: entry {} is broken ({}); deleting it", key, loaded.problem);
       delete_entry(client, key, loaded.manifest_text, loaded.manifest ? &*loaded.manifest : nullptr);
       ++broken_;
       ++misses_;
-      return std::nullopt;
+      return false;
     case Loaded::Status::Hit:
       break;
   }
   ++hits_;
   bytes_read_ += loaded.manifest->bytes;
+  return true;
+}
+
+std::optional<CachedEmbedding> EmbeddingCache::get(const std::string& key) {
+  check_key(key);
+  RedisPool::Lease lease = pool_.acquire();
+  Loaded loaded = load_settled(*lease, key, "get");
+  if (!settle(*lease, key, loaded)) return std::nullopt;
   return CachedEmbedding{std::move(loaded.tensor), std::move(*loaded.manifest)};
+}
+
+std::optional<CacheManifest> EmbeddingCache::read_into(const std::string& key, PayloadSink& sink) {
+  check_key(key);
+  RedisPool::Lease lease = pool_.acquire();
+  Loaded loaded = load_settled(*lease, key, "read_into", &sink);
+  if (!settle(*lease, key, loaded)) return std::nullopt;
+  return std::move(*loaded.manifest);
 }
 
 std::string EmbeddingCache::verify(const std::string& key, bool delete_broken) {
@@ -340,12 +408,13 @@ bool EmbeddingCache::contains(const std::string& key) {
   RedisPool::Lease lease = pool_.acquire();
   RedisReply reply = lease->run(RedisCommand{"GET", manifest_key(key)}, Retry::Idempotent);
   if (reply.is_nil()) return false;
+  std::optional<CacheManifest> manifest;
   try {
-    CacheManifest manifest = CacheManifest::from_json(reply.text());
-    return manifest.inconsistency().empty() && chunks_present(*lease, key, manifest);
-  } catch (const std::runtime_error&) {
+    manifest = CacheManifest::from_json(reply.text(), manifest_key(key));
+  } catch (const InputError&) {
     return false;  // unreadable: get() will find it broken and delete it
   }
+  return manifest->inconsistency().empty() && chunks_present(*lease, key, *manifest);
 }
 
 void EmbeddingCache::delete_chunks(RedisClient& client, const std::string& key, const std::string& writer,
@@ -421,9 +490,9 @@ std::vector<CacheEntry> EmbeddingCache::list(const std::string& prefix) {
     CacheEntry entry;
     entry.key = keys[i].substr(head.size());
     try {
-      entry.manifest = CacheManifest::from_json(reply.text());
+      entry.manifest = CacheManifest::from_json(reply.text(), keys[i]);
       entry.problem = entry.manifest->inconsistency();
-    } catch (const std::exception& e) {
+    } catch (const InputError& e) {
       entry.problem = std::string("unreadable manifest: ") + e.what();
     }
     entries.push_back(std::move(entry));

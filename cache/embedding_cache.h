@@ -68,6 +68,16 @@ struct CacheStats {
   std::string maxmemory_policy;
 };
 
+// Receives an entry's payload in order, a window of chunks at a time (EmbeddingCache::read_into).
+class PayloadSink {
+ public:
+  virtual ~PayloadSink() = default;
+  // Before the first byte of each attempt: a read that crossed a reconnect starts over, so what an
+  // earlier attempt wrote must be dropped.
+  virtual void begin(const CacheManifest& manifest) = 0;
+  virtual void write(const char* data, size_t size) = 0;  // the payload's next bytes
+};
+
 struct CacheEntry {
   std::string key;
   std::optional<CacheManifest> manifest;  // nullopt when the manifest cannot be read
@@ -85,6 +95,11 @@ class EmbeddingCache {
   PutResult put(const std::string& key, const at::Tensor& tensor, const EmbeddingMetadata& metadata = {});
   // The tensor and its manifest, or nullopt on a miss (absent, or found broken and deleted).
   std::optional<CachedEmbedding> get(const std::string& key);
+  // get() for payloads larger than memory: the bytes go to `sink` a window of chunks (16 MiB) at a
+  // time, checked as get() checks them. The manifest once every byte arrived and the checksum
+  // matched; nullopt on a miss (a broken entry is deleted, as get() does: the sink then holds bytes
+  // that must not be used).
+  std::optional<CacheManifest> read_into(const std::string& key, PayloadSink& sink);
   // The manifest and every chunk exist (checksums are not read: that is get's and verify's job).
   bool contains(const std::string& key);
   // Deletes the entry and any chunks of the key's unfinished puts. False when there was nothing.
@@ -105,8 +120,12 @@ class EmbeddingCache {
 
  private:
   struct Loaded;
-  Loaded load(RedisClient& client, const std::string& key);
-  Loaded load_settled(RedisClient& client, const std::string& key, const char* operation);  // no reconnect inside
+  // The payload goes into one tensor (Loaded::tensor), or to `sink` when one is given.
+  Loaded load(RedisClient& client, const std::string& key, PayloadSink* sink);
+  Loaded load_settled(RedisClient& client, const std::string& key, const char* operation,
+                      PayloadSink* sink = nullptr);  // no reconnect inside
+  void stream(RedisClient& client, const std::string& key, Loaded& out, PayloadSink& sink);
+  bool settle(RedisClient& client, const std::string& key, Loaded& loaded);  // counts; true on a hit
   bool chunks_present(RedisClient& client, const std::string& key, const CacheManifest& manifest);
   void delete_entry(RedisClient& client, const std::string& key, const std::string& manifest_text,
                     const CacheManifest* manifest);

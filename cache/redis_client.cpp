@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "cache/redis_check.h"
+#include "core/clock.h"
 #include "core/log.h"
 
 namespace lvrl::cache {
@@ -48,10 +49,6 @@ milliseconds jittered(milliseconds delay) {
 constexpr size_t kZeroCopyBytes = 64 << 10;
 
 bool is_loading(const RedisReply& reply) { return reply.is_error() && reply.text().rfind("LOADING", 0) == 0; }
-
-double seconds_since(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
 }  // namespace
 
 struct RedisClient::Lost {

@@ -39,12 +39,6 @@ const RegisterConfigSection redis_section({"redis", "Redis servers: the embeddin
 }});
 
 int64_t get_int(const Config& config, const char* key) { return config.get<int64_t>(key); }
-
-// Where a key's value came from, for errors: the file and line, "override", or nothing for a default.
-std::string source_of(const Config& config, const std::string& key) {
-  const std::string& origin = config.origin(key);
-  return origin == "default" ? "" : origin;
-}
 }  // namespace
 
 RedisOptions redis_options_from(const Config& config) {
@@ -78,7 +72,7 @@ std::optional<RedisEndpoint> configured_endpoint(const Config& config, const std
   try {
     return RedisEndpoint::parse(url);
   } catch (const InputError& e) {
-    throw InputError({source_of(config, key), 0, key, e.value()}, e.problem());
+    throw InputError({config.source_of(key), 0, key, e.value()}, e.problem());
   }
 }
 
@@ -91,7 +85,7 @@ RunRedis::RunRedis(const Config& config, Need need) {
     options.name = name;
     const std::string memory_key = role == RedisRole::Cache ? "redis.cache_maxmemory" : "redis.queue_maxmemory";
     options.maxmemory = config.get<std::string>(memory_key);
-    parse_memory_size(options.maxmemory, {source_of(config, memory_key), 0, memory_key, ""});
+    parse_memory_size(options.maxmemory, {config.source_of(memory_key), 0, memory_key, ""});
     options.tcp_port = static_cast<int>(get_int(config, role == RedisRole::Cache ? "redis.cache_port" : "redis.queue_port"));
     options.bind = config.get<std::string>("redis.bind");
     options.executable = config.get<std::string>("redis.server");
@@ -99,10 +93,12 @@ RunRedis::RunRedis(const Config& config, Need need) {
       return std::make_unique<RedisServer>(options);
     } catch (const InputError& e) {  // name the config key behind the bad value
       if (e.key() == "redis server executable") {
-        throw InputError({source_of(config, "redis.server"), 0, "redis.server", options.executable}, e.problem());
+        throw InputError({config.source_of("redis.server"), 0, "redis.server", options.executable},
+                         e.problem());
       }
       if (e.problem().find("socket path") != std::string::npos) {
-        throw InputError({source_of(config, "run.dir"), 0, "run.dir", config.get<std::string>("run.dir")}, e.problem());
+        throw InputError({config.source_of("run.dir"), 0, "run.dir", config.get<std::string>("run.dir")},
+                         e.problem());
       }
       throw;
     }

@@ -6,6 +6,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "core/error.h"
+
 namespace lvrl::cache {
 namespace {
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "token arrays are sent in host order: little-endian");
@@ -20,10 +22,14 @@ std::string to_bytes(const std::vector<T>& values) {
   return out;
 }
 
+[[noreturn]] void bad_field(const std::string& field, const std::string& value, const std::string& problem) {
+  throw InputError({"", 0, field, value.substr(0, 80)}, problem);
+}
+
 template <typename T>
 std::vector<T> from_bytes(const std::string& bytes, const char* field) {
   if (bytes.size() % sizeof(T) != 0) {
-    throw std::runtime_error(fmt::format("field \"{}\" has {} bytes, not a multiple of {}", field, bytes.size(), sizeof(T)));
+    bad_field(field, "", fmt::format("{} bytes, not a multiple of {}", bytes.size(), sizeof(T)));
   }
   std::vector<T> out(bytes.size() / sizeof(T));
   if (!out.empty()) std::memcpy(out.data(), bytes.data(), bytes.size());
@@ -37,9 +43,10 @@ double parse_number(const std::string& text, const std::string& field) {
     size_t used = 0;
     double value = std::stod(text, &used);
     if (used == text.size()) return value;
-  } catch (const std::exception&) {
+  } catch (const std::invalid_argument&) {  // std::stod: no number at all
+  } catch (const std::out_of_range&) {      // std::stod: beyond double's range
   }
-  throw std::runtime_error(fmt::format("field \"{}\" = \"{}\" is not a number", field, text));
+  bad_field(field, text, "not a number");
 }
 }  // namespace
 
@@ -76,7 +83,7 @@ RolloutRecord decode_rollout(const StreamFields& fields) {
     } else if (name == "version") {
       auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), out.policy_version);
       if (ec != std::errc() || end != value.data() + value.size()) {
-        throw std::runtime_error(fmt::format("field \"version\" = \"{}\" is not an integer", value));
+        bad_field(name, value, "not an integer");
       }
       seen_version = true;
     } else if (name == "tokens") {
@@ -92,13 +99,14 @@ RolloutRecord decode_rollout(const StreamFields& fields) {
     } else if (name.rfind(kExtraPrefix, 0) == 0) {
       out.extra[name.substr(std::strlen(kExtraPrefix))] = value;
     } else {
-      throw std::runtime_error(fmt::format("unknown field \"{}\"", name));
+      bad_field(name, "", "not a field of a rollout");
     }
   }
-  if (!seen_id || out.rollout_id.empty()) throw std::runtime_error("no rollout id (field \"id\")");
-  if (!seen_version) throw std::runtime_error("no policy version (field \"version\")");
+  if (!seen_id || out.rollout_id.empty()) bad_field("id", "", "a rollout needs its id");
+  if (!seen_version) bad_field("version", "", "a rollout needs its policy version");
   if (out.token_ids.size() != out.behaviour_logprobs.size()) {
-    throw std::runtime_error(fmt::format("{} tokens but {} log-probs", out.token_ids.size(), out.behaviour_logprobs.size()));
+    bad_field("logprobs", "",
+              fmt::format("{} log-probs for {} tokens", out.behaviour_logprobs.size(), out.token_ids.size()));
   }
   return out;
 }

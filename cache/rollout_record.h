@@ -32,7 +32,8 @@ struct RolloutRecord {
 using StreamFields = std::vector<std::pair<std::string, std::string>>;
 
 StreamFields encode_rollout(const RolloutRecord& record);
-// Throws std::runtime_error saying which field is missing or malformed.
+// An entry that is not a rollout is an InputError whose key() names the field that is missing,
+// malformed or unknown, and whose value() holds it (cut to 80 bytes).
 RolloutRecord decode_rollout(const StreamFields& fields);
 
 }  // namespace lvrl::cache

@@ -110,7 +110,7 @@ std::vector<RolloutDelivery> RolloutConsumer::accept(std::vector<Raw> raw, bool 
     delivery.deliveries = deliveries[i];
     try {
       delivery.record = decode_rollout(raw[i].fields);
-    } catch (const std::exception& e) {
+    } catch (const InputError& e) {  // the entry's fault; anything else (no memory, a bug) goes up
       dead_letter(raw[i], deliveries[i], std::string("undecodable: ") + e.what());
       continue;
     }

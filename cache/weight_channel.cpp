@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "core/clock.h"
 #include "core/error.h"
 
 namespace lvrl::cache {
@@ -13,10 +14,6 @@ constexpr int64_t kKeepVersions = 64;
 // XREAD BLOCK in slices, so a long wait survives a server restart without a socket timeout.
 constexpr std::chrono::milliseconds kBlockSlice{5000};
 
-int64_t now_unix_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 }  // namespace
 
 WeightChannel::WeightChannel(RedisEndpoint endpoint, std::string ns, RedisOptions redis_options)

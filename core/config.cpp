@@ -266,6 +266,19 @@ bool ConfigSchema::is_section(const std::string& prefix) const {
   return it != keys_.end() && it->first.compare(0, prefix.size() + 1, prefix + ".") == 0;
 }
 
+std::vector<std::string> ConfigSchema::sections_in(const std::string& prefix) const {
+  const std::string head = prefix.empty() ? "" : prefix + ".";
+  std::vector<std::string> out;
+  for (const auto& [name, key] : keys_) {
+    if (name.compare(0, head.size(), head) != 0) continue;
+    const size_t dot = name.find('.', head.size());
+    if (dot == std::string::npos) continue;  // a key of `prefix` itself
+    std::string section = name.substr(0, dot);
+    if (out.empty() || out.back() != section) out.push_back(std::move(section));  // keys_ is sorted
+  }
+  return out;
+}
+
 std::string ConfigSchema::closest_key(const std::string& key) const {
   std::string best;
   size_t best_distance = SIZE_MAX;
@@ -319,6 +332,14 @@ void walk(const YAML::Node& map, const std::string& prefix, const std::string& s
         throw InputError(where, "expected a mapping: this is a config section, not a key");
       }
       walk(entry.second, name, source, schema, values, origins);
+    } else if (entry.second.IsMap()) {
+      // A whole section the schema lacks: a typo, or one whose library this binary does not link.
+      const std::vector<std::string> known = schema.sections_in(prefix);
+      throw InputError(where, known.empty() ? "no config section of this name has a schema"
+                                            : fmt::format("no config section of this name has a schema; the "
+                                                          "known sections{} are: {}",
+                                                          prefix.empty() ? "" : " of '" + prefix + "'",
+                                                          fmt::join(known, ", ")));
     } else {
       unknown_key(schema, where);
     }
@@ -396,6 +417,11 @@ void Config::wrong_type(const std::string& key) const {
   LVRL_ASSERT(false, fmt::format("config key {} read with the wrong type; it is {}", key,
                                  config_type_name(schema_->find(key)->type())));
   std::abort();
+}
+
+std::string Config::source_of(const std::string& key) const {
+  const std::string& where = origin(key);
+  return where == "default" ? "" : where;
 }
 
 std::string Config::to_yaml(bool with_origins) const {

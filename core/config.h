@@ -72,6 +72,9 @@ class ConfigSchema {
 
   const ConfigKey* find(const std::string& key) const;  // nullptr when unknown
   bool is_section(const std::string& prefix) const;     // some key starts with "prefix."
+  // The sections directly inside `prefix` ("" for the top level), full names, sorted:
+  // {"model", "redis", ...}; inside "model": {"model.vision"}.
+  std::vector<std::string> sections_in(const std::string& prefix) const;
   std::string closest_key(const std::string& key) const;  // by edit distance; "" if schema empty
   const std::map<std::string, ConfigKey>& keys() const { return keys_; }
   const std::map<std::string, std::string>& sections() const { return sections_; }  // name → help
@@ -105,6 +108,9 @@ class Config {
   }
   const ConfigValue& value_of(const std::string& key) const;
   const std::string& origin(const std::string& key) const;  // "default", "run.yaml:12", "override"
+  // Where a key's value came from, as the file of an InputError about it: origin(), but "" for a
+  // default (no file to blame).
+  std::string source_of(const std::string& key) const;
 
   void set(const std::string& key, const std::string& text, const std::string& origin);  // checked
   std::string to_yaml(bool with_origins = false) const;  // every key, nested, resolved

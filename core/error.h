@@ -70,17 +70,20 @@ namespace detail {
     }                                                                                          \
   } while (0)
 
-// c10d reports failures by exception (often only from work->wait()); same report as the others.
-#define LVRL_C10D_CHECK(statement)                                                             \
-  do {                                                                                         \
-    try {                                                                                      \
-      statement;                                                                               \
-    } catch (const ::lvrl::LibraryError&) {                                                    \
-      throw;                                                                                   \
-    } catch (const std::exception& lvrl_e) {                                                   \
-      ::lvrl::detail::fail_library("c10d", #statement, __func__, __FILE__, __LINE__,            \
-                                   lvrl_e.what());                                             \
-    }                                                                                          \
+// c10d reports failures by exception (often only from work->wait()): c10::Error from c10d itself,
+// std::runtime_error from Gloo and the stores; same report as the others. Anything else (no
+// memory, a logic error) is not c10d's refusal and goes up as it is. Expands where c10 is included.
+#define LVRL_C10D_CHECK(statement)                                                                   \
+  do {                                                                                               \
+    try {                                                                                            \
+      statement;                                                                                     \
+    } catch (const ::lvrl::Error&) {                                                                 \
+      throw;                                                                                         \
+    } catch (const ::c10::Error& lvrl_e) {                                                           \
+      ::lvrl::detail::fail_library("c10d", #statement, __func__, __FILE__, __LINE__, lvrl_e.what()); \
+    } catch (const std::runtime_error& lvrl_e) {                                                     \
+      ::lvrl::detail::fail_library("c10d", #statement, __func__, __FILE__, __LINE__, lvrl_e.what()); \
+    }                                                                                                \
   } while (0)
 
 #ifdef LVRL_WITH_CUDA

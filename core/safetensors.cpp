@@ -329,6 +329,33 @@ TensorMap load(const std::string& path) {
   return tensors;
 }
 
+namespace {
+// A tensor's name and dtype as save() and StreamWriter accept them.
+void check_writable(const std::string& path, const std::string& name, at::ScalarType dtype) {
+  if (name == "__metadata__") fail(path, name, "", "a tensor may not be named __metadata__");
+  if (dtype_name(dtype) == nullptr) {
+    fail(path, name, std::string(c10::toString(dtype)),
+         fmt::format("dtype cannot be saved (lvrl writes {})", supported_dtype_list()));
+  }
+}
+
+// The u64 length and the header, padded with spaces (JSON whitespace) so that the data section
+// starts at a multiple of 8.
+void write_header(AtomicFileWriter& out, const nlohmann::json& header) {
+  std::string header_text;
+  try {
+    header_text = header.dump();  // strict: a name or value that is not UTF-8 throws
+  } catch (const nlohmann::json::exception& e) {
+    fail(out.path(), "", "", std::string("tensor names and metadata must be valid UTF-8: ") + e.what());
+  }
+  header_text.append((8 - header_text.size() % 8) % 8, ' ');
+  uint8_t length[kLengthBytes];
+  for (uint64_t i = 0, n = header_text.size(); i < kLengthBytes; ++i, n >>= 8) length[i] = uint8_t(n);
+  out.write(length, sizeof(length));
+  out.write(header_text.data(), header_text.size());
+}
+}  // namespace
+
 void save(const std::string& path, const TensorMap& tensors, const Metadata& metadata) {
   struct Planned {
     const std::string* name;
@@ -338,15 +365,11 @@ void save(const std::string& path, const TensorMap& tensors, const Metadata& met
   };
   std::vector<Planned> plan;
   for (const auto& [name, tensor] : tensors) {
-    if (name == "__metadata__") fail(path, name, "", "a tensor may not be named __metadata__");
     if (!tensor.defined()) fail(path, name, "", "tensor is undefined");
     if (tensor.layout() != at::kStrided) {
       fail(path, name, c10::str(tensor.layout()), "only dense (strided) tensors can be saved");
     }
-    if (dtype_name(tensor.scalar_type()) == nullptr) {
-      fail(path, name, std::string(c10::toString(tensor.scalar_type())),
-           fmt::format("dtype cannot be saved (lvrl writes {})", supported_dtype_list()));
-    }
+    check_writable(path, name, tensor.scalar_type());
     const uint64_t element_size = tensor.element_size();
     plan.push_back({&name, &tensor, element_size, uint64_t(tensor.numel()) * element_size});
   }
@@ -365,21 +388,8 @@ void save(const std::string& path, const TensorMap& tensors, const Metadata& met
                              {"data_offsets", {offset, offset + planned.nbytes}}};
     offset += planned.nbytes;
   }
-  std::string header_text;
-  try {
-    header_text = header.dump();  // strict: a name or value that is not UTF-8 throws
-  } catch (const nlohmann::json::exception& e) {
-    fail(path, "", "", std::string("tensor names and metadata must be valid UTF-8: ") + e.what());
-  }
-  // Spaces (JSON whitespace) so that the data section starts at a multiple of 8.
-  header_text.append((8 - header_text.size() % 8) % 8, ' ');
-
-  uint8_t length[kLengthBytes];
-  for (uint64_t i = 0, n = header_text.size(); i < kLengthBytes; ++i, n >>= 8) length[i] = uint8_t(n);
-
   AtomicFileWriter out(path);
-  out.write(length, sizeof(length));
-  out.write(header_text.data(), header_text.size());
+  write_header(out, header);
   for (const Planned& planned : plan) {
     if (planned.nbytes == 0) continue;
     // One CPU copy at a time: a GPU model is never duplicated whole in host memory.
@@ -387,6 +397,35 @@ void save(const std::string& path, const TensorMap& tensors, const Metadata& met
     out.write(bytes.data_ptr(), planned.nbytes);
   }
   out.commit();
+}
+
+StreamWriter::StreamWriter(const std::string& path, const std::string& name, at::ScalarType dtype,
+                           const std::vector<int64_t>& shape, const Metadata& metadata)
+    : out_(path) {
+  check_writable(path, name, dtype);
+  expected_bytes_ = at::elementSize(dtype);
+  for (int64_t dim : shape) {
+    if (dim < 0) fail(path, name, std::to_string(dim), "a dimension must be >= 0");
+    expected_bytes_ *= static_cast<uint64_t>(dim);
+  }
+  nlohmann::json header = nlohmann::json::object();
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  header[name] = {{"dtype", dtype_name(dtype)}, {"shape", shape}, {"data_offsets", {0, expected_bytes_}}};
+  write_header(out_, header);
+}
+
+void StreamWriter::write(const void* data, size_t size) {
+  LVRL_ASSERT(written_bytes_ + size <= expected_bytes_,
+              fmt::format("StreamWriter {}: more than the tensor's {} bytes", out_.path(), expected_bytes_));
+  out_.write(data, size);
+  written_bytes_ += size;
+}
+
+void StreamWriter::commit() {
+  LVRL_ASSERT(written_bytes_ == expected_bytes_,
+              fmt::format("StreamWriter {}: {} of the tensor's {} bytes written", out_.path(), written_bytes_,
+                          expected_bytes_));
+  out_.commit();
 }
 
 }  // namespace lvrl::safetensors

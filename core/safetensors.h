@@ -23,9 +23,7 @@
 #include <unordered_map>
 #include <vector>
 
-namespace lvrl {
-class MappedFile;
-}
+#include "core/mapped_file.h"
 
 namespace lvrl::safetensors {
 
@@ -75,6 +73,23 @@ TensorMap load(const std::string& path);
 // `metadata`. A dtype outside the list above, an undefined or non-strided tensor, a name that is
 // "__metadata__" or not valid UTF-8: an InputError naming the path and tensor. Crash-safe.
 void save(const std::string& path, const TensorMap& tensors, const Metadata& metadata = {});
+
+// One tensor whose bytes arrive in pieces, for payloads that need not fit in memory at once (`lvrl
+// cache get` of an hour of video embeddings): the header is written first, then write() the
+// numel × element size bytes in order, then commit() renames the file into place, as save() does.
+// Dropped before commit() (an error on the way), it leaves no file. The layout is save()'s.
+class StreamWriter {
+ public:
+  StreamWriter(const std::string& path, const std::string& name, at::ScalarType dtype,
+               const std::vector<int64_t>& shape, const Metadata& metadata = {});
+  void write(const void* data, size_t size);
+  void commit();  // every byte must have arrived (a bug otherwise: asserts)
+  const std::string& temporary_path() const { return out_.temporary_path(); }
+
+ private:
+  AtomicFileWriter out_;
+  uint64_t expected_bytes_ = 0, written_bytes_ = 0;
+};
 
 // "F32" for at::kFloat; nullptr for a dtype the format (or lvrl) has no name for.
 const char* dtype_name(at::ScalarType dtype);

@@ -13,6 +13,7 @@
 #include <memory>
 
 #include "core/command.h"
+#include "core/dtype_name.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "model/model_info.h"
@@ -25,10 +26,7 @@ namespace {
 namespace fs = std::filesystem;
 
 at::ScalarType parse_dtype(const std::string& name) {
-  if (name == "float32") return at::kFloat;
-  if (name == "bfloat16") return at::kBFloat16;
-  if (name == "float16") return at::kHalf;
-  throw InputError({"", 0, "--dtype", name}, "expected float32, bfloat16 or float16");
+  return parse_float_dtype(name, {at::kFloat, at::kBFloat16, at::kHalf}, {"", 0, "--dtype", ""});
 }
 
 // The tokenizer must speak the config's special tokens (the ids the model scatters videos into).

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/human_bytes.h"
 
 namespace lvrl::model {
 
@@ -94,18 +95,6 @@ nlohmann::json info_json(const QwenConfig& config, const PartCounts& counts, con
                     "attention blockwise so no L×L term); training = full LM fine-tune, vision frozen, "
                     "AdamW moments in fp32"}};
 }
-
-namespace {
-std::string human_bytes(double bytes) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  int unit = 0;
-  while (bytes >= 1024 && unit < 4) {
-    bytes /= 1024;
-    ++unit;
-  }
-  return fmt::format("{:.1f} {}", bytes, units[unit]);
-}
-}  // namespace
 
 std::string format_info(const nlohmann::json& info) {
   std::string out = "parameters\n";

@@ -340,13 +340,27 @@ void QwenConfig::validate(const std::string& source) const {
   const VisionConfig& v = vision;
   auto str = [](int64_t value) { return std::to_string(value); };
 
-  check_positive(source, "vocab_size", t.vocab_size);
-  check_positive(source, "hidden_size", t.hidden_size);
-  check_positive(source, "intermediate_size", t.intermediate_size);
-  check_positive(source, "num_hidden_layers", t.num_hidden_layers);
-  check_positive(source, "num_attention_heads", t.num_attention_heads);
-  check_positive(source, "num_key_value_heads", t.num_key_value_heads);
-  check_positive(source, "max_position_embeddings", t.max_position_embeddings);
+  // Every count and size, before anything divides by one.
+  const std::pair<const char*, int64_t> sizes[] = {
+      {"vocab_size", t.vocab_size},
+      {"hidden_size", t.hidden_size},
+      {"intermediate_size", t.intermediate_size},
+      {"num_hidden_layers", t.num_hidden_layers},
+      {"num_attention_heads", t.num_attention_heads},
+      {"num_key_value_heads", t.num_key_value_heads},
+      {"max_position_embeddings", t.max_position_embeddings},
+      {"vision_config.depth", v.depth},
+      {"vision_config.hidden_size", v.hidden_size},
+      {"vision_config.intermediate_size", v.intermediate_size},
+      {"vision_config.num_heads", v.num_heads},
+      {"vision_config.in_channels", v.in_channels},
+      {"vision_config.patch_size", v.patch_size},
+      {"vision_config.temporal_patch_size", v.temporal_patch_size},
+      {"vision_config.spatial_merge_size", v.spatial_merge_size},
+      {"vision_config.window_size", v.window_size},
+      {"vision_config.out_hidden_size", v.out_hidden_size},
+  };
+  for (const auto& [key, value] : sizes) check_positive(source, key, value);
   if (t.hidden_size % t.num_attention_heads != 0) {
     invalid(source, "num_attention_heads", str(t.num_attention_heads),
             fmt::format("must divide hidden_size {}", t.hidden_size));
@@ -379,16 +393,6 @@ void QwenConfig::validate(const std::string& source) const {
   }
   if (t.hidden_act != "silu") invalid(source, "hidden_act", t.hidden_act, "only \"silu\" is implemented");
 
-  check_positive(source, "vision_config.depth", v.depth);
-  check_positive(source, "vision_config.hidden_size", v.hidden_size);
-  check_positive(source, "vision_config.intermediate_size", v.intermediate_size);
-  check_positive(source, "vision_config.num_heads", v.num_heads);
-  check_positive(source, "vision_config.in_channels", v.in_channels);
-  check_positive(source, "vision_config.patch_size", v.patch_size);
-  check_positive(source, "vision_config.temporal_patch_size", v.temporal_patch_size);
-  check_positive(source, "vision_config.spatial_merge_size", v.spatial_merge_size);
-  check_positive(source, "vision_config.window_size", v.window_size);
-  check_positive(source, "vision_config.out_hidden_size", v.out_hidden_size);
   if (v.hidden_size % v.num_heads != 0) {
     invalid(source, "vision_config.num_heads", str(v.num_heads),
             fmt::format("must divide vision_config.hidden_size {}", v.hidden_size));

@@ -7,6 +7,7 @@
 // taken byte for byte. --decode prints texts in the same layout, so encode | decode round-trips
 // (up to NFC).
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <iostream>
 #include <iterator>
 #include <memory>
@@ -73,17 +74,15 @@ std::vector<std::pair<int, std::vector<TokenId>>> read_id_arrays() {
     ++line_number;
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     std::vector<TokenId> ids;
-    try {
-      nlohmann::json array = nlohmann::json::parse(line);
-      if (!array.is_array()) throw std::invalid_argument("not an array");
-      for (const auto& id : array) {
-        if (!id.is_number_integer()) throw std::invalid_argument("not an integer");
-        ids.push_back(id.get<TokenId>());
-      }
-    } catch (const std::exception&) {
+    const nlohmann::json array = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    const bool integers =
+        array.is_array() && std::all_of(array.begin(), array.end(),
+                                        [](const nlohmann::json& id) { return id.is_number_integer(); });
+    if (!integers) {
       throw InputError({"<stdin>", line_number, "", line.substr(0, 80)},
                        "expected a JSON array of token ids, e.g. [9707,11,1879]");
     }
+    for (const auto& id : array) ids.push_back(id.get<TokenId>());
     arrays.emplace_back(line_number, std::move(ids));
   }
   return arrays;

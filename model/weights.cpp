@@ -7,8 +7,10 @@
 #include <set>
 
 #include "core/checkpoint.h"
+#include "core/dtype_name.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/tensor_format.h"
 
 namespace lvrl::model {
 
@@ -18,17 +20,10 @@ bool starts_with(const std::string& s, const std::string& prefix) {
 }
 
 std::string dtype_json_name(at::ScalarType dtype) {
-  switch (dtype) {
-    case at::kFloat: return "float32";
-    case at::kBFloat16: return "bfloat16";
-    case at::kHalf: return "float16";
-    case at::kDouble: return "float64";
-    default: throw InputError({"", 0, "dtype", c10::toString(dtype)}, "not a floating-point dtype for weights");
-  }
-}
-
-std::string shape_text(at::IntArrayRef sizes) {
-  return fmt::format("[{}]", fmt::join(sizes, ", "));
+  const char* name = float_dtype_name(dtype);
+  if (name == nullptr)
+    throw InputError({"", 0, "dtype", c10::toString(dtype)}, "not a floating-point dtype for weights");
+  return name;
 }
 }  // namespace
 
@@ -62,8 +57,8 @@ void load_weights(QwenVLImpl& model, const safetensors::TensorMap& tensors, cons
                        "holds a non-floating-point dtype");
     }
     if (tensor.sizes() != param.sizes()) {
-      throw InputError({source, 0, stored_name, shape_text(tensor.sizes())},
-                       fmt::format("has the wrong shape; the model's config expects {}", shape_text(param.sizes())));
+      throw InputError({source, 0, stored_name, fmt::format("{}", tensor.sizes())},
+                       fmt::format("has the wrong shape; the model's config expects {}", param.sizes()));
     }
     param.copy_(tensor);
     used.insert(name);

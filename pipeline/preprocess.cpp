@@ -18,6 +18,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "core/clock.h"
 #include "core/dataset.h"
 #include "core/error.h"
 #include "core/hash.h"
@@ -27,7 +28,7 @@
 
 namespace lvrl::pipeline {
 namespace {
-using Clock = std::chrono::steady_clock;
+using Clock = SteadyClock;
 const char* const kProducer = "lvrl preprocess";  // the cache metadata's producer
 
 const RegisterConfigSection preprocess_section(
@@ -38,17 +39,22 @@ const RegisterConfigSection preprocess_section(
                            "fps: `fps` frames per second within [min_frames, max_frames] "
                            "(qwen-vl-utils' default); frames: a fixed count over the whole video")
              .choices({"fps", "frames"}),
-         ConfigKey::number("fps", 2.0, "sampling=fps: frames per second of video").range(0.001, 1000),
-         ConfigKey::integer("min_frames", 4, "sampling=fps: at least this many (rounded up to even)")
+         ConfigKey::number("fps", video::kQwenDefaultFps, "sampling=fps: frames per second of video")
+             .range(0.001, 1000),
+         ConfigKey::integer("min_frames", video::kQwenFpsMinFrames,
+                            "sampling=fps: at least this many (rounded up to even)")
              .range(2, 1e6),
-         ConfigKey::integer("max_frames", 768, "sampling=fps: at most this many (rounded down to even)")
+         ConfigKey::integer("max_frames", video::kQwenFpsMaxFrames,
+                            "sampling=fps: at most this many (rounded down to even)")
              .range(2, 1e6),
          ConfigKey::integer("frames", 16, "sampling=frames: this many (rounded to even)").range(2, 1e6),
-         ConfigKey::integer("min_pixels", 128 * 28 * 28, "smallest frame area, pixels (Qwen smart_resize)")
+         ConfigKey::integer("min_pixels", video::kQwenVideoMinPixels,
+                            "smallest frame area, pixels (Qwen smart_resize)")
              .range(28 * 28, 1e10),
-         ConfigKey::integer("max_pixels", 768 * 28 * 28, "largest frame area, pixels (Qwen smart_resize)")
+         ConfigKey::integer("max_pixels", video::kQwenVideoMaxPixels,
+                            "largest frame area, pixels (Qwen smart_resize)")
              .range(28 * 28, 1e10),
-         ConfigKey::integer("total_pixels", 90316800,
+         ConfigKey::integer("total_pixels", video::kQwenVideoTotalPixels,
                             "pixel budget of a whole clip: long videos get smaller frames")
              .range(28 * 28, 1e13),
          ConfigKey::integer("decode_threads", 2,
@@ -63,15 +69,6 @@ const RegisterConfigSection preprocess_section(
                             "among the ranks on this machine")
              .range(0, 4096),
      }});
-
-std::string source_of(const Config& config, const std::string& key) {
-  const std::string& origin = config.origin(key);
-  return origin == "default" ? "" : origin;
-}
-
-double seconds_since(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
 
 // One distinct video of the dataset and the records that name it.
 struct VideoJob {
@@ -184,7 +181,7 @@ void prepare_into(Prepared& item, const VideoJob& job, const PreprocessOptions& 
   }
   try {
     item.video_hash = hash_file(job.path);
-  } catch (const std::exception& e) {
+  } catch (const InputError& e) {  // unreadable: this video's problem
     item.reason = reason_for(e, job.path);
     return;
   }
@@ -198,7 +195,7 @@ void prepare_into(Prepared& item, const VideoJob& job, const PreprocessOptions& 
   sample_options.open.threads = 1;  // parallelism across videos instead
   try {
     item.video = prepare_video(job.path, recipe, sample_options);
-  } catch (const std::exception& e) {
+  } catch (const Error& e) {  // a bad file (InputError) or FFmpeg's refusal of it (LibraryError)
     item.reason = reason_for(e, job.path);
     return;
   }
@@ -239,10 +236,10 @@ PreprocessOptions preprocess_options_from(const Config& config) {
   out.video_dir = config.get<std::string>("data.video_dir");
   out.max_records = config.get<int64_t>("data.max_samples");
   if (out.dataset.empty()) {  // checked here, before a checkpoint is loaded for nothing
-    throw InputError({source_of(config, "data.path"), 0, "data.path", ""}, "expected the dataset JSONL file");
+    throw InputError({config.source_of("data.path"), 0, "data.path", ""}, "expected the dataset JSONL file");
   }
   if (out.video_dir.empty()) {
-    throw InputError({source_of(config, "data.video_dir"), 0, "data.video_dir", ""},
+    throw InputError({config.source_of("data.video_dir"), 0, "data.video_dir", ""},
                      "expected the directory the dataset's videos resolve under");
   }
   VideoRecipe& recipe = out.recipe;
@@ -260,7 +257,7 @@ PreprocessOptions preprocess_options_from(const Config& config) {
     recipe.check();
   } catch (const InputError& e) {  // name where the offending value came from
     const bool config_key = e.key().rfind("preprocess.", 0) == 0 || e.key().rfind("video.", 0) == 0;
-    throw InputError({config_key ? source_of(config, e.key()) : "", 0, e.key(), e.value()}, e.problem());
+    throw InputError({config_key ? config.source_of(e.key()) : "", 0, e.key(), e.value()}, e.problem());
   }
   out.decode_threads = static_cast<int>(config.get<int64_t>("preprocess.decode_threads"));
   out.decode_ahead = static_cast<int>(config.get<int64_t>("preprocess.decode_ahead"));
@@ -317,12 +314,25 @@ PreprocessSummary run_preprocess(const PreprocessOptions& options, VisionEncoder
       } else {
         Clock::time_point step = Clock::now();
         at::Tensor embeddings;
+        // This video's failure: the tower's own check or the ranks' agreement that it failed
+        // (Error), or LibTorch's refusal (c10::Error, e.g. CUDA out of memory on a long video).
+        // No memory on the host or a bug goes up.
+        std::exception_ptr failure;
+        std::string why;
         try {
           embeddings = encode(item.video.patches);
-        } catch (const std::exception& e) {
-          if (sharded && sharded->out_of_step()) throw;  // not this video's fault: the run cannot go on
+        } catch (const Error& e) {
+          failure = std::current_exception();
+          why = e.what();
+        } catch (const c10::Error& e) {
+          failure = std::current_exception();
+          why = e.what();
+        }
+        if (failure) {
+          // Not this video's fault when the ranks are out of step: the run cannot go on.
+          if (sharded && sharded->out_of_step()) std::rethrow_exception(failure);
           report.outcome = VideoOutcome::Failed;
-          report.reason = std::string("the encoder failed: ") + e.what();
+          report.reason = "the encoder failed: " + why;
         }
         report.encode_s = seconds_since(step);
         if (embeddings.defined()) {

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <exception>
 #include <vector>
 
 #include "core/error.h"
@@ -34,6 +35,10 @@ at::Tensor cpu_longs(int64_t size) {
 
 }  // namespace
 
+// One video on this rank: its slices through the tower, the failure flags, the gather. Every rank
+// calls it with the same pixels [t·h·w, patch_dim] and grid. Returns the rows [t·h·w/4, D] (CPU) on
+// every rank, or throws Error on every rank when any rank's encode threw (a rank whose failure is no
+// video's fault — no memory, a bug — throws that instead, after telling the others).
 at::Tensor encode_together(VisionEncoder& encoder, const sp::Mesh& mesh, const at::Tensor& pixels,
                            const model::GridTHW& grid) {
   at::NoGradGuard no_grad;
@@ -43,17 +48,27 @@ at::Tensor encode_together(VisionEncoder& encoder, const sp::Mesh& mesh, const a
   at::Tensor local;
   bool threw = false;
   std::string own_error;
-  try {
-    local = sp::encode_video_shard(tower, pixels.to(encoder.device()), shard).to(at::kCPU).contiguous();
-  } catch (const std::exception& e) {
+  std::exception_ptr fatal;  // no memory or a bug: rethrown once the other ranks know this one failed
+  const auto failed_here = [&](const std::string& what) {
     threw = true;
-    own_error = e.what();
+    own_error = what;
     LVRL_WARN("the vision encoder failed on this rank's {} slices: {}",
               shard.grids.empty() ? 0 : shard.grids[0][0], own_error);
+  };
+  try {
+    local = sp::encode_video_shard(tower, pixels.to(encoder.device()), shard).to(at::kCPU).contiguous();
+  } catch (const Error& e) {  // the tower's own checks
+    failed_here(e.what());
+  } catch (const c10::Error& e) {  // LibTorch's refusal of this video (e.g. CUDA out of memory)
+    failed_here(e.what());
+  } catch (...) {
+    fatal = std::current_exception();
+    failed_here("not this video's fault");
   }
   at::Tensor failed = cpu_longs(mesh.sp_size());  // [SP] 1 where a rank's encode threw
   failed[mesh.sp_rank()] = threw ? 1 : 0;
   sp::all_reduce_sum(mesh.sp(), failed);
+  if (fatal) std::rethrow_exception(fatal);  // the others find this rank gone at the next collective
   std::vector<int> failed_ranks;  // global ranks (rank = dp_index · SP + sp_index)
   for (int r = 0; r < mesh.sp_size(); ++r) {
     if (failed[r].item<int64_t>() != 0) failed_ranks.push_back(mesh.dp_rank() * mesh.sp_size() + r);
@@ -170,7 +185,7 @@ int64_t serve_sharded_encoder(VisionEncoder& encoder, const sp::Mesh& mesh) {
       encode_together(encoder, mesh, pixels, grid);  // rank 0 keeps the rows
     } catch (const LibraryError&) {
       throw;
-    } catch (const std::exception&) {
+    } catch (const Error&) {
       // every rank agreed this video failed (rank 0 reports it); on to the next
     }
     ++served;

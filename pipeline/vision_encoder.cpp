@@ -11,6 +11,7 @@
 #include "core/checkpoint.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/tensor_format.h"
 #include "model/attention.h"
 #include "model/model_config.h"
 #include "model/qwen_config.h"
@@ -19,16 +20,6 @@
 namespace lvrl::pipeline {
 namespace {
 const std::string kPrefix = "visual.";
-
-// Where a key's value came from, for errors: the file and line, "override", or "" for a default.
-std::string source_of(const Config& config, const std::string& key) {
-  const std::string& origin = config.origin(key);
-  return origin == "default" ? "" : origin;
-}
-
-std::string shape_text(at::IntArrayRef sizes) {
-  return fmt::format("[{}]", fmt::join(sizes, ", "));
-}
 }  // namespace
 
 std::map<std::string, at::Tensor> visual_state_dict(const model::VisionTowerImpl& tower) {
@@ -74,9 +65,9 @@ VisionEncoder VisionEncoder::load(const std::string& dir, at::ScalarType dtype, 
                        "holds a non-floating-point dtype");
     }
     if (tensor.sizes() != item.value().sizes()) {
-      throw InputError({dir, 0, stored_name, shape_text(tensor.sizes())},
-                       fmt::format("has the wrong shape; the model's config expects {}",
-                                   shape_text(item.value().sizes())));
+      throw InputError(
+          {dir, 0, stored_name, fmt::format("{}", tensor.sizes())},
+          fmt::format("has the wrong shape; the model's config expects {}", item.value().sizes()));
     }
     item.value().copy_(tensor);
     used.insert(name);
@@ -95,7 +86,7 @@ VisionEncoder VisionEncoder::load(const std::string& dir, at::ScalarType dtype, 
 VisionEncoder load_vision_encoder(const Config& config, int local_rank) {
   model::ModelSettings settings = model::model_settings_from(config);
   if (settings.path.empty()) {
-    throw InputError({source_of(config, "model.path"), 0, "model.path", ""},
+    throw InputError({config.source_of("model.path"), 0, "model.path", ""},
                      "expected the checkpoint directory whose vision tower encodes the videos");
   }
   if (local_rank >= 0 && settings.device.is_cuda() && !settings.device.has_index()) {

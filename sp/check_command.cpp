@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "core/command.h"
+#include "core/dtype_name.h"
 #include "core/error.h"
 #include "core/tensor_compare.h"
 #include "model/attention.h"
@@ -91,12 +92,6 @@ Degrees degrees_of(const CheckArgs& args, SpMode mode) {
   return d;
 }
 
-at::ScalarType parse_dtype(const std::string& name) {
-  if (name == "float64") return at::kDouble;
-  if (name == "float32") return at::kFloat;
-  throw InputError({"", 0, "--dtype", name}, "expected float32 or float64");
-}
-
 void validate(const CheckArgs& args) {
   if (args.nproc < 1) throw InputError({"", 0, "--nproc", std::to_string(args.nproc)}, "expected P >= 1");
   if (args.seq < 1) throw InputError({"", 0, "--seq", std::to_string(args.seq)}, "expected a length >= 1");
@@ -150,7 +145,8 @@ int run_worker(const CheckArgs& args) {
   at::set_num_threads(1);
   const SpMode mode = parse_sp_mode(args.mode);
   const Degrees degrees = degrees_of(args, mode);
-  const at::ScalarType dtype = parse_dtype(args.dtype);
+  const at::ScalarType dtype =
+      parse_float_dtype(args.dtype, {at::kFloat, at::kDouble}, {"", 0, "--dtype", ""});
   const DistributedEnv env = DistributedEnv::from_environment();
   if (env.world_size != args.nproc) {
     throw InputError({"", 0, "WORLD_SIZE", std::to_string(env.world_size)},
@@ -249,7 +245,7 @@ int run_check(const CheckArgs& args) {
   validate(args);
   const SpMode mode = parse_sp_mode(args.mode);
   degrees_of(args, mode);
-  parse_dtype(args.dtype);
+  parse_float_dtype(args.dtype, {at::kFloat, at::kDouble}, {"", 0, "--dtype", ""});
   if (args.worker || args.nproc == 1) return run_worker(args);
   RankRunOptions run;
   run.nproc = args.nproc;

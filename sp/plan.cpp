@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/human_bytes.h"
 #include "model/model_info.h"
 #include "sp/volume.h"
 
@@ -19,16 +20,6 @@ namespace lvrl::sp {
 namespace {
 
 constexpr int64_t kKernelBlock = 256;  // the local blockwise kernel's query/key block
-
-std::string human_bytes(double bytes) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
-  int unit = 0;
-  while (std::abs(bytes) >= 1024 && unit < 5) {
-    bytes /= 1024;
-    ++unit;
-  }
-  return fmt::format("{:.1f} {}", bytes, units[unit]);
-}
 
 void validate(const PlanInput& in) {
   auto positive = [](int64_t value, const char* flag, const char* what) {

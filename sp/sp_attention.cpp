@@ -138,35 +138,26 @@ at::Tensor sequence_to_heads(const HeadRouting& routing, const at::Tensor& y) {
   return x;
 }
 
-class HeadsToSequence : public torch::autograd::Function<HeadsToSequence> {
+// One direction of the Ulysses exchange as an autograd op: `Forward` there, and the gradient back
+// through `Backward`, the other direction.
+using UlyssesExchangeFn = at::Tensor (*)(const HeadRouting&, const at::Tensor&);
+template <UlyssesExchangeFn Forward, UlyssesExchangeFn Backward>
+class UlyssesExchange : public torch::autograd::Function<UlyssesExchange<Forward, Backward>> {
  public:
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x,
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input,
                             c10::intrusive_ptr<HeadRouting> routing) {
     at::NoGradGuard no_grad;
-    at::Tensor y = heads_to_sequence(*routing, x);
+    at::Tensor output = Forward(*routing, input);
     ctx->saved_data["routing"] = at::IValue::make_capsule(routing);
-    return y;
+    return output;
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto routing = from_capsule<HeadRouting>(ctx->saved_data["routing"]);
-    return {sequence_to_heads(*routing, grads[0]), at::Tensor()};
+    return {Backward(*routing, grads[0].contiguous()), at::Tensor()};
   }
 };
-
-class SequenceToHeads : public torch::autograd::Function<SequenceToHeads> {
- public:
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& y,
-                            c10::intrusive_ptr<HeadRouting> routing) {
-    at::NoGradGuard no_grad;
-    at::Tensor x = sequence_to_heads(*routing, y);
-    ctx->saved_data["routing"] = at::IValue::make_capsule(routing);
-    return x;
-  }
-  static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    const auto routing = from_capsule<HeadRouting>(ctx->saved_data["routing"]);
-    return {heads_to_sequence(*routing, grads[0].contiguous()), at::Tensor()};
-  }
-};
+using HeadsToSequence = UlyssesExchange<heads_to_sequence, sequence_to_heads>;
+using SequenceToHeads = UlyssesExchange<sequence_to_heads, heads_to_sequence>;
 
 // ---- Ring over chunks ---------------------------------------------------------------------------
 

@@ -7,7 +7,6 @@
 
 #include <ATen/ATen.h>
 #include <fmt/format.h>
-#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <cmath>
@@ -15,6 +14,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/tensor_format.h"
 
 namespace lvrl::video {
 namespace {
@@ -63,9 +63,7 @@ std::pair<int, int> smart_resize_real(int height, int width, int factor, double 
 }
 
 void check_frames(const at::Tensor& frames, const QwenVisionParams& params) {
-  const auto shape_text = [&] {
-    return frames.defined() ? fmt::format("{}", fmt::join(frames.sizes(), "x")) : "undefined";
-  };
+  const auto shape_text = [&] { return frames.defined() ? fmt::format("{}", frames.sizes()) : "undefined"; };
   if (!frames.defined() || frames.dim() != 4 || frames.size(3) != 3 || frames.size(0) == 0) {
     throw InputError({"", 0, "frames", shape_text()}, "expected a [T, H, W, 3] RGB tensor with T >= 1");
   }

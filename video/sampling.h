@@ -13,6 +13,7 @@
 
 #include "video/on_damage.h"
 #include "video/probe.h"
+#include "video/qwen_preprocess.h"
 
 namespace lvrl::video {
 
@@ -40,9 +41,9 @@ class SamplingPlan {
 // the per-frame pixel bounds and a total-pixel budget across all frames (video/qwen_preprocess.h).
 struct OutputSize {
   int width = 0, height = 0;
-  int64_t min_pixels = 128 * 28 * 28;
-  int64_t max_pixels = 768 * 28 * 28;
-  int64_t total_pixels = 90316800;  // 128000·28²·0.9, qwen-vl-utils' budget
+  int64_t min_pixels = kQwenVideoMinPixels;
+  int64_t max_pixels = kQwenVideoMaxPixels;
+  int64_t total_pixels = kQwenVideoTotalPixels;
 };
 
 enum class Accuracy {
@@ -86,7 +87,8 @@ SampledFrames sample_frames(const std::string& path, const SamplingPlan& plan, c
                             const SampleOptions& options = {});
 
 // Many videos at once, one decoder thread each, `parallel` videos in flight. Each result is either
-// frames or the error text for that file (other files still succeed).
+// frames or the error text for that file (other files still succeed). An error that is no file's
+// fault (out of memory, a bug) is rethrown once every worker has stopped.
 struct BatchResult {
   std::string path;
   bool ok = false;

@@ -10,6 +10,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "core/clock.h"
 #include "core/command.h"
 #include "core/error.h"
 #include "core/log.h"
@@ -40,11 +41,13 @@ std::vector<double> parse_times(const std::string& text) {
   std::vector<double> times;
   std::istringstream in(text);
   for (std::string item; std::getline(in, item, ',');) {
+    size_t used = 0;
     try {
-      size_t used = 0;
       times.push_back(std::stod(item, &used));
-      if (used != item.size()) throw std::invalid_argument(item);
-    } catch (const std::exception&) {
+    } catch (const std::invalid_argument&) {  // std::stod: no number at all
+    } catch (const std::out_of_range&) {      // std::stod: beyond double's range
+    }
+    if (used == 0 || used != item.size()) {
       throw InputError({"", 0, "--timestamps", item}, "expected comma-separated seconds, e.g. 0.5,12,30.25");
     }
   }
@@ -68,9 +71,9 @@ int run_sample(const SampleArgs& args) {
                      "applies to --accuracy exact only: keyframe sampling returns the keyframe or fails");
   }
 
-  auto start = std::chrono::steady_clock::now();
+  auto start = SteadyClock::now();
   SampledFrames sampled = sample_frames(args.file, plan, size, options);
-  double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  double elapsed = seconds_since(start);
   for (const std::string& warning : sampled.warnings) LVRL_WARN("{}", warning);
 
   at::Tensor times = sampled.timestamps.contiguous();

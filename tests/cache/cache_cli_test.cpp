@@ -3,6 +3,10 @@
 // missing URL each exit non-zero with a message that says so.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <string>
+#include <vector>
+
 #include "cache/embedding_cache.h"
 #include "cache/redis_client.h"
 #include "core/safetensors.h"
@@ -108,6 +112,48 @@ TEST_F(CacheCliTest, UrlFromTheConfig) {
   EmbeddingCacheOptions other;
   other.ns = "other";
   EXPECT_TRUE(EmbeddingCache(server_.endpoint(), other, quick_options()).contains("k"));
+}
+
+// `cache get` streams: the chunks go to FILE.tmp.<pid> a 16 MiB window at a time and the file is renamed
+// only once the checksum matched, so a corrupt entry leaves neither FILE nor a temporary behind.
+TEST_F(CacheCliTest, GetStreamsToATemporaryFileRenamedOnlyWhenTheChecksumMatches) {
+  EmbeddingCacheOptions options;
+  options.chunk_bytes = 1 << 20;  // 20 chunks of 1 MiB: two windows, the second partial
+  EmbeddingCache cache(server_.endpoint(), options, quick_options());
+  const at::Tensor tensor = at::arange(5 << 20, at::TensorOptions().dtype(at::kInt)).reshape({5, 1 << 20});
+  EmbeddingMetadata metadata;
+  metadata.extra["tensor"] = "rows";
+  cache.put("big", tensor, metadata);
+  cache.put("bad", tensor, metadata);
+  auto leftovers = [&] {
+    std::vector<std::string> names;
+    for (const auto& entry : std::filesystem::directory_iterator(server_.dir())) {
+      const std::string name = entry.path().filename().string();
+      if (name.rfind("out", 0) == 0) names.push_back(name);
+    }
+    return names;
+  };
+
+  ProcessResult get = run_lvrl({"cache", "get", "--url", url(), "--key", "big", "--out", file("out.safetensors")});
+  ASSERT_EQ(get.exit_code, 0) << get.output;
+  auto out = safetensors::File::open(file("out.safetensors"));
+  EXPECT_TRUE(at::equal(out->get("rows"), tensor));
+  EXPECT_EQ(out->metadata().at("cache_key"), "big");
+  EXPECT_EQ(leftovers(), std::vector<std::string>{"out.safetensors"});
+
+  // A chunk of the second window corrupted: the first window is already in the temporary file.
+  RedisClient raw(server_.endpoint(), quick_options());
+  const std::string writer =
+      CacheManifest::from_json(
+          raw.run(RedisCommand{"GET", "lvrl:default:emb:m:bad"}, Retry::Idempotent).str())
+          .writer;
+  raw.run(RedisCommand{"SETRANGE"}.add("lvrl:default:emb:c:bad:" + writer + ":17").add("5").add("!"),
+          Retry::Idempotent);
+  ProcessResult broken =
+      run_lvrl({"cache", "get", "--url", url(), "--key", "bad", "--out", file("out_bad.safetensors")});
+  EXPECT_EQ(broken.exit_code, 2) << broken.output;
+  EXPECT_NE(broken.output.find("checksum mismatch"), std::string::npos) << broken.output;
+  EXPECT_EQ(leftovers(), std::vector<std::string>{"out.safetensors"});
 }
 
 }  // namespace

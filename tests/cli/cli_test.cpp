@@ -70,6 +70,13 @@ TEST(Cli, ConfigErrorsNameFileKeyAndValue) {
   EXPECT_EQ(unknown.exit_code, 2);
   EXPECT_NE(unknown.output.find(path + ":2: 'run.sead'"), std::string::npos) << unknown.output;
   EXPECT_NE(unknown.output.find("did you mean 'run.seed'"), std::string::npos) << unknown.output;
+  const TempFile section_file("cli_section.yaml", "rollot:\n  group: 8\n");
+  ProcessResult section = run_lvrl({"config", "show", "--config", section_file.path()});
+  EXPECT_EQ(section.exit_code, 2);
+  EXPECT_NE(section.output.find("'rollot': no config section of this name has a schema"), std::string::npos)
+      << section.output;
+  EXPECT_NE(section.output.find("known sections are: "), std::string::npos) << section.output;
+  EXPECT_NE(section.output.find(", run"), std::string::npos) << section.output;  // one the cli binary links
   ProcessResult bad_value = run_lvrl({"config", "show", "run.seed=-1"});
   EXPECT_EQ(bad_value.exit_code, 2);
   EXPECT_NE(bad_value.output.find("'run.seed' = '-1'"), std::string::npos) << bad_value.output;

@@ -77,6 +77,25 @@ TEST(Config, UnknownKeyNamesClosest) {
   EXPECT_EQ(unknown_section.key(), "trainer");
 }
 
+TEST(Config, SectionWithoutSchemaListsTheKnownOnes) {
+  ConfigSchema schema = test_schema();
+  InputError top = expect_input_error(
+      [&] { Config::parse("data:\n  fps: 1\ntrainer:\n  lr: 1\n", "run.yaml", {}, schema); });
+  EXPECT_EQ(top.line(), 3);
+  EXPECT_EQ(top.key(), "trainer");
+  EXPECT_NE(std::string(top.what())
+                .find("no config section of this name has a schema; the known sections are: "
+                      "data, model"),
+            std::string::npos)
+      << top.what();
+  InputError nested =
+      expect_input_error([&] { Config::parse("model:\n  visoin:\n    depth: 3\n", "run.yaml", {}, schema); });
+  EXPECT_EQ(nested.key(), "model.visoin");
+  EXPECT_NE(std::string(nested.what()).find("the known sections of 'model' are: model.vision"),
+            std::string::npos)
+      << nested.what();
+}
+
 TEST(Config, WrongTypeOrRangeNamesKeyValueAndExpectation) {
   ConfigSchema schema = test_schema();
   struct Case { std::string yaml; std::string key; std::string value; std::string expects; };

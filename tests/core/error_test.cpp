@@ -53,6 +53,13 @@ TEST(Error, C10dFailureBecomesLibraryError) {
   }
 }
 
+TEST(ErrorTest, C10dCheckLeavesOtherFailuresAlone) {
+  // Only c10d's own refusals become a LibraryError; no memory or a bug in the statement stays itself.
+  EXPECT_THROW(LVRL_C10D_CHECK(throw std::bad_alloc()), std::bad_alloc);
+  EXPECT_THROW(LVRL_C10D_CHECK(throw std::logic_error("a bug")), std::logic_error);
+  EXPECT_THROW(LVRL_C10D_CHECK(throw std::runtime_error("gloo: connection closed")), lvrl::LibraryError);
+}
+
 TEST(ErrorDeathTest, AssertAbortsWithMessage) {
   EXPECT_DEATH(LVRL_ASSERT(1 + 1 == 3, "arithmetic broke"), "1 \\+ 1 == 3.*arithmetic broke");
 }

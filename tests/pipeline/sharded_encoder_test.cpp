@@ -25,7 +25,8 @@ namespace {
 using test::ranks_succeeded;
 using test::run_ranks;
 
-// Throws on its first call (as an out-of-memory would), then computes like the default backend.
+// Throws on its first call as LibTorch's out-of-memory does (c10::Error), then computes like the
+// default backend.
 class FailOnceAttention : public model::AttentionBackend {
  public:
   std::string name() const override { return "fail-once"; }
@@ -33,7 +34,7 @@ class FailOnceAttention : public model::AttentionBackend {
                                  const model::AttentionSpec& spec) override {
     if (!failed_) {
       failed_ = true;
-      throw std::runtime_error("injected attention failure");
+      TORCH_CHECK(false, "injected attention failure");
     }
     return inner_->forward(q, k, v, spec);
   }

@@ -468,22 +468,22 @@ TEST(QwenPreprocessPatchify, RejectsBadFramesClearly) {
       [] {
         patchify_video(at::zeros({2, 30, 28, 3}, at::kByte));
       },
-      {"2x30x28x3", "multiples", "28"});
+      {"[2, 30, 28, 3]", "multiples", "28"});
   expect_input_error_mentioning(
       [] {
         patchify_video(at::zeros({2, 28, 42, 3}, at::kByte));
       },
-      {"2x28x42x3", "28"});
+      {"[2, 28, 42, 3]", "28"});
   expect_input_error_mentioning(
       [] {
         patchify_video(at::zeros({28, 28, 3}, at::kByte));
       },
-      {"28x28x3", "[T, H, W, 3]"});
+      {"[28, 28, 3]", "[T, H, W, 3]"});
   expect_input_error_mentioning(
       [] {
         patchify_video(at::zeros({2, 28, 28, 4}, at::kByte));
       },
-      {"2x28x28x4", "RGB"});
+      {"[2, 28, 28, 4]", "RGB"});
   expect_input_error_mentioning([] { patchify_video(at::zeros({0, 28, 28, 3}, at::kByte)); }, {"T >= 1"});
   expect_input_error_mentioning([] { patchify_video(at::Tensor()); }, {"undefined"});
 }

@@ -1,0 +1,165 @@
+// What the cache does with data that is not what it should be: a manifest or a rollout entry with a
+// bad field is an InputError naming that field, and only that error makes an entry "broken" (a
+// miss, deleted) or "undecodable" (dead-lettered). Running out of memory while parsing, or a bug,
+// is not the entry's fault: it must reach the caller and leave the entry alone.
+//
+// Out of memory is injected by this binary's operator new: armed on one thread with an exact
+// allocation size, it throws std::bad_alloc once for that size. The sizes used here (a 200000-byte
+// name plus its terminator) occur only where the parser copies that name.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <new>
+#include <optional>
+#include <string>
+
+#include "cache/cache_manifest.h"
+#include "cache/embedding_cache.h"
+#include "cache/redis_client.h"
+#include "cache/rollout_record.h"
+#include "cache/rollout_stream.h"
+#include "core/error.h"
+#include "redis_test_support.h"
+#include "tests/support/expect_error.h"
+
+namespace {
+thread_local size_t fail_allocation_of = 0;  // 0: nothing armed
+}  // namespace
+
+void* operator new(size_t size) {
+  if (size != 0 && size == fail_allocation_of) {
+    fail_allocation_of = 0;
+    throw std::bad_alloc();
+  }
+  if (void* memory = std::malloc(size == 0 ? 1 : size)) return memory;
+  throw std::bad_alloc();
+}
+
+namespace lvrl::cache {
+namespace {
+using testing::quick_options;
+using testing::TestServer;
+using test::expect_input_error;
+
+constexpr size_t kLongName = 200000;  // a key no other allocation of these tests has the size of
+
+std::string good_manifest() {
+  CacheManifest m;
+  m.writer = "0123456789abcdef";
+  m.shape = {2, 3};
+  m.bytes = 24;
+  m.chunk_bytes = 24;
+  m.chunks = 1;
+  m.checksum = std::string(32, 'a');
+  return m.to_json();
+}
+
+std::string with_field(std::string text, const std::string& field, const std::string& value) {
+  const std::string head = "\"" + field + "\":";
+  const size_t begin = text.find(head) + head.size();
+  size_t end = begin;
+  for (int depth = 0; depth > 0 || (text[end] != ',' && text[end] != '}'); ++end) {
+    if (text[end] == '[' || text[end] == '{') ++depth;
+    if (text[end] == ']' || text[end] == '}') --depth;
+  }
+  return text.replace(begin, end - begin, value);
+}
+
+TEST(ManifestParsing, ABadFieldIsAnInputErrorNamingIt) {
+  ASSERT_NO_THROW(CacheManifest::from_json(good_manifest(), "m:k"));
+  const std::pair<const char*, const char*> bad[] = {
+      {"dtype", "\"X99\""}, {"shape", "\"two by three\""}, {"bytes", "[24]"},
+      {"format", "2"},      {"extra", "{\"a\": 1}"},       {"frame_timestamps", "[\"t\"]"},
+  };
+  for (const auto& [field, value] : bad) {
+    SCOPED_TRACE(field);
+    const std::string text =
+        expect_input_error([&] { CacheManifest::from_json(with_field(good_manifest(), field, value), "m:k"); },
+                           field)
+            .what();
+    EXPECT_EQ(text.rfind(std::string("m:k: '") + field + "'", 0), 0u) << text;  // the file, then the field
+  }
+  std::string no_checksum = good_manifest();
+  no_checksum.replace(no_checksum.find("\"checksum\""), 1, "\"_");
+  expect_input_error([&] { CacheManifest::from_json(no_checksum); }, "checksum");
+  const std::string not_json = expect_input_error([] { CacheManifest::from_json("{not json"); }, "").what();
+  EXPECT_NE(not_json.find("JSON object"), std::string::npos) << not_json;
+}
+
+TEST(RolloutRecordParsing, ABadFieldIsAnInputErrorNamingIt) {
+  RolloutRecord good;
+  good.rollout_id = "r1";
+  good.token_ids = {1, 2};
+  good.behaviour_logprobs = {-0.5f, -0.25f};
+  const StreamFields fields = encode_rollout(good);
+  auto changed = [&](const std::string& name, const std::string& value) {
+    StreamFields out = fields;
+    for (auto& [field, text] : out) {
+      if (field == name) text = value;
+    }
+    return out;
+  };
+  const std::pair<StreamFields, const char*> bad[] = {
+      {changed("version", "7x"), "version"},
+      {changed("tokens", "abc"), "tokens"},
+      {changed("reward", "high"), "reward"},
+      {changed("logprobs", std::string(4, '\0')), "logprobs"},  // 1 log-prob for 2 tokens
+      {changed("id", ""), "id"},
+  };
+  for (const auto& [entry, field] : bad) {
+    SCOPED_TRACE(field);
+    expect_input_error([&] { decode_rollout(entry); }, field);
+  }
+  StreamFields unknown = fields;
+  unknown.emplace_back("garbage", "1");
+  expect_input_error([&] { decode_rollout(unknown); }, "garbage");
+  StreamFields no_version = changed("version", "");
+  no_version.erase(
+      std::find_if(no_version.begin(), no_version.end(), [](const auto& f) { return f.first == "version"; }));
+  expect_input_error([&] { decode_rollout(no_version); }, "version");
+}
+
+TEST(CacheParseFailures, OutOfMemoryInAManifestReachesTheCallerAndKeepsTheEntry) {
+  TestServer server;
+  EmbeddingCache cache(server.endpoint(), {}, quick_options());
+  EmbeddingMetadata metadata;
+  metadata.extra[std::string(kLongName, 'k')] = "v";
+  cache.put("k", at::arange(10, at::TensorOptions().dtype(at::kFloat)), metadata);
+
+  fail_allocation_of = kLongName + 1;  // the parser's copy of the long key
+  EXPECT_THROW(cache.get("k"), std::bad_alloc);
+  EXPECT_EQ(fail_allocation_of, 0u) << "the injected failure never happened: the test checks nothing";
+  fail_allocation_of = kLongName + 1;
+  EXPECT_THROW(cache.list(), std::bad_alloc);
+  EXPECT_EQ(fail_allocation_of, 0u);
+  fail_allocation_of = 0;
+
+  EXPECT_EQ(cache.stats().broken, 0u);
+  std::optional<CachedEmbedding> hit = cache.get("k");  // not deleted as broken
+  ASSERT_TRUE(hit.has_value());
+  EXPECT_EQ(hit->manifest.metadata.extra.size(), 1u);
+}
+
+TEST(CacheParseFailures, OutOfMemoryInARolloutReachesTheCallerAndIsNotDeadLettered) {
+  TestServer server(RedisRole::Queue, "0");
+  RolloutStreamOptions options;
+  options.max_deliveries = 3;
+  RolloutRecord record;
+  record.rollout_id = "r1";
+  record.extra[std::string(kLongName, 'x')] = "v";
+  RolloutProducer(server.endpoint(), options, quick_options()).publish(record);
+
+  RolloutConsumer consumer(server.endpoint(), "trainer-0", options, quick_options());
+  fail_allocation_of = kLongName + 1;  // decode_rollout's copy of the extra field's name
+  EXPECT_THROW(consumer.read(10, std::chrono::milliseconds(100)), std::bad_alloc);
+  EXPECT_EQ(fail_allocation_of, 0u) << "the injected failure never happened: the test checks nothing";
+  fail_allocation_of = 0;
+  RedisClient raw(server.endpoint(), quick_options());
+  EXPECT_EQ(raw.run(RedisCommand{"XLEN", "lvrl:default:rollouts:dead"}, Retry::Idempotent).integer(), 0);
+  EXPECT_EQ(raw.run(RedisCommand{"XLEN", "lvrl:default:rollouts"}, Retry::Idempotent).integer(), 1);
+}
+
+}  // namespace
+}  // namespace lvrl::cache
