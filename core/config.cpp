@@ -306,7 +306,7 @@ Config::Config(const ConfigSchema& schema) : schema_(&schema) {
 }
 
 namespace {
-[[noreturn]] void unknown_key(const ConfigSchema& schema, InputWhere where) {
+[[noreturn]] void unknown_key(const ConfigSchema& schema, const InputWhere& where) {
   std::string closest = schema.closest_key(where.key);
   throw InputError(where, closest.empty() ? "unknown config key (no keys are declared)"
                                           : fmt::format("unknown config key; did you mean '{}'?", closest));

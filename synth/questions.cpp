@@ -98,20 +98,11 @@ std::string motion_story(Direction direction) {
 }  // namespace
 
 const char* kind_name(QuestionKind kind) {
-  switch (kind) {
-    case QuestionKind::ColourFirst:
-      return "colour_first";
-    case QuestionKind::ColourLast:
-      return "colour_last";
-    case QuestionKind::FlashCount:
-      return "flash_count";
-    case QuestionKind::EndShape:
-      return "end_shape";
-    case QuestionKind::Motion:
-      return "motion";
-  }
-  LVRL_ASSERT(false, "unknown QuestionKind");
-  return "";
+  // Indexed by the enumerator's value: kQuestionKinds lists them in declaration order.
+  constexpr std::array<const char*, 5> kNames{"colour_first", "colour_last", "flash_count", "end_shape", "motion"};
+  const auto index = static_cast<size_t>(kind);
+  LVRL_ASSERT(index < kNames.size(), "unknown QuestionKind");
+  return kNames[index];
 }
 
 std::vector<Question> make_questions(const Scene& scene, Rng& rng) {

@@ -48,33 +48,19 @@ std::vector<Segment> flashes(int count, int64_t slots, Rng& rng) {
 }  // namespace
 
 const char* shape_name(Shape shape) {
-  switch (shape) {
-    case Shape::Square:
-      return "square";
-    case Shape::Circle:
-      return "circle";
-    case Shape::Triangle:
-      return "triangle";
-    case Shape::Cross:
-      return "cross";
-  }
-  LVRL_ASSERT(false, "unknown Shape");
-  return "";
+  // Indexed by the enumerator's value: kShapes lists them in declaration order.
+  constexpr std::array<const char*, 4> kNames{"square", "circle", "triangle", "cross"};
+  const auto index = static_cast<size_t>(shape);
+  LVRL_ASSERT(index < kNames.size(), "unknown Shape");
+  return kNames[index];
 }
 
 const char* direction_name(Direction direction) {
-  switch (direction) {
-    case Direction::Left:
-      return "left";
-    case Direction::Right:
-      return "right";
-    case Direction::Up:
-      return "up";
-    case Direction::Down:
-      return "down";
-  }
-  LVRL_ASSERT(false, "unknown Direction");
-  return "";
+  // Indexed by the enumerator's value: kDirections lists them in declaration order.
+  constexpr std::array<const char*, 4> kNames{"left", "right", "up", "down"};
+  const auto index = static_cast<size_t>(direction);
+  LVRL_ASSERT(index < kNames.size(), "unknown Direction");
+  return kNames[index];
 }
 
 std::vector<int64_t> split_slots(int64_t total, const std::vector<int64_t>& minimum, Rng& rng) {

@@ -67,7 +67,7 @@ class Sampler {
         decoder_(demuxer.decoder()),
         targets_(std::move(targets)),
         converter_(converter),
-        rows_(rows),
+        rows_(std::move(rows)),
         times_(times),
         warnings_(warnings),
         stats_(stats),
