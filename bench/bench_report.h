@@ -20,7 +20,9 @@ inline std::string first_line(const std::string& path, const std::string& prefix
   return "unknown";
 }
 
-inline std::string cpu_model() { return first_line("/proc/cpuinfo", "model name"); }
+inline std::string cpu_model() {
+  return first_line("/proc/cpuinfo", "model name");
+}
 
 // "2026-11-27 03:13 UTC": when a RESULTS.md section was measured.
 inline std::string utc_now() {

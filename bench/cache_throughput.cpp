@@ -14,14 +14,14 @@
 // Every get is compared byte for byte with what was put: a mismatch exits 1. Missing the target
 // (ours >= 0.8 x the anchor) prints MISSED, and exits 0.
 //
-//   bench_cache_throughput [--quick] [--repeat R] [--chunk-bytes B] [--pipeline-bytes B] [--pipeline-reply-bytes B]
+//   bench_cache_throughput [--quick] [--repeat R] [--chunk-bytes B] [--pipeline-bytes B]
+//   [--pipeline-reply-bytes B]
 // --quick: 64 MB only, at most 2 repetitions. Times are the best of R runs (default 3), the anchor
 // and ours alternating so that load from other processes on this shared machine hits both alike.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <fmt/format.h>
 #include <netinet/in.h>
-#include <nlohmann/json.hpp>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -34,6 +34,7 @@
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -88,15 +89,17 @@ double redis_benchmark_gbps(const RedisEndpoint& endpoint, const std::string& te
   std::string lower = test;
   std::transform(lower.begin(), lower.end(), lower.begin(), ::tolower);
   for (int c : clients) {
-    std::string command = fmt::format("redis-benchmark {} -a {} -t {} -d {} -n {} -c {} -P 1 {} --csv 2>/dev/null",
-                                      target, endpoint.password, lower, value_bytes, requests, c, extra);
+    std::string command =
+        fmt::format("redis-benchmark {} -a {} -t {} -d {} -n {} -c {} -P 1 {} --csv 2>/dev/null", target,
+                    endpoint.password, lower, value_bytes, requests, c, extra);
     FILE* pipe = ::popen(command.c_str(), "r");
     if (pipe == nullptr) throw std::runtime_error("cannot run redis-benchmark");
     char line[512];
     const std::string prefix = "\"" + test + "\",\"%lf\"";
     while (std::fgets(line, sizeof(line), pipe) != nullptr) {
       double rps = 0;
-      if (std::sscanf(line, prefix.c_str(), &rps) == 1) best = std::max(best, rps * static_cast<double>(value_bytes) / 1e9);
+      if (std::sscanf(line, prefix.c_str(), &rps) == 1)
+        best = std::max(best, rps * static_cast<double>(value_bytes) / 1e9);
     }
     if (::pclose(pipe) != 0) throw std::runtime_error("redis-benchmark failed: " + command);
   }
@@ -124,7 +127,8 @@ struct Measured {
   double get_gbps = 0, cold_get_gbps = 0;
   double put_faults_per_mb = 0, full_put_faults_per_mb = 0;  // the server's, in the fastest run
   // Diagnostic anchor: one connection's SETs of new keys, as many as the tensor has chunks, into the full
-  // cache right after the filler, as a full-cache put (a burst the size of one put, not a 150-request stream).
+  // cache right after the filler, as a full-cache put (a burst the size of one put, not a 150-request
+  // stream).
   double burst_set_gbps = 0;
 };
 
@@ -142,7 +146,8 @@ int64_t minor_faults(pid_t pid) {
 }
 
 int64_t evicted_keys(lvrl::cache::RedisClient& admin) {
-  const std::string info = admin.run(lvrl::cache::RedisCommand{"INFO", "stats"}, lvrl::cache::Retry::Idempotent).str();
+  const std::string info =
+      admin.run(lvrl::cache::RedisCommand{"INFO", "stats"}, lvrl::cache::Retry::Idempotent).str();
   const size_t at = info.find("\nevicted_keys:");
   if (at == std::string::npos) throw std::runtime_error("INFO stats has no evicted_keys");
   return std::stoll(info.substr(at + 14));
@@ -160,9 +165,11 @@ struct Filler {
 Filler make_filler(const RedisEndpoint& endpoint, size_t chunk_bytes) {
   using lvrl::cache::RedisCommand;
   using lvrl::cache::Retry;
-  const at::Tensor random = at::randint(0, 256, {static_cast<int64_t>(chunk_bytes)}, at::TensorOptions().dtype(at::kByte));
+  const at::Tensor random =
+      at::randint(0, 256, {static_cast<int64_t>(chunk_bytes)}, at::TensorOptions().dtype(at::kByte));
   lvrl::cache::RedisClient client(endpoint);
-  client.run(RedisCommand{"SET", "bench:filler:template"}.add_view(static_cast<const char*>(random.data_ptr()), chunk_bytes),
+  client.run(RedisCommand{"SET", "bench:filler:template"}.add_view(
+                 static_cast<const char*>(random.data_ptr()), chunk_bytes),
              Retry::Idempotent);
   Filler filler{endpoint, client.run(RedisCommand{"DUMP", "bench:filler:template"}, Retry::Idempotent).str()};
   client.run(RedisCommand{"DEL", "bench:filler:template"}, Retry::Idempotent);
@@ -174,10 +181,10 @@ Filler make_filler(const RedisEndpoint& endpoint, size_t chunk_bytes) {
 // that has finished: Redis keeps a read buffer sized for the next large argument on a connection that
 // sent one, and closing hands it back, so the first chunk of a put (or of the anchor) lands in reused
 // memory too. (With none free, every put's first chunk took ~1025 fresh pages, 3–8 ms of the server's
-// time; now 0.) No pause follows: a put (and the anchor) starts right after this stream of writes. (A pause of a
-// second or more to age the filler instead left both processes on one of this machine's two CPUs for
-// a whole 64 MB put: ~10 of its 28 ms waiting in the run queue, /proc/<pid>/schedstat, against none
-// right after a stream of writes.)
+// time; now 0.) No pause follows: a put (and the anchor) starts right after this stream of writes. (A pause
+// of a second or more to age the filler instead left both processes on one of this machine's two CPUs for a
+// whole 64 MB put: ~10 of its 28 ms waiting in the run queue, /proc/<pid>/schedstat, against none right after
+// a stream of writes.)
 void fill_until_evicting(Filler& filler, int64_t maxmemory) {
   lvrl::cache::RedisClient client(filler.endpoint);
   const int64_t before = evicted_keys(client);
@@ -193,13 +200,16 @@ void fill_until_evicting(Filler& filler, int64_t maxmemory) {
                           .add("IDLETIME")
                           .add(int64_t{3600}));
     }
-    client.pipeline(batch, lvrl::cache::Retry::Idempotent, [&](size_t i, const lvrl::cache::RedisReply& reply) {
-      if (reply.is_error()) throw std::runtime_error(batch[i].describe() + ": " + reply.str());
-    });
+    client.pipeline(batch, lvrl::cache::Retry::Idempotent,
+                    [&](size_t i, const lvrl::cache::RedisReply& reply) {
+                      if (reply.is_error())
+                        throw std::runtime_error(batch[i].describe() + ": " + reply.str());
+                    });
   }
 }
 
-bool same(const std::optional<lvrl::cache::CachedEmbedding>& hit, const at::Tensor& tensor, const std::string& key) {
+bool same(const std::optional<lvrl::cache::CachedEmbedding>& hit, const at::Tensor& tensor,
+          const std::string& key) {
   bool correct = hit && hit->tensor.nbytes() == tensor.nbytes() &&
                  std::memcmp(hit->tensor.data_ptr(), tensor.data_ptr(), tensor.nbytes()) == 0;
   if (!correct) std::cerr << fmt::format("WRONG: {}: the get did not return what was put\n", key);
@@ -211,8 +221,8 @@ bool same(const std::optional<lvrl::cache::CachedEmbedding>& hit, const at::Tens
 // the put's chunks land in fresh pages as every SET of SET new does. The first get lands in fresh
 // memory (cold), the second in the first one's freed buffer (warm: what a trainer reading
 // embeddings step after step sees, read_buffers.h).
-bool measure_fresh(EmbeddingCache& cache, lvrl::cache::RedisClient& admin, pid_t server, const at::Tensor& tensor,
-                   const std::string& key, Measured& best) {
+bool measure_fresh(EmbeddingCache& cache, lvrl::cache::RedisClient& admin, pid_t server,
+                   const at::Tensor& tensor, const std::string& key, Measured& best) {
   const auto bytes = static_cast<double>(tensor.nbytes());
   cache.remove(key);
   admin.run(lvrl::cache::RedisCommand{"MEMORY", "PURGE"}, lvrl::cache::Retry::Idempotent);
@@ -247,8 +257,8 @@ bool measure_fresh(EmbeddingCache& cache, lvrl::cache::RedisClient& admin, pid_t
 // eviction off, so that the get's own reply buffers cannot evict what it reads. Eviction is LRU by
 // sampling: should it take a chunk of this very put, the entry reads as a miss; that run is not
 // counted (and said so), since the cache did its job.
-bool measure_full(EmbeddingCache& cache, lvrl::cache::RedisClient& admin, pid_t server, const at::Tensor& tensor,
-                  const std::string& key, Filler& filler, int64_t maxmemory,
+bool measure_full(EmbeddingCache& cache, lvrl::cache::RedisClient& admin, pid_t server,
+                  const at::Tensor& tensor, const std::string& key, Filler& filler, int64_t maxmemory,
                   Measured& best) {
   using lvrl::cache::RedisCommand;
   using lvrl::cache::Retry;
@@ -270,7 +280,8 @@ bool measure_full(EmbeddingCache& cache, lvrl::cache::RedisClient& admin, pid_t 
       best.full_put_faults_per_mb = faults_per_mb;
     }
   } else {
-    std::cerr << fmt::format("note: {}: the full cache evicted a chunk of the entry being put; run not counted\n", key);
+    std::cerr << fmt::format(
+        "note: {}: the full cache evicted a chunk of the entry being put; run not counted\n", key);
   }
   hit.reset();
   cache.remove(key);
@@ -287,14 +298,21 @@ int main(int argc, char** argv) {
   lvrl::cache::RedisOptions redis_options;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
-    if (arg == "--quick") quick = true;
-    else if (arg == "--repeat" && i + 1 < argc) repeat = std::max(1, std::atoi(argv[++i]));
-    else if (arg == "--chunk-bytes" && i + 1 < argc) chunk_bytes = std::strtoull(argv[++i], nullptr, 10);
-    else if (arg == "--pipeline-bytes" && i + 1 < argc) redis_options.pipeline_bytes = std::strtoull(argv[++i], nullptr, 10);
-    else if (arg == "--pipeline-reply-bytes" && i + 1 < argc) redis_options.pipeline_reply_bytes = std::strtoull(argv[++i], nullptr, 10);
-    else if (arg == "--results" && i + 1 < argc) results_path = argv[++i];
+    if (arg == "--quick")
+      quick = true;
+    else if (arg == "--repeat" && i + 1 < argc)
+      repeat = std::max(1, std::atoi(argv[++i]));
+    else if (arg == "--chunk-bytes" && i + 1 < argc)
+      chunk_bytes = std::strtoull(argv[++i], nullptr, 10);
+    else if (arg == "--pipeline-bytes" && i + 1 < argc)
+      redis_options.pipeline_bytes = std::strtoull(argv[++i], nullptr, 10);
+    else if (arg == "--pipeline-reply-bytes" && i + 1 < argc)
+      redis_options.pipeline_reply_bytes = std::strtoull(argv[++i], nullptr, 10);
+    else if (arg == "--results" && i + 1 < argc)
+      results_path = argv[++i];
     else {
-      std::cerr << "usage: bench_cache_throughput [--quick] [--repeat R] [--chunk-bytes B] [--pipeline-bytes B] [--pipeline-reply-bytes B] "
+      std::cerr << "usage: bench_cache_throughput [--quick] [--repeat R] [--chunk-bytes B] [--pipeline-bytes "
+                   "B] [--pipeline-reply-bytes B] "
                    "[--results FILE.md]\n";
       return 2;
     }
@@ -325,9 +343,10 @@ int main(int argc, char** argv) {
     if (!quick) sizes.push_back(int64_t{1} << 30);
     // Distinct 8-byte words, so a chunk put in the wrong place cannot compare equal.
     std::vector<at::Tensor> tensors;
-    for (int64_t bytes : sizes) tensors.push_back(at::arange(bytes / 8, at::TensorOptions().dtype(at::kLong)));
-    for (const auto& [transport, endpoint] :
-         {std::pair{std::string("unix"), server.endpoint()}, std::pair{std::string("tcp"), server.tcp_endpoint()}}) {
+    for (int64_t bytes : sizes)
+      tensors.push_back(at::arange(bytes / 8, at::TensorOptions().dtype(at::kLong)));
+    for (const auto& [transport, endpoint] : {std::pair{std::string("unix"), server.endpoint()},
+                                              std::pair{std::string("tcp"), server.tcp_endpoint()}}) {
       lvrl::cache::EmbeddingCacheOptions cache_options;
       cache_options.ns = "bench";
       cache_options.chunk_bytes = chunk_bytes;
@@ -350,8 +369,9 @@ int main(int argc, char** argv) {
         // meets a cache that has been full for a while and needs only a few more writes to evict.
         fill_until_evicting(filler, maxmemory_bytes);
         for (size_t i = 0; i < sizes.size(); ++i) {
-          correct &= measure_full(cache, admin, server.pid(), tensors[i], fmt::format("bench-{}-{}", transport, sizes[i]),
-                                  filler, maxmemory_bytes, measured[i]);
+          correct &= measure_full(cache, admin, server.pid(), tensors[i],
+                                  fmt::format("bench-{}-{}", transport, sizes[i]), filler, maxmemory_bytes,
+                                  measured[i]);
         }
         // SET of new keys into the same full cache: the server work of a full-cache put's chunks.
         fill_until_evicting(filler, maxmemory_bytes);
@@ -360,10 +380,12 @@ int main(int argc, char** argv) {
         for (size_t i = 0; i < sizes.size(); ++i) {  // the same, one put's worth
           fill_until_evicting(filler, maxmemory_bytes);
           const auto chunks = static_cast<int64_t>((sizes[i] + chunk_bytes - 1) / chunk_bytes);
-          measured[i].burst_set_gbps = std::max(
-              measured[i].burst_set_gbps, redis_benchmark_gbps(endpoint, "SET", chunk_bytes, kNewKeys, chunks, {1}));
+          measured[i].burst_set_gbps =
+              std::max(measured[i].burst_set_gbps,
+                       redis_benchmark_gbps(endpoint, "SET", chunk_bytes, kNewKeys, chunks, {1}));
         }
-        admin.run(lvrl::cache::RedisCommand{"FLUSHALL"}, lvrl::cache::Retry::Idempotent);  // the anchor's empty server
+        admin.run(lvrl::cache::RedisCommand{"FLUSHALL"},
+                  lvrl::cache::Retry::Idempotent);  // the anchor's empty server
       }
       anchors.emplace_back(transport, anchor);
       results.insert(results.end(), measured.begin(), measured.end());
@@ -376,15 +398,20 @@ int main(int argc, char** argv) {
   fs::remove_all(dir);
   const std::string load_after = lvrl::bench::first_line("/proc/loadavg");
 
-  nlohmann::json report = {{"bench", "cache_throughput"}, {"chunk_bytes", chunk_bytes}, {"repeat", repeat},
-                           {"load_before", load_before}, {"load_after", load_after}};
-  std::cout << fmt::format("chunk {} MiB, GB/s best of {} runs; anchors: redis-benchmark with {}-byte values, best "
-                           "of 1 and 4 clients; (x) = ours / anchor\n",
-                           chunk_bytes >> 20, repeat, chunk_bytes);
-  std::cout << "  put: into an empty server (fresh pages, as SET new: -r, a new key each time); full: into a\n"
-               "  full cache that evicts (as SET new into the same full cache); SET: one key overwritten (the\n"
-               "  server reuses its memory and evicts nothing); faults: the server's page faults per MB put;\n"
-               "  get: warm (buffer reused), cold (fresh memory)\n";
+  nlohmann::json report = {{"bench", "cache_throughput"},
+                           {"chunk_bytes", chunk_bytes},
+                           {"repeat", repeat},
+                           {"load_before", load_before},
+                           {"load_after", load_after}};
+  std::cout << fmt::format(
+      "chunk {} MiB, GB/s best of {} runs; anchors: redis-benchmark with {}-byte values, best "
+      "of 1 and 4 clients; (x) = ours / anchor\n",
+      chunk_bytes >> 20, repeat, chunk_bytes);
+  std::cout
+      << "  put: into an empty server (fresh pages, as SET new: -r, a new key each time); full: into a\n"
+         "  full cache that evicts (as SET new into the same full cache); SET: one key overwritten (the\n"
+         "  server reuses its memory and evicts nothing); faults: the server's page faults per MB put;\n"
+         "  get: warm (buffer reused), cold (fresh memory)\n";
   // Like for like: each put against SET of new keys into a server in the same state (empty / full and
   // evicting). Against the overwriting SET (`cross`), which neither takes fresh pages nor evicts, as the
   // strictest reading.
@@ -395,44 +422,60 @@ int main(int argc, char** argv) {
       "faults/MB: put, full | get warm | get cold | GET | warm/GET | cold/GET |\n"
       "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
   for (const Measured& m : results) {
-    const Anchor& anchor =
-        std::find_if(anchors.begin(), anchors.end(), [&](const auto& a) { return a.first == m.transport; })->second;
-    const double fresh_ratio = m.put_gbps / anchor.fresh_set_gbps, full_ratio = m.full_put_gbps / anchor.full_set_gbps;
-    const double cross_ratio = m.put_gbps / anchor.set_gbps, full_cross_ratio = m.full_put_gbps / anchor.set_gbps;
+    const Anchor& anchor = std::find_if(anchors.begin(), anchors.end(), [&](const auto& a) {
+                             return a.first == m.transport;
+                           })->second;
+    const double fresh_ratio = m.put_gbps / anchor.fresh_set_gbps,
+                 full_ratio = m.full_put_gbps / anchor.full_set_gbps;
+    const double cross_ratio = m.put_gbps / anchor.set_gbps,
+                 full_cross_ratio = m.full_put_gbps / anchor.set_gbps;
     const double get_ratio = m.get_gbps / anchor.get_gbps, cold_ratio = m.cold_get_gbps / anchor.get_gbps;
     met &= fresh_ratio >= kTarget && full_ratio >= kTarget && get_ratio >= kTarget;
     met_cross &= cross_ratio >= kTarget && full_cross_ratio >= kTarget;
-    std::cout << fmt::format("{:<4} {:>5} MB  put {:.2f} | SET new {:.2f} ({:.2f}x) | full {:.2f} | SET new full {:.2f} "
-                             "({:.2f}x; one put's worth {:.2f}, {:.2f}x) | SET {:.2f} (put {:.2f}x, full {:.2f}x) | faults/MB {:.0f}, {:.0f}  ||  get {:.2f} "
-                             "({:.2f}x) | cold {:.2f} ({:.2f}x) | GET {:.2f}\n",
-                             m.transport, m.bytes >> 20, m.put_gbps, anchor.fresh_set_gbps, fresh_ratio, m.full_put_gbps,
-                             anchor.full_set_gbps, full_ratio, m.burst_set_gbps, m.full_put_gbps / m.burst_set_gbps,
-                             anchor.set_gbps, cross_ratio, full_cross_ratio,
-                             m.put_faults_per_mb, m.full_put_faults_per_mb, m.get_gbps, get_ratio, m.cold_get_gbps,
-                             cold_ratio, anchor.get_gbps);
-    auto mark = [](double ratio) { return ratio >= kTarget ? fmt::format("{:.2f}", ratio) : fmt::format("**{:.2f}**", ratio); };
-    table += fmt::format("| {} | {} | {:.2f} | {:.2f} | {} | {:.2f} | {:.2f} | {} | {:.2f} | {:.2f} | {:.2f} | {}, {} | "
-                         "{:.0f}, {:.0f} | {:.2f} | {:.2f} | {:.2f} | {} | {:.2f} |\n",
-                         m.transport, m.bytes >= (int64_t{1} << 30) ? "1 GB" : fmt::format("{} MB", m.bytes >> 20),
-                         m.put_gbps, anchor.fresh_set_gbps, mark(fresh_ratio), m.full_put_gbps, anchor.full_set_gbps,
-                         mark(full_ratio), m.burst_set_gbps, m.full_put_gbps / m.burst_set_gbps, anchor.set_gbps, mark(cross_ratio), mark(full_cross_ratio),
-                         m.put_faults_per_mb, m.full_put_faults_per_mb, m.get_gbps, m.cold_get_gbps, anchor.get_gbps,
-                         mark(get_ratio), cold_ratio);
-    report["results"].push_back({{"link", m.transport}, {"bytes", m.bytes}, {"put_gbps", m.put_gbps},
-                                 {"full_cache_put_gbps", m.full_put_gbps}, {"get_gbps", m.get_gbps},
-                                 {"cold_get_gbps", m.cold_get_gbps}, {"put_server_faults_per_mb", m.put_faults_per_mb},
+    std::cout << fmt::format(
+        "{:<4} {:>5} MB  put {:.2f} | SET new {:.2f} ({:.2f}x) | full {:.2f} | SET new full {:.2f} "
+        "({:.2f}x; one put's worth {:.2f}, {:.2f}x) | SET {:.2f} (put {:.2f}x, full {:.2f}x) | faults/MB "
+        "{:.0f}, {:.0f}  ||  get {:.2f} "
+        "({:.2f}x) | cold {:.2f} ({:.2f}x) | GET {:.2f}\n",
+        m.transport, m.bytes >> 20, m.put_gbps, anchor.fresh_set_gbps, fresh_ratio, m.full_put_gbps,
+        anchor.full_set_gbps, full_ratio, m.burst_set_gbps, m.full_put_gbps / m.burst_set_gbps,
+        anchor.set_gbps, cross_ratio, full_cross_ratio, m.put_faults_per_mb, m.full_put_faults_per_mb,
+        m.get_gbps, get_ratio, m.cold_get_gbps, cold_ratio, anchor.get_gbps);
+    auto mark = [](double ratio) {
+      return ratio >= kTarget ? fmt::format("{:.2f}", ratio) : fmt::format("**{:.2f}**", ratio);
+    };
+    table += fmt::format(
+        "| {} | {} | {:.2f} | {:.2f} | {} | {:.2f} | {:.2f} | {} | {:.2f} | {:.2f} | {:.2f} | {}, {} | "
+        "{:.0f}, {:.0f} | {:.2f} | {:.2f} | {:.2f} | {} | {:.2f} |\n",
+        m.transport, m.bytes >= (int64_t{1} << 30) ? "1 GB" : fmt::format("{} MB", m.bytes >> 20), m.put_gbps,
+        anchor.fresh_set_gbps, mark(fresh_ratio), m.full_put_gbps, anchor.full_set_gbps, mark(full_ratio),
+        m.burst_set_gbps, m.full_put_gbps / m.burst_set_gbps, anchor.set_gbps, mark(cross_ratio),
+        mark(full_cross_ratio), m.put_faults_per_mb, m.full_put_faults_per_mb, m.get_gbps, m.cold_get_gbps,
+        anchor.get_gbps, mark(get_ratio), cold_ratio);
+    report["results"].push_back({{"link", m.transport},
+                                 {"bytes", m.bytes},
+                                 {"put_gbps", m.put_gbps},
+                                 {"full_cache_put_gbps", m.full_put_gbps},
+                                 {"get_gbps", m.get_gbps},
+                                 {"cold_get_gbps", m.cold_get_gbps},
+                                 {"put_server_faults_per_mb", m.put_faults_per_mb},
                                  {"full_cache_put_server_faults_per_mb", m.full_put_faults_per_mb},
-                                 {"anchor_set_gbps", anchor.set_gbps}, {"anchor_new_key_set_gbps", anchor.fresh_set_gbps},
+                                 {"anchor_set_gbps", anchor.set_gbps},
+                                 {"anchor_new_key_set_gbps", anchor.fresh_set_gbps},
                                  {"anchor_full_cache_new_key_set_gbps", anchor.full_set_gbps},
                                  {"anchor_full_cache_one_put_burst_set_gbps", m.burst_set_gbps},
-                                 {"anchor_get_gbps", anchor.get_gbps}, {"put_ratio_new_keys", fresh_ratio},
-                                 {"full_cache_put_ratio_new_keys", full_ratio}, {"put_ratio", cross_ratio},
-                                 {"full_cache_put_ratio", full_cross_ratio}, {"get_ratio", get_ratio},
+                                 {"anchor_get_gbps", anchor.get_gbps},
+                                 {"put_ratio_new_keys", fresh_ratio},
+                                 {"full_cache_put_ratio_new_keys", full_ratio},
+                                 {"put_ratio", cross_ratio},
+                                 {"full_cache_put_ratio", full_cross_ratio},
+                                 {"get_ratio", get_ratio},
                                  {"cold_get_ratio", cold_ratio}});
   }
-  std::cout << fmt::format("target (>= {0} x, like for like: put vs SET new into an empty server, full-cache put vs SET "
-                           "new into the full cache, warm get vs GET): {1}; puts vs the overwriting SET: {2}\n",
-                           kTarget, met ? "met" : "MISSED", met_cross ? "met" : "MISSED");
+  std::cout << fmt::format(
+      "target (>= {0} x, like for like: put vs SET new into an empty server, full-cache put vs SET "
+      "new into the full cache, warm get vs GET): {1}; puts vs the overwriting SET: {2}\n",
+      kTarget, met ? "met" : "MISSED", met_cross ? "met" : "MISSED");
   report["target_met"] = met;
   report["target_met_put_vs_set"] = met_cross;
   report["correct"] = correct;
@@ -441,34 +484,50 @@ int main(int argc, char** argv) {
     const unsigned cores = std::thread::hardware_concurrency();
     const double busiest = std::max(std::atof(load_before.c_str()), std::atof(load_after.c_str()));
     const std::string busy =
-        busiest > cores ? fmt::format(" **Machine busy (load average {:.1f} on {} cores): figures are noisy.**", busiest, cores)
-                        : "";
+        busiest > cores
+            ? fmt::format(" **Machine busy (load average {:.1f} on {} cores): figures are noisy.**", busiest,
+                          cores)
+            : "";
     std::string section = fmt::format(
         "## cache_throughput\n\n"
-        "`build/bench/bench_cache_throughput{}{} --results bench/RESULTS.md`, {}, {}, {} cores; load average {} before, "
-        "{} after (a shared machine: absolute figures swing by 2x between runs; anchor and ours alternate within "
+        "`build/bench/bench_cache_throughput{}{} --results bench/RESULTS.md`, {}, {}, {} cores; load average "
+        "{} before, "
+        "{} after (a shared machine: absolute figures swing by 2x between runs; anchor and ours alternate "
+        "within "
         "the run so load hits both alike, and each figure is the best of {}).{} One private cache server "
         "(`allkeys-lru`, no persistence, maxmemory {}) on a unix socket and on TCP 127.0.0.1; {} MiB chunks, "
-        "`redis.pipeline_bytes` {} MiB, `redis.pipeline_reply_bytes` {} MiB; every get compared byte for byte with what was put ({}).\n\n"
-        "Anchors: `redis-benchmark -t set,get -d {} -n 150 -P 1`, best of `-c 1` and `-c 4`. \"SET\" overwrites "
-        "one key: the server reuses the old value's memory and evicts nothing. \"SET new\" adds `-r 1000000000`, "
-        "a new key per request, as every chunk of a put is: into the empty server it takes fresh pages from the "
+        "`redis.pipeline_bytes` {} MiB, `redis.pipeline_reply_bytes` {} MiB; every get compared byte for "
+        "byte with what was put ({}).\n\n"
+        "Anchors: `redis-benchmark -t set,get -d {} -n 150 -P 1`, best of `-c 1` and `-c 4`. \"SET\" "
+        "overwrites "
+        "one key: the server reuses the old value's memory and evicts nothing. \"SET new\" adds `-r "
+        "1000000000`, "
+        "a new key per request, as every chunk of a put is: into the empty server it takes fresh pages from "
+        "the "
         "kernel; \"SET new (full)\" runs it against the full cache (filled with old values until it evicts, "
         "then at once), so the server evicts older values to make room for each; \"one put's worth\" (a "
-        "diagnostic, not judged) runs only as many of those SETs as the tensor has chunks, on one connection, in "
-        "the same state — a burst the size of one put rather than a 150-request stream. Ours, put: chunking, the xxh3 checksum, the "
+        "diagnostic, not judged) runs only as many of those SETs as the tensor has chunks, on one "
+        "connection, in "
+        "the same state — a burst the size of one put rather than a 150-request stream. Ours, put: chunking, "
+        "the xxh3 checksum, the "
         "PERSIST check and the manifest commit, measured twice — into an empty server after `MEMORY PURGE` "
-        "(fresh pages, like for like with SET new), and into a full cache that evicts older entries to make room "
+        "(fresh pages, like for like with SET new), and into a full cache that evicts older entries to make "
+        "room "
         "(the same filling first, then at once; like for like with SET new (full)). Get: the "
-        "manifest read, checks and checksum; \"warm\" gets land in the previous result's freed buffer (the steady "
-        "state of a trainer), \"cold\" ones in fresh memory. \"server faults/MB\": the server's minor page faults "
+        "manifest read, checks and checksum; \"warm\" gets land in the previous result's freed buffer (the "
+        "steady "
+        "state of a trainer), \"cold\" ones in fresh memory. \"server faults/MB\": the server's minor page "
+        "faults "
         "(`/proc/<pid>/stat`) during the put, per MB put.\n\n{}\n"
-        "Target (>= {:.1f} x redis-benchmark, like for like: put into an empty server vs SET new, put into a full "
-        "cache vs SET new (full), warm get vs GET): {}. Puts vs the overwriting SET (columns put/SET, full/SET): {}.\n",
-        quick ? " --quick" : "", repeat != 3 ? fmt::format(" --repeat {}", repeat) : "", lvrl::bench::utc_now(),
-        lvrl::bench::cpu_model(), cores, load_before, load_after, repeat, busy, maxmemory, chunk_bytes >> 20,
-        redis_options.pipeline_bytes >> 20, redis_options.pipeline_reply_bytes >> 20, correct ? "all correct" : "WRONG results", chunk_bytes, table, kTarget,
-        met ? "met" : "MISSED", met_cross ? "met" : "MISSED");
+        "Target (>= {:.1f} x redis-benchmark, like for like: put into an empty server vs SET new, put into a "
+        "full "
+        "cache vs SET new (full), warm get vs GET): {}. Puts vs the overwriting SET (columns put/SET, "
+        "full/SET): {}.\n",
+        quick ? " --quick" : "", repeat != 3 ? fmt::format(" --repeat {}", repeat) : "",
+        lvrl::bench::utc_now(), lvrl::bench::cpu_model(), cores, load_before, load_after, repeat, busy,
+        maxmemory, chunk_bytes >> 20, redis_options.pipeline_bytes >> 20,
+        redis_options.pipeline_reply_bytes >> 20, correct ? "all correct" : "WRONG results", chunk_bytes,
+        table, kTarget, met ? "met" : "MISSED", met_cross ? "met" : "MISSED");
     lvrl::bench::replace_results_section(results_path, "## cache_throughput", section);
     std::cout << "wrote " << results_path << "\n";
   }

@@ -34,7 +34,6 @@
 #include <ATen/Parallel.h>
 #include <dlfcn.h>
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 #include <spawn.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -49,6 +48,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -223,14 +223,15 @@ struct TrainStep {
   double total() const { return forward_s + backward_s + optimizer_s; }
 };
 
-TrainStep run_train_step(QwenVLImpl& model, torch::optim::AdamW& optimizer, const at::Tensor& ids, bool update = true) {
+TrainStep run_train_step(QwenVLImpl& model, torch::optim::AdamW& optimizer, const at::Tensor& ids,
+                         bool update = true) {
   TrainStep step;
   const int64_t length = ids.size(1);
   const int64_t scored = std::min(kScoredTokens, length - 1);
   optimizer.zero_grad();
   Clock::time_point start = Clock::now();
-  at::Tensor hidden = model.hidden_states(text_input(ids))[0];                    // [L, D]
-  at::Tensor rows = hidden.narrow(0, length - scored - 1, scored);                // predict the last `scored` tokens
+  at::Tensor hidden = model.hidden_states(text_input(ids))[0];      // [L, D]
+  at::Tensor rows = hidden.narrow(0, length - scored - 1, scored);  // predict the last `scored` tokens
   at::Tensor targets = ids[0].narrow(0, length - scored, scored);
   at::Tensor loss = -token_logprobs(rows, model.lm_head_weight(), targets).mean();
   step.loss = loss.item<double>();
@@ -307,9 +308,10 @@ struct Outcome {
 
 // Bytes the naive backend holds at its peak: score-sized float32 tensors [heads, L, L].
 double naive_estimate_gib(const QwenConfig& config, int64_t length, const std::string& phase) {
-  const double scores = 4.0 * static_cast<double>(config.text.num_attention_heads) * static_cast<double>(length) *
-                        static_cast<double>(length);
-  const double count = phase == "train" ? 2.0 * static_cast<double>(config.text.num_hidden_layers) + 5.0 : 5.0;
+  const double scores = 4.0 * static_cast<double>(config.text.num_attention_heads) *
+                        static_cast<double>(length) * static_cast<double>(length);
+  const double count =
+      phase == "train" ? 2.0 * static_cast<double>(config.text.num_hidden_layers) + 5.0 : 5.0;
   return scores * count / (1024.0 * 1024.0 * 1024.0);
 }
 
@@ -346,7 +348,8 @@ Outcome spawn_case(const std::string& self, const Case& c, int threads, const fs
   std::ifstream in(prefix + ".json");
   outcome.report = json::parse(in);
   if (fs::exists(prefix + ".safetensors")) {
-    for (auto& [name, tensor] : lvrl::safetensors::load(prefix + ".safetensors")) outcome.tensors[name] = tensor.clone();
+    for (auto& [name, tensor] : lvrl::safetensors::load(prefix + ".safetensors"))
+      outcome.tensors[name] = tensor.clone();
   }
   outcome.ran = true;
   return outcome;
@@ -365,12 +368,15 @@ double rel_diff(const at::Tensor& a, const at::Tensor& reference) {
   return (a.to(at::kDouble) - r).abs().max().item<double>() / std::max(r.abs().max().item<double>(), 1e-300);
 }
 
-double peak_mib(const Outcome& o) { return o.ran ? o.report.value("vmhwm_mib", o.maxrss_mib) : NAN; }
+double peak_mib(const Outcome& o) {
+  return o.ran ? o.report.value("vmhwm_mib", o.maxrss_mib) : NAN;
+}
 double prefill_tps(const Outcome& o, int64_t length) {
   return o.ran ? static_cast<double>(length) / median(o.report["prefill_s"].get<std::vector<double>>()) : NAN;
 }
 double decode_tps(const Outcome& o) {
-  return o.ran ? static_cast<double>(kDecodeSteps) / median(o.report["decode_s"].get<std::vector<double>>()) : NAN;
+  return o.ran ? static_cast<double>(kDecodeSteps) / median(o.report["decode_s"].get<std::vector<double>>())
+               : NAN;
 }
 double step_s(const Outcome& o, const char* key = "step_s") {
   return o.ran ? median(o.report[key].get<std::vector<double>>()) : NAN;
@@ -379,7 +385,9 @@ double step_s(const Outcome& o, const char* key = "step_s") {
 std::string num(double value, const char* format = "{:.2f}") {
   return std::isnan(value) ? std::string("—") : fmt::format(fmt::runtime(format), value);
 }
-std::string why_not(const Outcome& o) { return o.ran ? "" : o.skipped; }
+std::string why_not(const Outcome& o) {
+  return o.ran ? "" : o.skipped;
+}
 
 // Repetitions after the warm-up: medians of 5 (quick: 3) at 1k; at 8k 2 (quick: 1), the naive
 // training step once (it takes minutes for `small`); at 32k one.
@@ -406,7 +414,8 @@ struct EnvironmentFigure {
   double step = NAN, forward = NAN, backward = NAN, optimizer = NAN, peak = NAN;
 };
 
-std::vector<EnvironmentFigure> run_environment_variants(const std::string& self, int threads, const fs::path& dir,
+std::vector<EnvironmentFigure> run_environment_variants(const std::string& self, int threads,
+                                                        const fs::path& dir,
                                                         const std::vector<Setting>& settings, int rounds,
                                                         bool& correct) {
   std::vector<std::pair<std::string, std::vector<Setting>>> variants = {{"bare", {}}};
@@ -418,7 +427,8 @@ std::vector<EnvironmentFigure> run_environment_variants(const std::string& self,
     for (size_t v = 0; v < variants.size(); ++v) {
       std::vector<std::string> storage;
       std::vector<char*> environment = environment_with(settings, variants[v].second, storage);
-      Outcome outcome = spawn_case(self, c, threads, dir, environment.data(), fmt::format("-env{}-{}", v, round));
+      Outcome outcome =
+          spawn_case(self, c, threads, dir, environment.data(), fmt::format("-env{}-{}", v, round));
       EnvironmentFigure& figure = figures[v];
       figure.label = variants[v].first;
       if (!outcome.ran) {
@@ -466,21 +476,31 @@ int main(int argc, char** argv) {
       return argv[++i];
     };
     try {
-      if (arg == "--quick") quick = true;
-      else if (arg == "--threads") threads = std::max(1, std::stoi(value()));
-      else if (arg == "--presets") presets = split(value());
-      else if (arg == "--lengths") for (const std::string& l : split(value())) lengths.push_back(std::stoll(l));
-      else if (arg == "--memory-gib") budget_gib = std::stod(value());
-      else if (arg == "--results") results = value();
-      else if (arg == "--no-environments") environments = false;
-      else throw std::invalid_argument("unknown option " + arg);
+      if (arg == "--quick")
+        quick = true;
+      else if (arg == "--threads")
+        threads = std::max(1, std::stoi(value()));
+      else if (arg == "--presets")
+        presets = split(value());
+      else if (arg == "--lengths")
+        for (const std::string& l : split(value())) lengths.push_back(std::stoll(l));
+      else if (arg == "--memory-gib")
+        budget_gib = std::stod(value());
+      else if (arg == "--results")
+        results = value();
+      else if (arg == "--no-environments")
+        environments = false;
+      else
+        throw std::invalid_argument("unknown option " + arg);
     } catch (const std::exception& e) {
-      std::cerr << e.what() << "\nusage: bench_model_forward [--quick] [--threads N] [--presets tiny,small] "
-                               "[--lengths 1024,8192,32768] [--memory-gib G] [--no-environments] [--results FILE.md]\n";
+      std::cerr << e.what()
+                << "\nusage: bench_model_forward [--quick] [--threads N] [--presets tiny,small] "
+                   "[--lengths 1024,8192,32768] [--memory-gib G] [--no-environments] [--results FILE.md]\n";
       return 2;
     }
   }
-  if (lengths.empty()) lengths = quick ? std::vector<int64_t>{1024, 8192} : std::vector<int64_t>{1024, 8192, 32768};
+  if (lengths.empty())
+    lengths = quick ? std::vector<int64_t>{1024, 8192} : std::vector<int64_t>{1024, 8192, 32768};
 
   const std::string self = fs::read_symlink("/proc/self/exe").string();
   std::string pattern = (fs::temp_directory_path() / "lvrl-bench-model-XXXXXX").string();
@@ -489,21 +509,24 @@ int main(int argc, char** argv) {
   const std::string load_before = lvrl::bench::first_line("/proc/loadavg");
   const Clock::time_point bench_start = Clock::now();
   const std::string core = blas_core(), environment = environment_prefix();
-  fmt::print("bench_model_forward: {} threads, {}, OpenBLAS kernels {}, memory budget for the naive anchor {:.1f} "
-             "GiB{}{}\n",
-             threads, lvrl::bench::cpu_model(), core.empty() ? "(no OpenBLAS)" : core, budget_gib,
-             quick ? " (quick)" : "", environment.empty() ? "" : "; environment: " + environment);
+  fmt::print(
+      "bench_model_forward: {} threads, {}, OpenBLAS kernels {}, memory budget for the naive anchor {:.1f} "
+      "GiB{}{}\n",
+      threads, lvrl::bench::cpu_model(), core.empty() ? "(no OpenBLAS)" : core, budget_gib,
+      quick ? " (quick)" : "", environment.empty() ? "" : "; environment: " + environment);
   const std::string cpu_flags = lvrl::bench::first_line("/proc/cpuinfo", "flags") + " ";
   const bool has_avx2 = cpu_flags.find(" avx2 ") != std::string::npos;
   const bool has_avx512 = cpu_flags.find(" avx512f ") != std::string::npos;
   if (core == "Prescott" && has_avx2) {
-    fmt::print("note: OpenBLAS does not recognise this CPU and runs its SSE3 (Prescott) kernels; "
-               "OPENBLAS_CORETYPE=SkylakeX (or Haswell) selects AVX-512 (AVX2) ones, several times faster\n");
+    fmt::print(
+        "note: OpenBLAS does not recognise this CPU and runs its SSE3 (Prescott) kernels; "
+        "OPENBLAS_CORETYPE=SkylakeX (or Haswell) selects AVX-512 (AVX2) ones, several times faster\n");
   }
   if (std::atof(load_before.c_str()) > 0.5 * threads && std::getenv("OMP_WAIT_POLICY") == nullptr) {
-    fmt::print("note: load average {:.1f} for {} threads: OpenMP workers that spin-wait for a descheduled one "
-               "slow every parallel op down; OMP_WAIT_POLICY=PASSIVE avoids it\n",
-               std::atof(load_before.c_str()), threads);
+    fmt::print(
+        "note: load average {:.1f} for {} threads: OpenMP workers that spin-wait for a descheduled one "
+        "slow every parallel op down; OMP_WAIT_POLICY=PASSIVE avoids it\n",
+        std::atof(load_before.c_str()), threads);
   }
 
   bool correct = true;
@@ -532,8 +555,8 @@ int main(int argc, char** argv) {
             const Clock::time_point start = Clock::now();
             slot = spawn_case(self, c, threads, dir);
             if (!slot.ran) correct = false;
-            fmt::print("  {:<32} {:6.1f} s  peak RSS {:7.0f} MiB  {}\n", c.name(), seconds_since(start), peak_mib(slot),
-                       slot.ran ? "" : slot.skipped);
+            fmt::print("  {:<32} {:6.1f} s  peak RSS {:7.0f} MiB  {}\n", c.name(), seconds_since(start),
+                       peak_mib(slot), slot.ran ? "" : slot.skipped);
             std::fflush(stdout);
           }
         }
@@ -548,10 +571,11 @@ int main(int argc, char** argv) {
           }
         }
         if (row.block_infer.ran && row.naive_infer.ran) {
-          row.logits_rel = rel_diff(row.block_infer.tensors.at("logits"), row.naive_infer.tensors.at("logits"));
+          row.logits_rel =
+              rel_diff(row.block_infer.tensors.at("logits"), row.naive_infer.tensors.at("logits"));
           if (!(row.logits_rel <= kTolerance)) {
-            fmt::print("WRONG: {} {} prefill logits blockwise vs naive: max rel diff {:.2e} > {:.0e}\n", preset,
-                       length, row.logits_rel, kTolerance);
+            fmt::print("WRONG: {} {} prefill logits blockwise vs naive: max rel diff {:.2e} > {:.0e}\n",
+                       preset, length, row.logits_rel, kTolerance);
             correct = false;
           }
           const at::Tensor a = row.block_infer.tensors.at("tokens"), b = row.naive_infer.tensors.at("tokens");
@@ -573,8 +597,8 @@ int main(int argc, char** argv) {
       fmt::print("  environment sensitivity: tiny-1024-blockwise-train, {} variants x {} rounds\n",
                  tuning_settings(has_avx512, has_avx2).size() + 2, environment_rounds);
       std::fflush(stdout);
-      environment_figures =
-          run_environment_variants(self, threads, dir, tuning_settings(has_avx512, has_avx2), environment_rounds, correct);
+      environment_figures = run_environment_variants(
+          self, threads, dir, tuning_settings(has_avx512, has_avx2), environment_rounds, correct);
     }
   } catch (const std::exception& e) {
     std::cerr << "error: " << e.what() << "\n";
@@ -587,12 +611,16 @@ int main(int argc, char** argv) {
 
   // ---- Report ----
   std::string table1 =
-      "| preset | tokens | prefill tok/s | decode tok/s | train step s (forward / backward / AdamW) | peak RSS "
+      "| preset | tokens | prefill tok/s | decode tok/s | train step s (forward / backward / AdamW) | peak "
+      "RSS "
       "infer MiB | peak RSS train MiB |\n|---|---|---|---|---|---|---|\n";
   std::string table2 =
-      "| preset | tokens | naive prefill tok/s | prefill time blockwise/naive | naive train step s | train time "
-      "blockwise/naive | naive peak RSS infer / train MiB | peak RSS blockwise/naive infer / train | logits rel "
-      "diff | first loss rel diff | greedy tokens | naive not run |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+      "| preset | tokens | naive prefill tok/s | prefill time blockwise/naive | naive train step s | train "
+      "time "
+      "blockwise/naive | naive peak RSS infer / train MiB | peak RSS blockwise/naive infer / train | logits "
+      "rel "
+      "diff | first loss rel diff | greedy tokens | naive not run "
+      "|\n|---|---|---|---|---|---|---|---|---|---|---|---|\n";
   json headline = {{"bench", "model_forward"}, {"threads", threads}, {"quick", quick}};
   double tiny_1k_step = NAN;
   for (const Row& r : rows) {
@@ -600,13 +628,17 @@ int main(int argc, char** argv) {
     const double s = step_s(r.block_train);
     const double np = prefill_tps(r.naive_infer, r.length), ns = step_s(r.naive_train);
     if (r.preset == "tiny" && r.length == 1024) tiny_1k_step = s;
-    const std::string one_step = r.block_train.ran && r.block_train.report["step_s"].size() == 1 ? " (1 step)" : "";
-    table1 += fmt::format("| {} | {} | {} | {} | {}{} ({} / {} / {}) | {} | {} |\n", r.preset, r.length, num(p, "{:.0f}"),
-                          num(d, "{:.1f}"), num(s, "{:.3f}"), one_step, num(step_s(r.block_train, "forward_s"), "{:.3f}"),
+    const std::string one_step =
+        r.block_train.ran && r.block_train.report["step_s"].size() == 1 ? " (1 step)" : "";
+    table1 += fmt::format("| {} | {} | {} | {} | {}{} ({} / {} / {}) | {} | {} |\n", r.preset, r.length,
+                          num(p, "{:.0f}"), num(d, "{:.1f}"), num(s, "{:.3f}"), one_step,
+                          num(step_s(r.block_train, "forward_s"), "{:.3f}"),
                           num(step_s(r.block_train, "backward_s"), "{:.3f}"),
-                          num(step_s(r.block_train, "optimizer_s"), "{:.3f}"), num(peak_mib(r.block_infer), "{:.0f}"),
-                          num(peak_mib(r.block_train), "{:.0f}"));
-    auto or_why = [](const std::string& figure, const Outcome& o) { return o.ran ? figure : std::string("—"); };
+                          num(step_s(r.block_train, "optimizer_s"), "{:.3f}"),
+                          num(peak_mib(r.block_infer), "{:.0f}"), num(peak_mib(r.block_train), "{:.0f}"));
+    auto or_why = [](const std::string& figure, const Outcome& o) {
+      return o.ran ? figure : std::string("—");
+    };
     std::string not_run;
     if (!r.naive_infer.ran) not_run += "infer " + why_not(r.naive_infer);
     if (!r.naive_train.ran) not_run += (not_run.empty() ? "" : "; ") + ("train " + why_not(r.naive_train));
@@ -648,21 +680,23 @@ int main(int argc, char** argv) {
     headline["results"].push_back(entry);
   }
   const bool target_met = tiny_1k_step < 1.0;
-  std::string target_text =
-      std::isnan(tiny_1k_step) ? "not measured"
-                               : fmt::format("{:.3f} s: {}", tiny_1k_step, target_met ? "met" : "MISSED");
+  std::string target_text = std::isnan(tiny_1k_step)
+                                ? "not measured"
+                                : fmt::format("{:.3f} s: {}", tiny_1k_step, target_met ? "met" : "MISSED");
   if (!environment_figures.empty()) {
     const double tuned = environment_figures.back().step;
-    target_text += fmt::format(" in this run's environment; {} s with all three settings below: {}", num(tuned, "{:.3f}"),
-                               tuned < 1.0 ? "met" : "MISSED");
+    target_text += fmt::format(" in this run's environment; {} s with all three settings below: {}",
+                               num(tuned, "{:.3f}"), tuned < 1.0 ? "met" : "MISSED");
   }
   // Environment sensitivity of the tiny 1k step, against the bare environment measured in the same rounds.
   std::string environment_text;
   if (!environment_figures.empty()) {
     const double bare = environment_figures[0].step;
     environment_text = fmt::format(
-        "The same `tiny` 1k training step in a bare environment (the variables below unset), with each setting "
-        "alone and with all three; {} interleaved rounds of 3 steps each, the best round's median; speed-up = "
+        "The same `tiny` 1k training step in a bare environment (the variables below unset), with each "
+        "setting "
+        "alone and with all three; {} interleaved rounds of 3 steps each, the best round's median; speed-up "
+        "= "
         "bare / variant:\n\n"
         "| environment | train step s | forward / backward / AdamW s | peak RSS MiB | speed-up |\n"
         "|---|---|---|---|---|\n",
@@ -670,9 +704,10 @@ int main(int argc, char** argv) {
     json by_environment;
     for (const EnvironmentFigure& f : environment_figures) {
       const double step = f.step;
-      environment_text += fmt::format("| {} | {} | {} / {} / {} | {} | {} |\n", f.label, num(step, "{:.3f}"),
-                                      num(f.forward, "{:.3f}"), num(f.backward, "{:.3f}"), num(f.optimizer, "{:.3f}"),
-                                      num(f.peak, "{:.0f}"), num(bare / step, "{:.2f}"));
+      environment_text +=
+          fmt::format("| {} | {} | {} / {} / {} | {} | {} |\n", f.label, num(step, "{:.3f}"),
+                      num(f.forward, "{:.3f}"), num(f.backward, "{:.3f}"), num(f.optimizer, "{:.3f}"),
+                      num(f.peak, "{:.0f}"), num(bare / step, "{:.2f}"));
       by_environment[f.label] = std::isfinite(step) ? json(step) : json(nullptr);
     }
     environment_text += "\nSettings: ";
@@ -682,8 +717,11 @@ int main(int argc, char** argv) {
     environment_text += "\n\n";
     headline["tiny_train_step_1k_s_by_environment"] = by_environment;
   }
-  std::cout << "\nblockwise attention (the model's backend):\n" << table1 << "\nagainst the naive anchor (ratios "
-            << "blockwise / naive; time ratio of prefill from tokens/s):\n" << table2 << "\n" << environment_text;
+  std::cout << "\nblockwise attention (the model's backend):\n"
+            << table1 << "\nagainst the naive anchor (ratios "
+            << "blockwise / naive; time ratio of prefill from tokens/s):\n"
+            << table2 << "\n"
+            << environment_text;
   fmt::print("target: tiny trains a 1k-token step (loss on the last {} tokens) in < 1 s: {}\n", kScoredTokens,
              target_text);
   fmt::print("load average before {} / after {}; total {:.0f} s\n", load_before, load_after, total_s);
@@ -694,32 +732,42 @@ int main(int argc, char** argv) {
     std::strftime(date, sizeof(date), "%Y-%m-%d %H:%M UTC", std::gmtime(&now));
     const double busiest = std::max(std::atof(load_before.c_str()), std::atof(load_after.c_str()));
     const std::string busy =
-        busiest > 1.0 ? fmt::format(" **Machine busy (load average up to {:.1f}): times are noisy.**", busiest) : "";
+        busiest > 1.0
+            ? fmt::format(" **Machine busy (load average up to {:.1f}): times are noisy.**", busiest)
+            : "";
     const std::string section = fmt::format(
         "## model_forward\n\n"
-        "**{} run**, {}: {}, {} threads (`at::set_num_threads`), Debian LibTorch 1.13 (CPU), OpenBLAS kernels "
+        "**{} run**, {}: {}, {} threads (`at::set_num_threads`), Debian LibTorch 1.13 (CPU), OpenBLAS "
+        "kernels "
         "{}, float32; load average before {} / after {}; the whole run took {:.0f} s.{} Run: "
         "`{}build/bench/bench_model_forward{} --results bench/RESULTS.md`.\n\n"
-        "Text-only sequences of random ids, batch 1, presets `tiny` (2 layers, hidden 64) and `small` (4 layers, "
-        "hidden 256), both with the real 151936-token vocabulary. Each case runs in its own child process, so "
+        "Text-only sequences of random ids, batch 1, presets `tiny` (2 layers, hidden 64) and `small` (4 "
+        "layers, "
+        "hidden 256), both with the real 151936-token vocabulary. Each case runs in its own child process, "
+        "so "
         "peak RSS (VmHWM, LibTorch and the weights included) is per case: \"infer\" = prefill into a KVCache "
-        "(no_grad) + {} greedy decode steps; \"train\" = `hidden_states` over the sequence, `token_logprobs` on "
-        "the last {} positions, loss = -mean, backward, `torch::optim::AdamW` step. Times are medians after a "
+        "(no_grad) + {} greedy decode steps; \"train\" = `hidden_states` over the sequence, `token_logprobs` "
+        "on "
+        "the last {} positions, loss = -mean, backward, `torch::optim::AdamW` step. Times are medians after "
+        "a "
         "warm-up (at full length for 1k, on {} tokens beyond) of {}.\n\n"
         "Blockwise attention (the model's backend):\n\n{}\n"
         "Decode steps are bound by the LM head, not attention: each reads the whole 151936-row head (39 MB "
-        "for `tiny`, 156 MB for `small`) for one token. The training step's forward includes `token_logprobs` "
+        "for `tiny`, 156 MB for `small`) for one token. The training step's forward includes "
+        "`token_logprobs` "
         "over 128 × 151936 logits, its backward recomputes them.\n\n"
         "Against the anchor, the naive backend (the whole L×L score matrix, ATen autograd) on the same case; "
         "ratios are blockwise / naive (< 1: blockwise faster or smaller). Naive cases whose score matrices "
-        "would not fit the memory budget ({:.1f} GiB, 80% of MemAvailable) are skipped with the estimate.\n\n{}\n"
+        "would not fit the memory budget ({:.1f} GiB, 80% of MemAvailable) are skipped with the "
+        "estimate.\n\n{}\n"
         "Target: `tiny` trains a 1k-token step (loss on the last {} tokens) in under a second: **{}**.\n\n{}"
         "Checks: losses finite, prefill logits and first loss blockwise vs naive <= {:.0e} relative: {}.\n",
-        quick ? "Quick (`--quick`)" : "Full", date, lvrl::bench::cpu_model(), threads, core, load_before, load_after,
-        total_s, busy, environment, quick ? " --quick" : "", kDecodeSteps, kScoredTokens, kWarmupTokens,
-        quick ? "3 repetitions at 1k, one beyond" : "5 repetitions at 1k, 2 at 8k (the naive training step once), one at 32k",
-        table1,
-        budget_gib, table2, kScoredTokens, target_text, environment_text, kTolerance,
+        quick ? "Quick (`--quick`)" : "Full", date, lvrl::bench::cpu_model(), threads, core, load_before,
+        load_after, total_s, busy, environment, quick ? " --quick" : "", kDecodeSteps, kScoredTokens,
+        kWarmupTokens,
+        quick ? "3 repetitions at 1k, one beyond"
+              : "5 repetitions at 1k, 2 at 8k (the naive training step once), one at 32k",
+        table1, budget_gib, table2, kScoredTokens, target_text, environment_text, kTolerance,
         correct ? "all passed" : "**FAILED**");
     lvrl::bench::replace_results_section(results, "## model_forward", section);
     fmt::print("wrote {}\n", results);

@@ -2,14 +2,14 @@
 // Every command takes --url, or --config whose redis.cache_url names the server; a miss or a
 // connection failure is a non-zero exit with the reason on stderr (2: bad input or no such entry;
 // 1: the server could not be reached).
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
-#include <nlohmann/json.hpp>
 
+#include <CLI/CLI.hpp>
 #include <ctime>
 #include <iostream>
 #include <memory>
+#include <nlohmann/json.hpp>
 
 #include "cache/embedding_cache.h"
 #include "cache/redis_config.h"
@@ -69,52 +69,59 @@ std::string describe_entry(const CacheManifest& m) {
                      human_bytes(static_cast<double>(m.bytes)), m.chunks, m.chunks == 1 ? "" : "s");
 }
 
-const RegisterCommand stats_command("cache stats", "Entries, memory and evictions of a cache server", [](CLI::App& app) {
-  auto args = std::make_shared<ServerArgs>();
-  add_server_options(app, *args);
-  return [args] {
-    EmbeddingCache cache = open_cache(*args);
-    std::vector<CacheEntry> entries = cache.list();
-    uint64_t bytes = 0, chunks = 0, unreadable = 0;
-    for (const CacheEntry& entry : entries) {
-      if (!entry.manifest || !entry.problem.empty()) {
-        ++unreadable;
-        continue;
-      }
-      bytes += entry.manifest->bytes;
-      chunks += entry.manifest->chunks;
-    }
-    CacheStats stats = cache.stats();
-    std::cout << fmt::format("server     {}\nnamespace  {}\n", cache.endpoint().describe(), cache.options().ns);
-    std::cout << fmt::format("entries    {} ({} in {} chunks){}\n", entries.size(), human_bytes(static_cast<double>(bytes)),
-                             chunks, unreadable > 0 ? fmt::format(", {} with a bad manifest", unreadable) : "");
-    std::cout << fmt::format("keys       {} in the database (all namespaces)\n", stats.server_keys);
-    std::cout << fmt::format("memory     {} used of {} ({}), {} keys evicted since the server started\n",
-                             human_bytes(static_cast<double>(stats.used_memory)),
-                             stats.maxmemory > 0 ? human_bytes(static_cast<double>(stats.maxmemory)) : "no limit",
-                             stats.maxmemory_policy, stats.evicted_keys);
-    return 0;
-  };
-});
+const RegisterCommand stats_command(
+    "cache stats", "Entries, memory and evictions of a cache server", [](CLI::App& app) {
+      auto args = std::make_shared<ServerArgs>();
+      add_server_options(app, *args);
+      return [args] {
+        EmbeddingCache cache = open_cache(*args);
+        std::vector<CacheEntry> entries = cache.list();
+        uint64_t bytes = 0, chunks = 0, unreadable = 0;
+        for (const CacheEntry& entry : entries) {
+          if (!entry.manifest || !entry.problem.empty()) {
+            ++unreadable;
+            continue;
+          }
+          bytes += entry.manifest->bytes;
+          chunks += entry.manifest->chunks;
+        }
+        CacheStats stats = cache.stats();
+        std::cout << fmt::format("server     {}\nnamespace  {}\n", cache.endpoint().describe(),
+                                 cache.options().ns);
+        std::cout << fmt::format("entries    {} ({} in {} chunks){}\n", entries.size(),
+                                 human_bytes(static_cast<double>(bytes)), chunks,
+                                 unreadable > 0 ? fmt::format(", {} with a bad manifest", unreadable) : "");
+        std::cout << fmt::format("keys       {} in the database (all namespaces)\n", stats.server_keys);
+        std::cout << fmt::format(
+            "memory     {} used of {} ({}), {} keys evicted since the server started\n",
+            human_bytes(static_cast<double>(stats.used_memory)),
+            stats.maxmemory > 0 ? human_bytes(static_cast<double>(stats.maxmemory)) : "no limit",
+            stats.maxmemory_policy, stats.evicted_keys);
+        return 0;
+      };
+    });
 
-const RegisterCommand ls_command("cache ls", "List cached entries: key, dtype, shape, size, created", [](CLI::App& app) {
-  auto args = std::make_shared<ServerArgs>();
-  auto prefix = std::make_shared<std::string>();
-  add_server_options(app, *args);
-  app.add_option("--prefix", *prefix, "only keys starting with this");
-  return [args, prefix] {
-    EmbeddingCache cache = open_cache(*args);
-    for (const CacheEntry& entry : cache.list(*prefix)) {
-      if (entry.manifest && entry.problem.empty()) {
-        std::cout << fmt::format("{}  {}  created {}\n", entry.key, describe_entry(*entry.manifest),
-                                 utc_time(entry.manifest->created_unix_ms));
-      } else {
-        std::cout << fmt::format("{}  BROKEN: {}\n", entry.key, entry.problem);
-      }
-    }
-    return 0;
-  };
-});
+const RegisterCommand ls_command("cache ls", "List cached entries: key, dtype, shape, size, created",
+                                 [](CLI::App& app) {
+                                   auto args = std::make_shared<ServerArgs>();
+                                   auto prefix = std::make_shared<std::string>();
+                                   add_server_options(app, *args);
+                                   app.add_option("--prefix", *prefix, "only keys starting with this");
+                                   return [args, prefix] {
+                                     EmbeddingCache cache = open_cache(*args);
+                                     for (const CacheEntry& entry : cache.list(*prefix)) {
+                                       if (entry.manifest && entry.problem.empty()) {
+                                         std::cout << fmt::format("{}  {}  created {}\n", entry.key,
+                                                                  describe_entry(*entry.manifest),
+                                                                  utc_time(entry.manifest->created_unix_ms));
+                                       } else {
+                                         std::cout
+                                             << fmt::format("{}  BROKEN: {}\n", entry.key, entry.problem);
+                                       }
+                                     }
+                                     return 0;
+                                   };
+                                 });
 
 const RegisterCommand verify_command(
     "cache verify", "Re-read every entry and check chunks and checksums; exit 1 if broken entries remain",
@@ -136,24 +143,27 @@ const RegisterCommand verify_command(
           ++broken;
           std::cout << fmt::format("BROKEN {}: {}{}\n", entry.key, problem, *remove ? " (deleted)" : "");
         }
-        std::cout << fmt::format("verified {} entries: {} good, {} broken{}\n", checked, checked - broken, broken,
-                                 broken > 0 ? (*remove ? ", deleted" : "; run with --delete to remove them") : "");
+        std::cout << fmt::format(
+            "verified {} entries: {} good, {} broken{}\n", checked, checked - broken, broken,
+            broken > 0 ? (*remove ? ", deleted" : "; run with --delete to remove them") : "");
         return broken > 0 && !*remove ? 1 : 0;
       };
     });
 
-const RegisterCommand rm_command("cache rm", "Delete one entry (and chunks of its unfinished puts)", [](CLI::App& app) {
-  auto args = std::make_shared<ServerArgs>();
-  auto key = std::make_shared<std::string>();
-  add_server_options(app, *args);
-  app.add_option("--key", *key, "the entry's key")->required();
-  return [args, key] {
-    EmbeddingCache cache = open_cache(*args);
-    if (!cache.remove(*key)) throw InputError({"", 0, "--key", *key}, "no such entry in " + cache.endpoint().describe());
-    std::cout << "removed " << *key << "\n";
-    return 0;
-  };
-});
+const RegisterCommand rm_command(
+    "cache rm", "Delete one entry (and chunks of its unfinished puts)", [](CLI::App& app) {
+      auto args = std::make_shared<ServerArgs>();
+      auto key = std::make_shared<std::string>();
+      add_server_options(app, *args);
+      app.add_option("--key", *key, "the entry's key")->required();
+      return [args, key] {
+        EmbeddingCache cache = open_cache(*args);
+        if (!cache.remove(*key))
+          throw InputError({"", 0, "--key", *key}, "no such entry in " + cache.endpoint().describe());
+        std::cout << "removed " << *key << "\n";
+        return 0;
+      };
+    });
 
 struct PutArgs {
   ServerArgs server;
@@ -161,7 +171,8 @@ struct PutArgs {
 };
 
 const RegisterCommand put_command(
-    "cache put", "Store a tensor of a safetensors file (the first, or --tensor NAME) under a key", [](CLI::App& app) {
+    "cache put", "Store a tensor of a safetensors file (the first, or --tensor NAME) under a key",
+    [](CLI::App& app) {
       auto args = std::make_shared<PutArgs>();
       add_server_options(app, args->server);
       app.add_option("--key", args->key, "the entry's key")->required();
@@ -213,25 +224,27 @@ class SafetensorsSink : public PayloadSink {
   std::optional<safetensors::StreamWriter> writer_;
 };
 
-const RegisterCommand get_command("cache get", "Write an entry's tensor to a safetensors file", [](CLI::App& app) {
-  auto args = std::make_shared<PutArgs>();
-  add_server_options(app, args->server);
-  app.add_option("--key", args->key, "the entry's key")->required();
-  app.add_option("--out", args->file, "the .safetensors file to write")->required();
-  return [args] {
-    EmbeddingCache cache = open_cache(args->server);
-    SafetensorsSink sink(args->file, args->key);
-    std::optional<CacheManifest> hit = cache.read_into(args->key, sink);
-    if (!hit) {
-      throw InputError({"", 0, "--key", args->key},
-                       fmt::format("not in the cache at {} (absent, or found broken and deleted: see the log)",
-                                   cache.endpoint().describe()));
-    }
-    sink.commit();
-    std::cout << fmt::format("wrote {}: {} \"{}\"\n", args->file, describe_entry(*hit), sink.name());
-    return 0;
-  };
-});
+const RegisterCommand get_command(
+    "cache get", "Write an entry's tensor to a safetensors file", [](CLI::App& app) {
+      auto args = std::make_shared<PutArgs>();
+      add_server_options(app, args->server);
+      app.add_option("--key", args->key, "the entry's key")->required();
+      app.add_option("--out", args->file, "the .safetensors file to write")->required();
+      return [args] {
+        EmbeddingCache cache = open_cache(args->server);
+        SafetensorsSink sink(args->file, args->key);
+        std::optional<CacheManifest> hit = cache.read_into(args->key, sink);
+        if (!hit) {
+          throw InputError(
+              {"", 0, "--key", args->key},
+              fmt::format("not in the cache at {} (absent, or found broken and deleted: see the log)",
+                          cache.endpoint().describe()));
+        }
+        sink.commit();
+        std::cout << fmt::format("wrote {}: {} \"{}\"\n", args->file, describe_entry(*hit), sink.name());
+        return 0;
+      };
+    });
 
 }  // namespace
 }  // namespace lvrl::cache

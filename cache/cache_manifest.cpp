@@ -2,9 +2,9 @@
 
 #include <c10/core/ScalarType.h>
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include <limits>
+#include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "core/safetensors.h"
@@ -113,8 +113,8 @@ std::string CacheManifest::inconsistency() const {
   if (chunk_bytes == 0) return "chunk_bytes is 0";
   const uint64_t expected_chunks = bytes / chunk_bytes + (bytes % chunk_bytes != 0 ? 1 : 0);
   if (chunks != expected_chunks) {
-    return fmt::format("{} bytes in chunks of {} make {} chunks, but the manifest says {}", bytes, chunk_bytes,
-                       expected_chunks, chunks);
+    return fmt::format("{} bytes in chunks of {} make {} chunks, but the manifest says {}", bytes,
+                       chunk_bytes, expected_chunks, chunks);
   }
   if (metadata.grid_thw.size() % 3 != 0) return "grid_thw does not hold (T, H, W) triples";
   return "";

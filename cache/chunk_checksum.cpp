@@ -37,7 +37,8 @@ void ChunkChecksum::add(const char* data, size_t size) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     // In slices, so that digest() never waits long for a slice an idle-class thread has begun.
-    for (size_t at = 0; at < size; at += kSliceBytes) pending_.emplace_back(data + at, std::min(kSliceBytes, size - at));
+    for (size_t at = 0; at < size; at += kSliceBytes)
+      pending_.emplace_back(data + at, std::min(kSliceBytes, size - at));
   }
   changed_.notify_all();
 }

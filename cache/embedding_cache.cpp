@@ -20,8 +20,8 @@ namespace {
 // broken must not delete entry B that another writer committed since.
 constexpr const char* kCompareAndDelete =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
-constexpr size_t kKeysPerCommand = 512;       // UNLINK / EXISTS batch
-constexpr uint64_t kMaxEntryBytes = uint64_t{1} << 40;  // a manifest claiming more is corrupt
+constexpr size_t kKeysPerCommand = 512;                      // UNLINK / EXISTS batch
+constexpr uint64_t kMaxEntryBytes = uint64_t{1} << 40;       // a manifest claiming more is corrupt
 constexpr uint64_t kMaxChunkBytes = uint64_t{512} << 20;     // Redis' largest string
 constexpr uint64_t kStreamWindowBytes = uint64_t{16} << 20;  // read_into's chunks in memory at once
 
@@ -78,13 +78,16 @@ struct EmbeddingCache::Loaded {
 
 void EmbeddingCache::check_key(const std::string& key) {
   bool good = !key.empty() && key.size() <= 256 && std::all_of(key.begin(), key.end(), allowed_key_char);
-  if (!good) throw InputError({"", 0, "cache key", key}, "expected 1-256 characters of A-Z a-z 0-9 . _ / = + -");
+  if (!good)
+    throw InputError({"", 0, "cache key", key}, "expected 1-256 characters of A-Z a-z 0-9 . _ / = + -");
 }
 
-EmbeddingCache::EmbeddingCache(RedisEndpoint endpoint, EmbeddingCacheOptions options, RedisOptions redis_options)
+EmbeddingCache::EmbeddingCache(RedisEndpoint endpoint, EmbeddingCacheOptions options,
+                               RedisOptions redis_options)
     : options_(std::move(options)), pool_(std::move(endpoint), redis_options) {
   if (options_.ns.empty() || !std::all_of(options_.ns.begin(), options_.ns.end(), allowed_key_char)) {
-    throw InputError({"", 0, "cache namespace", options_.ns}, "expected characters of A-Z a-z 0-9 . _ / = + -");
+    throw InputError({"", 0, "cache namespace", options_.ns},
+                     "expected characters of A-Z a-z 0-9 . _ / = + -");
   }
   if (options_.chunk_bytes == 0 || options_.chunk_bytes > (size_t{512} << 20)) {
     throw InputError({"", 0, "chunk_bytes", std::to_string(options_.chunk_bytes)},
@@ -96,17 +99,21 @@ std::string EmbeddingCache::manifest_key(const std::string& key) const {
   return "lvrl:" + options_.ns + ":emb:m:" + key;
 }
 
-std::string EmbeddingCache::chunk_key(const std::string& key, const std::string& writer, uint64_t index) const {
+std::string EmbeddingCache::chunk_key(const std::string& key, const std::string& writer,
+                                      uint64_t index) const {
   return fmt::format("lvrl:{}:emb:c:{}:{}:{}", options_.ns, key, writer, index);
 }
 
-PutResult EmbeddingCache::put(const std::string& key, const at::Tensor& tensor, const EmbeddingMetadata& metadata) {
+PutResult EmbeddingCache::put(const std::string& key, const at::Tensor& tensor,
+                              const EmbeddingMetadata& metadata) {
   check_key(key);
   const InputWhere where{"", 0, "cache key", key};
-  if (!tensor.defined() || tensor.layout() != at::kStrided) throw InputError(where, "expected a dense tensor");
+  if (!tensor.defined() || tensor.layout() != at::kStrided)
+    throw InputError(where, "expected a dense tensor");
   if (manifest_dtype_name(tensor.scalar_type()) == nullptr) {
-    throw InputError(where, fmt::format("cannot cache dtype {}; expected one of BOOL U8 I8 I16 I32 I64 F16 BF16 F32 F64",
-                                        c10::toString(tensor.scalar_type())));
+    throw InputError(
+        where, fmt::format("cannot cache dtype {}; expected one of BOOL U8 I8 I16 I32 I64 F16 BF16 F32 F64",
+                           c10::toString(tensor.scalar_type())));
   }
   if (metadata.grid_thw.size() % 3 != 0) throw InputError(where, "grid_thw must hold (T, H, W) triples");
   const at::Tensor data = tensor.to(at::kCPU).contiguous();
@@ -162,15 +169,17 @@ PutResult EmbeddingCache::put(const std::string& key, const at::Tensor& tensor, 
 
     // 2. All still there? PERSIST answers 0 for a chunk that is gone (restart, eviction, TTL).
     commands.clear();
-    for (uint64_t i = 0; i < manifest.chunks; ++i) commands.push_back(RedisCommand{"PERSIST"}.add(chunk_key(key, manifest.writer, i)));
+    for (uint64_t i = 0; i < manifest.chunks; ++i)
+      commands.push_back(RedisCommand{"PERSIST"}.add(chunk_key(key, manifest.writer, i)));
     uint64_t vanished = 0;
     client.pipeline(commands, Retry::Idempotent, [&](size_t, const RedisReply& reply) {
       if (reply.integer() != 1) ++vanished;
     });
     if (vanished > 0) {
-      LVRL_WARN("embedding cache: {} of {} chunks of {} vanished before the commit (server restart or eviction); "
-                "attempt {} of {}",
-                vanished, manifest.chunks, key, attempt, options_.attempts);
+      LVRL_WARN(
+          "embedding cache: {} of {} chunks of {} vanished before the commit (server restart or eviction); "
+          "attempt {} of {}",
+          vanished, manifest.chunks, key, attempt, options_.attempts);
       delete_chunks(client, key, manifest.writer, manifest.chunks);
       continue;
     }
@@ -208,10 +217,11 @@ PutResult EmbeddingCache::put(const std::string& key, const at::Tensor& tensor, 
     bytes_written_ += manifest.bytes;
     return PutResult::Stored;
   }
-  fail_redis("EmbeddingCache::put " + key,
-             fmt::format("{}: the chunks vanished before the commit in each of {} attempts: the server restarted, "
-                         "or evicted them (is its maxmemory larger than {} bytes?)",
-                         endpoint().describe(), options_.attempts, manifest.bytes));
+  fail_redis(
+      "EmbeddingCache::put " + key,
+      fmt::format("{}: the chunks vanished before the commit in each of {} attempts: the server restarted, "
+                  "or evicted them (is its maxmemory larger than {} bytes?)",
+                  endpoint().describe(), options_.attempts, manifest.bytes));
 }
 
 namespace {
@@ -248,7 +258,8 @@ EmbeddingCache::Loaded EmbeddingCache::load(RedisClient& client, const std::stri
   }
   const CacheManifest& manifest = *out.manifest;
   out.problem = manifest.inconsistency();
-  if (out.problem.empty() && manifest.bytes > kMaxEntryBytes) out.problem = "the manifest claims more than 1 TiB";
+  if (out.problem.empty() && manifest.bytes > kMaxEntryBytes)
+    out.problem = "the manifest claims more than 1 TiB";
   if (!out.problem.empty()) return out;
   if (sink != nullptr) {
     stream(client, key, out, *sink);
@@ -336,8 +347,8 @@ EmbeddingCache::Loaded EmbeddingCache::load_settled(RedisClient& client, const s
     const uint64_t generation = client.generation();
     Loaded loaded = load(client, key, sink);
     if (client.generation() == generation) return loaded;
-    LVRL_WARN("embedding cache: reconnected while reading {}; reading it again (attempt {} of {})", key, attempt,
-              options_.attempts);
+    LVRL_WARN("embedding cache: reconnected while reading {}; reading it again (attempt {} of {})", key,
+              attempt, options_.attempts);
   }
   fail_redis(fmt::format("EmbeddingCache::{} {}", operation, key),
              fmt::format("{}: the connection dropped during each of {} reads", endpoint().describe(),
@@ -386,11 +397,13 @@ std::string EmbeddingCache::verify(const std::string& key, bool delete_broken) {
   Loaded loaded = load_settled(client, key, "verify");
   if (loaded.status == Loaded::Status::Miss) return "no such entry";
   if (loaded.status == Loaded::Status::Hit) return "";
-  if (delete_broken) delete_entry(client, key, loaded.manifest_text, loaded.manifest ? &*loaded.manifest : nullptr);
+  if (delete_broken)
+    delete_entry(client, key, loaded.manifest_text, loaded.manifest ? &*loaded.manifest : nullptr);
   return loaded.problem;
 }
 
-bool EmbeddingCache::chunks_present(RedisClient& client, const std::string& key, const CacheManifest& manifest) {
+bool EmbeddingCache::chunks_present(RedisClient& client, const std::string& key,
+                                    const CacheManifest& manifest) {
   std::vector<RedisCommand> commands;
   for (uint64_t i = 0; i < manifest.chunks; ++i) {
     if (i % kKeysPerCommand == 0) commands.push_back(RedisCommand{"EXISTS"});
@@ -431,7 +444,8 @@ size_t EmbeddingCache::delete_matching(RedisClient& client, const std::string& p
   size_t deleted = 0;
   std::string cursor = "0";
   do {
-    RedisReply page = client.run(RedisCommand{"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"}, Retry::Idempotent);
+    RedisReply page =
+        client.run(RedisCommand{"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"}, Retry::Idempotent);
     cursor = page[0].str();
     RedisReply keys = page[1];
     if (keys.size() == 0) continue;
@@ -442,9 +456,10 @@ size_t EmbeddingCache::delete_matching(RedisClient& client, const std::string& p
   return deleted;
 }
 
-void EmbeddingCache::delete_entry(RedisClient& client, const std::string& key, const std::string& manifest_text,
-                                  const CacheManifest* manifest) {
-  client.run(RedisCommand{"EVAL", kCompareAndDelete, "1", manifest_key(key)}.add(manifest_text), Retry::Idempotent);
+void EmbeddingCache::delete_entry(RedisClient& client, const std::string& key,
+                                  const std::string& manifest_text, const CacheManifest* manifest) {
+  client.run(RedisCommand{"EVAL", kCompareAndDelete, "1", manifest_key(key)}.add(manifest_text),
+             Retry::Idempotent);
   if (manifest != nullptr && !manifest->writer.empty() && manifest->inconsistency().empty()) {
     delete_chunks(client, key, manifest->writer, manifest->chunks);
   } else {  // the manifest cannot say where its chunks are: every chunk of the key goes
@@ -458,7 +473,9 @@ bool EmbeddingCache::remove(const std::string& key) {
   RedisClient& client = *lease;
   RedisReply reply = client.run(RedisCommand{"GET", manifest_key(key)}, Retry::Idempotent);
   bool existed = !reply.is_nil();
-  if (existed) client.run(RedisCommand{"EVAL", kCompareAndDelete, "1", manifest_key(key)}.add(reply.text()), Retry::Idempotent);
+  if (existed)
+    client.run(RedisCommand{"EVAL", kCompareAndDelete, "1", manifest_key(key)}.add(reply.text()),
+               Retry::Idempotent);
   // Every writer's chunks: the committed one's and those of unfinished puts.
   existed |= delete_matching(client, fmt::format("lvrl:{}:emb:c:{}:*", options_.ns, glob_escape(key))) > 0;
   return existed;
@@ -474,8 +491,9 @@ std::vector<CacheEntry> EmbeddingCache::list(const std::string& prefix) {
   std::vector<std::string> keys;
   std::string cursor = "0";
   do {
-    RedisReply page = client.run(
-        RedisCommand{"SCAN", cursor, "MATCH", head + glob_escape(prefix) + "*", "COUNT", "1000"}, Retry::Idempotent);
+    RedisReply page =
+        client.run(RedisCommand{"SCAN", cursor, "MATCH", head + glob_escape(prefix) + "*", "COUNT", "1000"},
+                   Retry::Idempotent);
     cursor = page[0].str();
     for (size_t i = 0; i < page[1].size(); ++i) keys.push_back(page[1][i].str());
   } while (cursor != "0");

@@ -40,8 +40,8 @@
 namespace lvrl::cache {
 
 struct EmbeddingCacheOptions {
-  std::string ns = "default";                  // Redis keys: lvrl:{ns}:emb:...
-  size_t chunk_bytes = size_t{4} << 20;         // 4 MiB
+  std::string ns = "default";                     // Redis keys: lvrl:{ns}:emb:...
+  size_t chunk_bytes = size_t{4} << 20;           // 4 MiB
   std::chrono::milliseconds staging_ttl{600000};  // an unfinished put's chunks expire after this
   int attempts = 3;  // a put or get that crossed a server restart or eviction starts over this often
   // For tests: called after each chunk is acknowledged ("put") or received ("get"), on the calling

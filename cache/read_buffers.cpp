@@ -28,7 +28,8 @@ class Pool {
     std::lock_guard<std::mutex> lock(mutex_);
     auto best = free_.end();
     for (auto it = free_.begin(); it != free_.end(); ++it) {
-      if (it->capacity >= bytes && it->capacity <= 2 * bytes && (best == free_.end() || it->capacity < best->capacity)) {
+      if (it->capacity >= bytes && it->capacity <= 2 * bytes &&
+          (best == free_.end() || it->capacity < best->capacity)) {
         best = it;
       }
     }
@@ -89,9 +90,12 @@ at::Tensor allocate_read_tensor(const std::vector<int64_t>& shape, at::ScalarTyp
   if (bytes < kMinimumBytes) return at::empty(shape, options);
   Mapping mapping = pool().take(bytes);
   if (mapping.base == nullptr) mapping = map_huge(bytes);
-  return at::from_blob(mapping.aligned, shape, [mapping](void*) { pool().give(mapping); }, options);
+  return at::from_blob(
+      mapping.aligned, shape, [mapping](void*) { pool().give(mapping); }, options);
 }
 
-void release_read_buffers() { pool().clear(); }
+void release_read_buffers() {
+  pool().clear();
+}
 
 }  // namespace lvrl::cache

@@ -7,7 +7,7 @@
 
 #include "core/error.h"
 
-#define LVRL_REDIS_CHECK(context, statement)                                     \
-  LVRL_CHECK_GEN("hiredis", statement, lvrl_rc == REDIS_OK,                      \
-                 std::string((context) != nullptr && (context)->err ? (context)->errstr \
-                                                                    : "no context error text"))
+#define LVRL_REDIS_CHECK(context, statement)     \
+  LVRL_CHECK_GEN(                                \
+      "hiredis", statement, lvrl_rc == REDIS_OK, \
+      std::string((context) != nullptr && (context)->err ? (context)->errstr : "no context error text"))

@@ -48,7 +48,9 @@ milliseconds jittered(milliseconds delay) {
 // Commands carrying this many bytes or more go out through wire::write_command, uncopied.
 constexpr size_t kZeroCopyBytes = 64 << 10;
 
-bool is_loading(const RedisReply& reply) { return reply.is_error() && reply.text().rfind("LOADING", 0) == 0; }
+bool is_loading(const RedisReply& reply) {
+  return reply.is_error() && reply.text().rfind("LOADING", 0) == 0;
+}
 }  // namespace
 
 struct RedisClient::Lost {
@@ -61,7 +63,9 @@ RedisClient::RedisClient(RedisEndpoint endpoint, RedisOptions options)
   ensure_connected(options_.first_connect_for, "connect");
 }
 
-RedisClient::~RedisClient() { disconnect(); }
+RedisClient::~RedisClient() {
+  disconnect();
+}
 
 void RedisClient::disconnect() {
   if (context_ != nullptr) redisFree(context_);
@@ -90,7 +94,8 @@ void RedisClient::ensure_connected(milliseconds retry_for, const std::string& st
       return;
     }
     if (Clock::now() + delay > start + retry_for) {
-      std::string before = last_failure_.empty() ? "" : fmt::format(" (the connection had dropped: {})", last_failure_);
+      std::string before =
+          last_failure_.empty() ? "" : fmt::format(" (the connection had dropped: {})", last_failure_);
       give_up(statement, fmt::format("cannot connect: {}{}; {} tries in {:.1f} s", failure, before, tries,
                                      seconds_since(start)));
     }
@@ -133,8 +138,8 @@ void RedisClient::login(redisContext* context) {
     std::vector<const char*> argv;
     std::vector<size_t> lengths;
     command.fill_argv(argv, lengths);
-    LVRL_REDIS_CHECK(context, redisAppendCommandArgv(context, static_cast<int>(argv.size()), argv.data(),
-                                                     lengths.data()));
+    LVRL_REDIS_CHECK(
+        context, redisAppendCommandArgv(context, static_cast<int>(argv.size()), argv.data(), lengths.data()));
     void* raw = nullptr;
     LVRL_REDIS_CHECK(context, redisGetReply(context, &raw));
     return RedisReply::adopt(static_cast<redisReply*>(raw));
@@ -146,7 +151,8 @@ void RedisClient::login(redisContext* context) {
     auth.add(endpoint_.password).mark_secret(auth.argc() - 1);
     RedisReply reply = call(auth);
     if (reply.is_error()) {
-      if (is_loading(reply)) ::lvrl::detail::fail_library("redis", "AUTH", __func__, __FILE__, __LINE__, reply.str());
+      if (is_loading(reply))
+        ::lvrl::detail::fail_library("redis", "AUTH", __func__, __FILE__, __LINE__, reply.str());
       throw InputError(where, fmt::format("the server refused the password: {}", reply.text()));
     }
   }
@@ -159,8 +165,9 @@ void RedisClient::login(redisContext* context) {
   RedisReply pong = call(RedisCommand{"PING"});
   if (pong.is_error()) {
     if (pong.text().rfind("NOAUTH", 0) == 0) {
-      throw InputError(where, "the server requires a password: give it in the URL (redis://:PASSWORD@host:port "
-                              "or unix:///path?password=PASSWORD)");
+      throw InputError(where,
+                       "the server requires a password: give it in the URL (redis://:PASSWORD@host:port "
+                       "or unix:///path?password=PASSWORD)");
     }
     ::lvrl::detail::fail_library("redis", "PING", __func__, __FILE__, __LINE__, pong.str());
   }
@@ -185,7 +192,8 @@ void RedisClient::send(const RedisCommand& command) {
   std::vector<const char*> argv;
   std::vector<size_t> lengths;
   command.fill_argv(argv, lengths);
-  LVRL_REDIS_CHECK(context, redisAppendCommandArgv(context, static_cast<int>(argv.size()), argv.data(), lengths.data()));
+  LVRL_REDIS_CHECK(
+      context, redisAppendCommandArgv(context, static_cast<int>(argv.size()), argv.data(), lengths.data()));
   if (sdslen(context->obuf) >= kZeroCopyBytes) flush();  // hiredis' output buffer: what waits to be written
 }
 
@@ -196,7 +204,8 @@ void RedisClient::flush() {
   } while (done == 0);
 }
 
-void RedisClient::exchange(const RedisCommand* commands, size_t count, size_t& answered, const ReplySink& sink) {
+void RedisClient::exchange(const RedisCommand* commands, size_t count, size_t& answered,
+                           const ReplySink& sink) {
   redisContext* context = context_;
   auto reply_cost = [&](size_t i) { return sink.reply_bytes ? sink.reply_bytes(i) : 0; };
   size_t sent = answered, requests_in_flight = 0, replies_in_flight = 0;
@@ -208,9 +217,9 @@ void RedisClient::exchange(const RedisCommand* commands, size_t count, size_t& a
     }
     while (answered < count) {
       // Keep the server busy while we stay under both bounds; always at least one command out.
-      while (sent < count && (sent == answered ||
-                              (requests_in_flight + commands[sent].bytes() <= options_.pipeline_bytes &&
-                               replies_in_flight + reply_cost(sent) <= options_.pipeline_reply_bytes))) {
+      while (sent < count &&
+             (sent == answered || (requests_in_flight + commands[sent].bytes() <= options_.pipeline_bytes &&
+                                   replies_in_flight + reply_cost(sent) <= options_.pipeline_reply_bytes))) {
         send(commands[sent]);
         if (sink.sent) sink.sent(sent);
         requests_in_flight += commands[sent].bytes();
@@ -260,8 +269,8 @@ RedisClient::ReplySink RedisClient::hiredis_sink(const ReplyHandler& on_reply,
   return sink;
 }
 
-void RedisClient::pipeline(const std::vector<RedisCommand>& commands, Retry retry, const ReplyHandler& on_reply,
-                           const std::function<size_t(size_t)>& reply_bytes,
+void RedisClient::pipeline(const std::vector<RedisCommand>& commands, Retry retry,
+                           const ReplyHandler& on_reply, const std::function<size_t(size_t)>& reply_bytes,
                            const std::function<void(size_t)>& on_sent) {
   RedisReply slot;
   ReplySink sink = hiredis_sink(on_reply, reply_bytes, slot);
@@ -269,8 +278,9 @@ void RedisClient::pipeline(const std::vector<RedisCommand>& commands, Retry retr
   run_pipeline(commands.data(), commands.size(), retry, sink);
 }
 
-void RedisClient::pipeline_get_into(const std::vector<RedisCommand>& commands, const std::vector<BulkTarget>& targets,
-                                    Retry retry, const BulkHandler& on_reply) {
+void RedisClient::pipeline_get_into(const std::vector<RedisCommand>& commands,
+                                    const std::vector<BulkTarget>& targets, Retry retry,
+                                    const BulkHandler& on_reply) {
   LVRL_ASSERT(commands.size() == targets.size(), "one target per GET");
   wire::BulkReply slot;
   ReplySink sink;
@@ -281,7 +291,8 @@ void RedisClient::pipeline_get_into(const std::vector<RedisCommand>& commands, c
   run_pipeline(commands.data(), commands.size(), retry, sink);
 }
 
-void RedisClient::run_pipeline(const RedisCommand* commands, size_t count, Retry retry, const ReplySink& sink) {
+void RedisClient::run_pipeline(const RedisCommand* commands, size_t count, Retry retry,
+                               const ReplySink& sink) {
   if (count == 0) return;
   size_t answered = 0;
   for (int resends = 0;; ++resends) {
@@ -295,9 +306,10 @@ void RedisClient::run_pipeline(const RedisCommand* commands, size_t count, Retry
       disconnect();
       const std::string statement = commands[answered].describe();
       if (retry == Retry::Never) {
-        give_up(statement, fmt::format("the connection dropped while the command was in flight ({}); it may or "
-                                       "may not have run",
-                                       lost.reason));
+        give_up(statement,
+                fmt::format("the connection dropped while the command was in flight ({}); it may or "
+                            "may not have run",
+                            lost.reason));
       }
       if (resends >= options_.max_retries) {
         give_up(statement, fmt::format("the connection dropped {} times ({})", resends + 1, lost.reason));

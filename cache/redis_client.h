@@ -41,11 +41,12 @@ struct RedisOptions {
   std::chrono::milliseconds reconnect_for{10000};    // after a lost connection, keep trying this long
   std::chrono::milliseconds backoff_first{10};       // first wait between tries; doubles each try
   std::chrono::milliseconds backoff_max{500};
-  int max_retries = 5;                   // resends of one command or pipeline after lost connections
+  int max_retries = 5;  // resends of one command or pipeline after lost connections
   // Bounds of a pipeline, measured in bench/RESULTS.md (cache_throughput, 4 MiB chunks): request bytes in
   // flight (8 chunks keep a TCP link full from a put's first chunk: a 64 MB put over loopback TCP ran at
   // 1.8 GB/s with 2 in flight, 3.3 GB/s with 8), and the reply bytes the caller expects (gets are faster with
-  // 2 chunks in flight than with 8: 3.3-4.3 vs 1.9-2.4 GB/s for 64 MB, the server's reply buffers stay small).
+  // 2 chunks in flight than with 8: 3.3-4.3 vs 1.9-2.4 GB/s for 64 MB, the server's reply buffers stay
+  // small).
   size_t pipeline_bytes = size_t{32} << 20;
   size_t pipeline_reply_bytes = size_t{8} << 20;
 };

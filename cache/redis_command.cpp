@@ -32,7 +32,9 @@ RedisCommand& RedisCommand::add(std::string_view bytes) {
   return *this;
 }
 
-RedisCommand& RedisCommand::add(int64_t value) { return add(std::string_view(fmt::format("{}", value))); }
+RedisCommand& RedisCommand::add(int64_t value) {
+  return add(std::string_view(fmt::format("{}", value)));
+}
 
 RedisCommand& RedisCommand::add_view(const void* data, size_t size) {
   Arg arg;
@@ -59,9 +61,12 @@ std::string RedisCommand::describe() const {
   for (size_t i = 0; i < args_.size() && i < kDescribeArgs; ++i) {
     std::string_view bytes(data(i), args_[i].size);
     if (!out.empty()) out += ' ';
-    if (args_[i].secret) out += "***";
-    else if (bytes.size() <= kDescribeArgBytes && printable(bytes)) out += bytes;
-    else out += fmt::format("<{} bytes>", bytes.size());
+    if (args_[i].secret)
+      out += "***";
+    else if (bytes.size() <= kDescribeArgBytes && printable(bytes))
+      out += bytes;
+    else
+      out += fmt::format("<{} bytes>", bytes.size());
   }
   if (args_.size() > kDescribeArgs) out += fmt::format(" ... ({} arguments)", args_.size());
   return out;
@@ -87,25 +92,39 @@ RedisReply RedisReply::adopt(redisReply* reply) {
 RedisReply::Type RedisReply::type() const {
   if (node_ == nullptr) return Type::None;
   switch (node_->type) {
-    case REDIS_REPLY_STRING: return Type::String;
-    case REDIS_REPLY_ARRAY: return Type::Array;
-    case REDIS_REPLY_INTEGER: return Type::Integer;
-    case REDIS_REPLY_NIL: return Type::Nil;
-    case REDIS_REPLY_STATUS: return Type::Status;
-    case REDIS_REPLY_ERROR: return Type::Error;
-    default: return Type::None;
+    case REDIS_REPLY_STRING:
+      return Type::String;
+    case REDIS_REPLY_ARRAY:
+      return Type::Array;
+    case REDIS_REPLY_INTEGER:
+      return Type::Integer;
+    case REDIS_REPLY_NIL:
+      return Type::Nil;
+    case REDIS_REPLY_STATUS:
+      return Type::Status;
+    case REDIS_REPLY_ERROR:
+      return Type::Error;
+    default:
+      return Type::None;
   }
 }
 
 const char* reply_type_name(RedisReply::Type type) {
   switch (type) {
-    case RedisReply::Type::None: return "no reply";
-    case RedisReply::Type::String: return "string";
-    case RedisReply::Type::Array: return "array";
-    case RedisReply::Type::Integer: return "integer";
-    case RedisReply::Type::Nil: return "nil";
-    case RedisReply::Type::Status: return "status";
-    case RedisReply::Type::Error: return "error";
+    case RedisReply::Type::None:
+      return "no reply";
+    case RedisReply::Type::String:
+      return "string";
+    case RedisReply::Type::Array:
+      return "array";
+    case RedisReply::Type::Integer:
+      return "integer";
+    case RedisReply::Type::Nil:
+      return "nil";
+    case RedisReply::Type::Status:
+      return "status";
+    case RedisReply::Type::Error:
+      return "error";
   }
   return "?";
 }
@@ -146,11 +165,16 @@ std::string RedisReply::describe() const {
       if (bytes.size() <= kDescribeArgBytes && printable(bytes)) return fmt::format("\"{}\"", bytes);
       return fmt::format("<string of {} bytes>", bytes.size());
     }
-    case Type::Status: return fmt::format("status {}", text());
-    case Type::Error: return fmt::format("error \"{}\"", text());
-    case Type::Integer: return fmt::format("integer {}", integer());
-    case Type::Array: return fmt::format("array of {}", size());
-    default: return reply_type_name(type());
+    case Type::Status:
+      return fmt::format("status {}", text());
+    case Type::Error:
+      return fmt::format("error \"{}\"", text());
+    case Type::Integer:
+      return fmt::format("integer {}", integer());
+    case Type::Array:
+      return fmt::format("array of {}", size());
+    default:
+      return reply_type_name(type());
   }
 }
 

@@ -68,8 +68,8 @@ class RedisReply {
   // String, Status or Error text (binary-safe); a LibraryError for other types.
   std::string_view text() const;
   std::string str() const { return std::string(text()); }
-  long long integer() const;  // Integer replies only
-  size_t size() const;        // Array replies only: element count
+  long long integer() const;                  // Integer replies only
+  size_t size() const;                        // Array replies only: element count
   RedisReply operator[](size_t index) const;  // Array element; out of range is a LibraryError
   // The reply as a short human-readable text, for errors and logs.
   std::string describe() const;

@@ -61,9 +61,9 @@ int64_t parse_memory_size(const std::string& text, const InputWhere& where) {
   while (digits < text.size() && std::isdigit(static_cast<unsigned char>(text[digits]))) ++digits;
   std::string unit;
   for (char c : text.substr(digits)) unit += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  const std::pair<const char*, int64_t> units[] = {{"", 1},          {"b", 1},           {"k", 1000},
-                                                   {"kb", 1024},     {"m", 1000000},     {"mb", 1 << 20},
-                                                   {"g", 1000000000}, {"gb", int64_t{1} << 30}};
+  const std::pair<const char*, int64_t> units[] = {
+      {"", 1},        {"b", 1},        {"k", 1000},       {"kb", 1024},
+      {"m", 1000000}, {"mb", 1 << 20}, {"g", 1000000000}, {"gb", int64_t{1} << 30}};
   for (const auto& [name, scale] : units) {
     if (digits == 0 || digits > 15 || unit != name) continue;
     return std::stoll(text.substr(0, digits)) * scale;
@@ -76,13 +76,15 @@ RedisServer::RedisServer(RedisServerOptions options) : options_(std::move(option
   parse_memory_size(options_.maxmemory, {"", 0, "maxmemory", ""});
   std::error_code error;
   fs::create_directories(options_.dir, error);
-  if (error) throw InputError({options_.dir, 0, "", ""}, "cannot create the run directory: " + error.message());
+  if (error)
+    throw InputError({options_.dir, 0, "", ""}, "cannot create the run directory: " + error.message());
   options_.dir = fs::absolute(options_.dir).lexically_normal().string();
   std::string socket = endpoint().socket_path;
   if (socket.size() >= sizeof(sockaddr_un::sun_path)) {
-    throw InputError({options_.dir, 0, "", ""},
-                     fmt::format("the socket path {} is {} bytes; unix sockets allow {}: use a shorter run directory",
-                                 socket, socket.size(), sizeof(sockaddr_un::sun_path) - 1));
+    throw InputError(
+        {options_.dir, 0, "", ""},
+        fmt::format("the socket path {} is {} bytes; unix sockets allow {}: use a shorter run directory",
+                    socket, socket.size(), sizeof(sockaddr_un::sun_path) - 1));
   }
   start();
 }
@@ -95,8 +97,12 @@ RedisServer::~RedisServer() {
   }
 }
 
-std::string RedisServer::config_path() const { return options_.dir + "/" + options_.name + ".conf"; }
-std::string RedisServer::log_path() const { return options_.dir + "/" + options_.name + ".log"; }
+std::string RedisServer::config_path() const {
+  return options_.dir + "/" + options_.name + ".conf";
+}
+std::string RedisServer::log_path() const {
+  return options_.dir + "/" + options_.name + ".log";
+}
 
 RedisEndpoint RedisServer::endpoint() const {
   RedisEndpoint out;
@@ -141,7 +147,8 @@ void RedisServer::write_config() const {
 
   const std::string path = config_path();
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);  // it holds the password
-  if (fd < 0) throw InputError({path, 0, "", ""}, std::string("cannot write the config: ") + std::strerror(errno));
+  if (fd < 0)
+    throw InputError({path, 0, "", ""}, std::string("cannot write the config: ") + std::strerror(errno));
   ::fchmod(fd, 0600);
   ssize_t written = ::write(fd, text.data(), text.size());
   ::close(fd);
@@ -157,7 +164,8 @@ void RedisServer::spawn() {
   const pid_t pid = spawn_process({options_.executable, config_path()}, spawn);
   if (pid < 0) {
     throw InputError({"", 0, "redis server executable", options_.executable},
-                     std::string("cannot run it: ") + std::strerror(-pid) + " (install redis-server, or set the path to it)");
+                     std::string("cannot run it: ") + std::strerror(-pid) +
+                         " (install redis-server, or set the path to it)");
   }
   pid_ = pid;
 }
@@ -194,9 +202,9 @@ void RedisServer::wait_ready() {
     }
     if (Clock::now() > deadline) {
       kill_now();
-      fail_system("redis-server", fmt::format("{} did not answer within {} ms ({}); the end of {}:{}",
-                                              options_.name, options_.start_timeout.count(), last, log_path(),
-                                              log_tail()));
+      fail_system("redis-server",
+                  fmt::format("{} did not answer within {} ms ({}); the end of {}:{}", options_.name,
+                              options_.start_timeout.count(), last, log_path(), log_tail()));
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }

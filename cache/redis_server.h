@@ -30,12 +30,12 @@ enum class RedisRole { Cache, Queue };
 
 struct RedisServerOptions {
   RedisRole role = RedisRole::Cache;
-  std::string dir;                    // socket, config, log and AOF go here; created if missing
-  std::string name = "cache";         // <name>.sock, <name>.conf, <name>.log
-  std::string maxmemory = "1gb";      // Redis units (b, kb, mb, gb; k/m/g); "0" = no limit (queue)
-  int tcp_port = 0;                   // 0: no TCP listener
-  std::string bind = "127.0.0.1";     // with tcp_port
-  std::string password;               // empty: 32 random hex digits
+  std::string dir;                          // socket, config, log and AOF go here; created if missing
+  std::string name = "cache";               // <name>.sock, <name>.conf, <name>.log
+  std::string maxmemory = "1gb";            // Redis units (b, kb, mb, gb; k/m/g); "0" = no limit (queue)
+  int tcp_port = 0;                         // 0: no TCP listener
+  std::string bind = "127.0.0.1";           // with tcp_port
+  std::string password;                     // empty: 32 random hex digits
   std::string executable = "redis-server";  // found on PATH unless a path
   std::chrono::milliseconds start_timeout{10000};
   std::vector<std::pair<std::string, std::string>> extra_config;  // more directives, appended last

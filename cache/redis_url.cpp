@@ -41,8 +41,9 @@ struct UrlParser {
 
   [[noreturn]] void fail(const std::string& problem) const {
     throw InputError({"", 0, "redis url", hide_password(url)},
-                     problem + "; expected redis://[[user]:password@]host[:port][/db] or "
-                               "unix:///path/to/socket[?password=P&db=N]");
+                     problem +
+                         "; expected redis://[[user]:password@]host[:port][/db] or "
+                         "unix:///path/to/socket[?password=P&db=N]");
   }
 
   std::string decode(const std::string& text) const {
@@ -130,10 +131,14 @@ struct UrlParser {
       size_t equals = item.find('=');
       std::string name = item.substr(0, equals);
       std::string value = equals == std::string::npos ? "" : decode(item.substr(equals + 1));
-      if (name == "password") out.password = value;
-      else if (name == "user") out.user = value;
-      else if (name == "db") out.db = number(value, "database number", 0, 1 << 20);
-      else fail(fmt::format("unknown query parameter '{}' (known: password, user, db)", name));
+      if (name == "password")
+        out.password = value;
+      else if (name == "user")
+        out.user = value;
+      else if (name == "db")
+        out.db = number(value, "database number", 0, 1 << 20);
+      else
+        fail(fmt::format("unknown query parameter '{}' (known: password, user, db)", name));
     }
     return out;
   }
@@ -172,8 +177,12 @@ RedisEndpoint RedisEndpoint::parse(const std::string& url) {
   parser.fail("unknown scheme");
 }
 
-std::string RedisEndpoint::url() const { return format_url(*this, encode(password)); }
+std::string RedisEndpoint::url() const {
+  return format_url(*this, encode(password));
+}
 
-std::string RedisEndpoint::describe() const { return format_url(*this, password.empty() ? "" : "***"); }
+std::string RedisEndpoint::describe() const {
+  return format_url(*this, password.empty() ? "" : "***");
+}
 
 }  // namespace lvrl::cache

@@ -13,7 +13,7 @@
 
 namespace lvrl::cache::wire {
 namespace {
-constexpr size_t kMaxIov = 64;  // well under IOV_MAX; longer commands go out in several writev calls
+constexpr size_t kMaxIov = 64;        // well under IOV_MAX; longer commands go out in several writev calls
 constexpr size_t kMaxLine = 1 << 15;  // well under the reader's 64 KiB buffer
 
 std::string io_failure(const char* what) {
@@ -135,8 +135,10 @@ BulkReply BulkReader::read(char* destination, size_t size) {
   }
   long long length = 0;
   auto [end, ec] = std::from_chars(line.data() + 1, line.data() + line.size(), length);
-  if (line.empty() || line[0] != '$' || ec != std::errc() || end != line.data() + line.size() || length < -1) {
-    throw WireError{fmt::format("protocol error: expected a bulk string reply, got \"{}\"", line.substr(0, 64))};
+  if (line.empty() || line[0] != '$' || ec != std::errc() || end != line.data() + line.size() ||
+      length < -1) {
+    throw WireError{
+        fmt::format("protocol error: expected a bulk string reply, got \"{}\"", line.substr(0, 64))};
   }
   if (length == -1) return out;  // nil
   const auto bytes = static_cast<size_t>(length);

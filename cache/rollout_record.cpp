@@ -10,7 +10,8 @@
 
 namespace lvrl::cache {
 namespace {
-static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "token arrays are sent in host order: little-endian");
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+              "token arrays are sent in host order: little-endian");
 
 constexpr const char* kRewardPrefix = "reward.";
 constexpr const char* kExtraPrefix = "x.";
@@ -36,7 +37,9 @@ std::vector<T> from_bytes(const std::string& bytes, const char* field) {
   return out;
 }
 
-std::string number_text(double value) { return fmt::format("{}", value); }  // shortest round trip
+std::string number_text(double value) {
+  return fmt::format("{}", value);
+}  // shortest round trip
 
 double parse_number(const std::string& text, const std::string& field) {
   try {
@@ -51,8 +54,9 @@ double parse_number(const std::string& text, const std::string& field) {
 }  // namespace
 
 bool RolloutRecord::operator==(const RolloutRecord& other) const {
-  return rollout_id == other.rollout_id && prompt_id == other.prompt_id && policy_version == other.policy_version &&
-         token_ids == other.token_ids && behaviour_logprobs == other.behaviour_logprobs && rewards == other.rewards &&
+  return rollout_id == other.rollout_id && prompt_id == other.prompt_id &&
+         policy_version == other.policy_version && token_ids == other.token_ids &&
+         behaviour_logprobs == other.behaviour_logprobs && rewards == other.rewards &&
          reward == other.reward && embedding_key == other.embedding_key && extra == other.extra;
 }
 

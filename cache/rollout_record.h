@@ -16,9 +16,9 @@
 namespace lvrl::cache {
 
 struct RolloutRecord {
-  std::string rollout_id;     // unique per generated answer: the trainer de-duplicates by it
-  std::string prompt_id;      // the dataset record (GRPO groups answers by it)
-  int64_t policy_version = 0; // the weights that generated it
+  std::string rollout_id;                 // unique per generated answer: the trainer de-duplicates by it
+  std::string prompt_id;                  // the dataset record (GRPO groups answers by it)
+  int64_t policy_version = 0;             // the weights that generated it
   std::vector<int32_t> token_ids;         // [T] response tokens
   std::vector<float> behaviour_logprobs;  // [T] log-prob of each token under the generating policy
   std::map<std::string, double> rewards;  // named components: "accuracy", "format", ...

@@ -22,10 +22,13 @@ constexpr const char* kAckScript =
 constexpr size_t kClaimBatch = 100;
 constexpr size_t kClaimLimit = 1000;  // per reclaim(): the rest wait for the next one
 
-std::string stream_key(const RolloutStreamOptions& options) { return "lvrl:" + options.ns + ":" + options.stream; }
+std::string stream_key(const RolloutStreamOptions& options) {
+  return "lvrl:" + options.ns + ":" + options.stream;
+}
 }  // namespace
 
-RolloutProducer::RolloutProducer(RedisEndpoint endpoint, RolloutStreamOptions options, RedisOptions redis_options)
+RolloutProducer::RolloutProducer(RedisEndpoint endpoint, RolloutStreamOptions options,
+                                 RedisOptions redis_options)
     : options_(std::move(options)), client_(std::move(endpoint), redis_options) {}
 
 std::string RolloutProducer::publish(const RolloutRecord& record) {
@@ -64,7 +67,8 @@ std::vector<RolloutConsumer::Raw> RolloutConsumer::parse_entries(const RedisRepl
     if (fields.is_nil()) {
       raw.deleted = true;
     } else {
-      for (size_t f = 0; f + 1 < fields.size(); f += 2) raw.fields.emplace_back(fields[f].str(), fields[f + 1].str());
+      for (size_t f = 0; f + 1 < fields.size(); f += 2)
+        raw.fields.emplace_back(fields[f].str(), fields[f + 1].str());
     }
     out.push_back(std::move(raw));
   }
@@ -92,7 +96,8 @@ std::vector<RolloutDelivery> RolloutConsumer::accept(std::vector<Raw> raw, bool 
   if (!counted_once && !raw.empty()) {
     std::vector<RedisCommand> commands;
     for (const Raw& entry : raw) {
-      commands.push_back(RedisCommand{"XPENDING", stream_, options_.group, entry.entry_id, entry.entry_id, "1"});
+      commands.push_back(
+          RedisCommand{"XPENDING", stream_, options_.group, entry.entry_id, entry.entry_id, "1"});
     }
     client_.pipeline(commands, Retry::Idempotent, [&](size_t i, const RedisReply& reply) {
       if (!reply.is_error() && reply.size() == 1) deliveries[i] = reply[0][3].integer();
@@ -115,8 +120,9 @@ std::vector<RolloutDelivery> RolloutConsumer::accept(std::vector<Raw> raw, bool 
       continue;
     }
     if (deliveries[i] > options_.max_deliveries) {
-      dead_letter(raw[i], deliveries[i], fmt::format("delivered {} times (the limit is {})", deliveries[i],
-                                                     options_.max_deliveries));
+      dead_letter(
+          raw[i], deliveries[i],
+          fmt::format("delivered {} times (the limit is {})", deliveries[i], options_.max_deliveries));
       continue;
     }
     decoded.push_back(std::move(delivery));
@@ -177,9 +183,12 @@ std::vector<RolloutDelivery> RolloutConsumer::read(size_t count, std::chrono::mi
   }
   for (;;) {
     if (!own_pending_done_) {  // after a restart: what this consumer had and never acknowledged
-      RedisReply reply = client_.run(
-          RedisCommand{"XREADGROUP", "GROUP", options_.group, name_, "COUNT"}.add(count_arg).add("STREAMS").add(stream_).add(pending_cursor_),
-          Retry::Idempotent);
+      RedisReply reply = client_.run(RedisCommand{"XREADGROUP", "GROUP", options_.group, name_, "COUNT"}
+                                         .add(count_arg)
+                                         .add("STREAMS")
+                                         .add(stream_)
+                                         .add(pending_cursor_),
+                                     Retry::Idempotent);
       std::vector<Raw> entries = reply.is_nil() ? std::vector<Raw>{} : parse_entries(reply[0][1]);
       if (entries.empty()) {
         own_pending_done_ = true;
@@ -193,7 +202,8 @@ std::vector<RolloutDelivery> RolloutConsumer::read(size_t count, std::chrono::mi
     if (claimed_.empty() && Clock::now() >= next_claim_) reclaim();
     if (!claimed_.empty()) {
       size_t take = std::min(count, claimed_.size());
-      std::vector<Raw> batch(std::make_move_iterator(claimed_.begin()), std::make_move_iterator(claimed_.begin() + take));
+      std::vector<Raw> batch(std::make_move_iterator(claimed_.begin()),
+                             std::make_move_iterator(claimed_.begin() + take));
       claimed_.erase(claimed_.begin(), claimed_.begin() + take);
       std::vector<RolloutDelivery> out = accept(std::move(batch), false);
       if (!out.empty()) return out;
@@ -206,7 +216,8 @@ std::vector<RolloutDelivery> RolloutConsumer::read(size_t count, std::chrono::mi
     xread.add("STREAMS").add(stream_).add(">");
     // Not idempotent in Redis' eyes (it delivers), but a resend only delivers entries that then
     // sit pending for this consumer: the next read after a restart or a reclaim finds them.
-    RedisReply reply = client_.run_blocking(xread, std::max(wait, std::chrono::milliseconds(0)), Retry::Idempotent);
+    RedisReply reply =
+        client_.run_blocking(xread, std::max(wait, std::chrono::milliseconds(0)), Retry::Idempotent);
     if (reply.is_nil()) return {};
     std::vector<RolloutDelivery> out = accept(parse_entries(reply[0][1]), true);
     if (!out.empty() || Clock::now() >= deadline) return out;

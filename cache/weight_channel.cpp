@@ -27,9 +27,12 @@ std::optional<WeightVersion> WeightChannel::parse_entry(const RedisReply& entry)
   if (fields.is_nil()) return std::nullopt;
   for (size_t i = 0; i + 1 < fields.size(); i += 2) {
     std::string name = fields[i].str();
-    if (name == "location") out.location = fields[i + 1].str();
-    else if (name == "checksum") out.checksum = fields[i + 1].str();
-    else if (name == "published_unix_ms") out.published_unix_ms = std::stoll(fields[i + 1].str());
+    if (name == "location")
+      out.location = fields[i + 1].str();
+    else if (name == "checksum")
+      out.checksum = fields[i + 1].str();
+    else if (name == "published_unix_ms")
+      out.published_unix_ms = std::stoll(fields[i + 1].str());
   }
   return out;
 }
@@ -73,8 +76,11 @@ std::optional<WeightVersion> WeightChannel::wait_for(int64_t version, std::chron
     auto block = std::max(std::chrono::milliseconds(1), std::min(left, kBlockSlice));
     // Anything after the newest we saw (or after the start: "0-0") wakes us; latest() then decides.
     std::string after = newest ? fmt::format("{}-1", newest->version) : "0-0";
-    client_.run_blocking(RedisCommand{"XREAD", "COUNT", "1", "BLOCK"}.add(static_cast<int64_t>(block.count()))
-                             .add("STREAMS").add(key_).add(after),
+    client_.run_blocking(RedisCommand{"XREAD", "COUNT", "1", "BLOCK"}
+                             .add(static_cast<int64_t>(block.count()))
+                             .add("STREAMS")
+                             .add(key_)
+                             .add(after),
                          block, Retry::Idempotent);
   }
 }

@@ -19,9 +19,9 @@
 namespace lvrl::cache {
 
 struct WeightVersion {
-  int64_t version = 0;      // >= 0, increasing
-  std::string location;     // where the weights are: a path, or a transport's address
-  std::string checksum;     // of the weights, as the trainer computed it (e.g. xxh3 hex)
+  int64_t version = 0;            // >= 0, increasing
+  std::string location;           // where the weights are: a path, or a transport's address
+  std::string checksum;           // of the weights, as the trainer computed it (e.g. xxh3 hex)
   int64_t published_unix_ms = 0;  // set by publish()
 
   bool operator==(const WeightVersion& other) const {

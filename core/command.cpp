@@ -1,8 +1,8 @@
 #include "core/command.h"
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <CLI/CLI.hpp>
 #include <iostream>
 #include <map>
 #include <sstream>
@@ -70,8 +70,7 @@ RegisterCommand::RegisterCommand(std::string path, std::string summary, CommandS
 }
 
 int run_cli(int argc, char** argv, const CommandRegistry& registry) {
-  CLI::App app{"lvrl: reinforcement-learning fine-tuning of vision-language models on long videos",
-               "lvrl"};
+  CLI::App app{"lvrl: reinforcement-learning fine-tuning of vision-language models on long videos", "lvrl"};
   app.set_version_flag("--version", std::string("lvrl ") + LVRL_VERSION);
   app.require_subcommand(1);
   std::string log_level;

@@ -23,10 +23,14 @@ bool is_list(ConfigType type) {
 
 ConfigType element_type(ConfigType type) {
   switch (type) {
-    case ConfigType::IntList: return ConfigType::Int;
-    case ConfigType::FloatList: return ConfigType::Float;
-    case ConfigType::StringList: return ConfigType::String;
-    default: return type;
+    case ConfigType::IntList:
+      return ConfigType::Int;
+    case ConfigType::FloatList:
+      return ConfigType::Float;
+    case ConfigType::StringList:
+      return ConfigType::String;
+    default:
+      return type;
   }
 }
 
@@ -45,7 +49,9 @@ size_t edit_distance(const std::string& a, const std::string& b) {
   return row[b.size()];
 }
 
-std::string format_number(double x) { return fmt::format("{}", x); }
+std::string format_number(double x) {
+  return fmt::format("{}", x);
+}
 
 // One scalar, already known to be text, into the key's element type; checks range and choices.
 ConfigValue scalar_value(const ConfigKey& key, ConfigType type, const std::string& text,
@@ -85,7 +91,8 @@ ConfigValue scalar_value(const ConfigKey& key, ConfigType type, const std::strin
       }
       return text;
     }
-    default: LVRL_ASSERT(false, "scalar_value called for a list type");
+    default:
+      LVRL_ASSERT(false, "scalar_value called for a list type");
   }
   return {};
 }
@@ -105,9 +112,12 @@ ConfigValue list_value(const ConfigKey& key, const std::vector<std::string>& tex
     items.push_back(scalar_value(key, element_type(key.type()), text, item_where));
   }
   switch (key.type()) {
-    case ConfigType::IntList: return collect<int64_t>(items);
-    case ConfigType::FloatList: return collect<double>(items);
-    default: return collect<std::string>(items);
+    case ConfigType::IntList:
+      return collect<int64_t>(items);
+    case ConfigType::FloatList:
+      return collect<double>(items);
+    default:
+      return collect<std::string>(items);
   }
 }
 
@@ -154,7 +164,8 @@ void emit_value(YAML::Emitter& out, const ConfigValue& value) {
 
 std::string read_file_text(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw InputError({path, 0, "", ""}, "cannot open config file: " + std::string(std::strerror(errno)));
+  if (!in)
+    throw InputError({path, 0, "", ""}, "cannot open config file: " + std::string(std::strerror(errno)));
   std::ostringstream text;
   text << in.rdbuf();
   return text.str();
@@ -163,13 +174,20 @@ std::string read_file_text(const std::string& path) {
 
 const char* config_type_name(ConfigType type) {
   switch (type) {
-    case ConfigType::Bool: return "bool";
-    case ConfigType::Int: return "int";
-    case ConfigType::Float: return "float";
-    case ConfigType::String: return "string";
-    case ConfigType::IntList: return "list<int>";
-    case ConfigType::FloatList: return "list<float>";
-    case ConfigType::StringList: return "list<string>";
+    case ConfigType::Bool:
+      return "bool";
+    case ConfigType::Int:
+      return "int";
+    case ConfigType::Float:
+      return "float";
+    case ConfigType::String:
+      return "string";
+    case ConfigType::IntList:
+      return "list<int>";
+    case ConfigType::FloatList:
+      return "list<float>";
+    case ConfigType::StringList:
+      return "list<string>";
   }
   return "?";
 }
@@ -203,7 +221,8 @@ ConfigKey ConfigKey::string_list(std::string name, std::vector<std::string> valu
 
 ConfigKey& ConfigKey::range(double min, double max) {
   ConfigType element = element_type(type_);
-  LVRL_ASSERT(element == ConfigType::Int || element == ConfigType::Float, "range() on a non-number key " + name_);
+  LVRL_ASSERT(element == ConfigType::Int || element == ConfigType::Float,
+              "range() on a non-number key " + name_);
   LVRL_ASSERT(min <= max, "range() with min > max on " + name_);
   min_ = min;
   max_ = max;
@@ -218,11 +237,13 @@ ConfigKey& ConfigKey::choices(std::vector<std::string> allowed) {
 
 std::string ConfigKey::expectation() const {
   switch (element_type(type_)) {
-    case ConfigType::Bool: return "true or false";
+    case ConfigType::Bool:
+      return "true or false";
     case ConfigType::Int:
     case ConfigType::Float: {
       std::string what = element_type(type_) == ConfigType::Int ? "an integer" : "a finite number";
-      if (min_ && max_) return fmt::format("{} in [{}, {}]", what, format_number(*min_), format_number(*max_));
+      if (min_ && max_)
+        return fmt::format("{} in [{}, {}]", what, format_number(*min_), format_number(*max_));
       return what;
     }
     default:

@@ -36,7 +36,7 @@ class ConfigKey {
   static ConfigKey number_list(std::string name, std::vector<double> value, std::string help);
   static ConfigKey string_list(std::string name, std::vector<std::string> value, std::string help);
 
-  ConfigKey& range(double min, double max);  // inclusive; numbers and number-list elements
+  ConfigKey& range(double min, double max);              // inclusive; numbers and number-list elements
   ConfigKey& choices(std::vector<std::string> allowed);  // strings and string-list elements
 
   const std::string& name() const { return name_; }  // "section.key" once in a schema
@@ -67,7 +67,7 @@ struct ConfigSection {
 
 class ConfigSchema {
  public:
-  static ConfigSchema& global();  // every section registered by a linked library
+  static ConfigSchema& global();    // every section registered by a linked library
   void add(ConfigSection section);  // a key or section declared twice is a bug: asserts
 
   const ConfigKey* find(const std::string& key) const;  // nullptr when unknown

@@ -1,8 +1,8 @@
 // `lvrl config show` prints a resolved config; `lvrl config keys` lists the schema.
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
+#include <CLI/CLI.hpp>
 #include <iostream>
 #include <memory>
 
@@ -36,9 +36,12 @@ std::string default_text(const ConfigValue& value) {
   return std::visit(
       [](const auto& v) -> std::string {
         using T = std::decay_t<decltype(v)>;
-        if constexpr (std::is_same_v<T, std::string>) return "\"" + v + "\"";
-        else if constexpr (std::is_same_v<T, bool>) return v ? "true" : "false";
-        else if constexpr (std::is_arithmetic_v<T>) return fmt::format("{}", v);
+        if constexpr (std::is_same_v<T, std::string>)
+          return "\"" + v + "\"";
+        else if constexpr (std::is_same_v<T, bool>)
+          return v ? "true" : "false";
+        else if constexpr (std::is_arithmetic_v<T>)
+          return fmt::format("{}", v);
         else {
           YAML::Emitter out;
           out << YAML::Flow << v;

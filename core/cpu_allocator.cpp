@@ -31,9 +31,13 @@ size_t page_bytes() {
   return page;
 }
 
-size_t round_up(size_t n, size_t multiple) { return (n + multiple - 1) / multiple * multiple; }
+size_t round_up(size_t n, size_t multiple) {
+  return (n + multiple - 1) / multiple * multiple;
+}
 
-BlockHeader* header_of(void* data) { return reinterpret_cast<BlockHeader*>(static_cast<char*>(data) - kHeaderBytes); }
+BlockHeader* header_of(void* data) {
+  return reinterpret_cast<BlockHeader*>(static_cast<char*>(data) - kHeaderBytes);
+}
 
 void* data_of(void* base, const CachingCpuAllocator* owner, size_t mapped_bytes) {
   auto* header = static_cast<BlockHeader*>(base);
@@ -45,12 +49,15 @@ void* data_of(void* base, const CachingCpuAllocator* owner, size_t mapped_bytes)
 
 }  // namespace
 
-CachingCpuAllocator::~CachingCpuAllocator() { release_kept(); }
+CachingCpuAllocator::~CachingCpuAllocator() {
+  release_kept();
+}
 
 c10::DataPtr CachingCpuAllocator::allocate(size_t bytes) const {
   const c10::Device cpu(c10::DeviceType::CPU);
   if (bytes == 0) return {nullptr, nullptr, &free_block, cpu};
-  TORCH_CHECK(bytes <= SIZE_MAX - kHeaderBytes - page_bytes(), "CPU allocator: cannot allocate ", bytes, " bytes");
+  TORCH_CHECK(bytes <= SIZE_MAX - kHeaderBytes - page_bytes(), "CPU allocator: cannot allocate ", bytes,
+              " bytes");
   const size_t total = bytes + kHeaderBytes;
   void* data = nullptr;
   if (total < kLargeBlock) {
@@ -66,7 +73,9 @@ c10::DataPtr CachingCpuAllocator::allocate(size_t bytes) const {
   return {data, data, &free_block, cpu};
 }
 
-c10::DeleterFnPtr CachingCpuAllocator::raw_deleter() const { return &free_block; }
+c10::DeleterFnPtr CachingCpuAllocator::raw_deleter() const {
+  return &free_block;
+}
 
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 3)
 void CachingCpuAllocator::copy_data(void* dest, const void* src, std::size_t count) const {
@@ -122,13 +131,14 @@ void* CachingCpuAllocator::take_mapping(size_t size) const {
   }
   if (base == nullptr) {
     base = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    TORCH_CHECK(base != MAP_FAILED, "CPU allocator: not enough memory for ", size, " bytes (mmap: ",
-                std::strerror(errno), ")");
+    TORCH_CHECK(base != MAP_FAILED, "CPU allocator: not enough memory for ", size,
+                " bytes (mmap: ", std::strerror(errno), ")");
     ++stats_.maps;
   }
   stats_.live_bytes += static_cast<int64_t>(size);
   stats_.peak_live_bytes = std::max(stats_.peak_live_bytes, stats_.live_bytes);
-  while (!kept_.empty() && stats_.live_bytes + stats_.kept_bytes > stats_.peak_live_bytes) unmap_oldest_locked();
+  while (!kept_.empty() && stats_.live_bytes + stats_.kept_bytes > stats_.peak_live_bytes)
+    unmap_oldest_locked();
   return base;
 }
 
@@ -200,6 +210,8 @@ const bool installed_at_start = install_at_start();
 
 }  // namespace
 
-bool cpu_allocator_installed() { return installed_at_start; }
+bool cpu_allocator_installed() {
+  return installed_at_start;
+}
 
 }  // namespace lvrl

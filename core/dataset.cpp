@@ -1,11 +1,11 @@
 #include "core/dataset.h"
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <system_error>
 
@@ -65,8 +65,8 @@ fs::path canonical_video_dir(const std::string& video_dir) {
   std::error_code error;
   fs::file_status status = fs::status(video_dir, error);
   if (!fs::exists(status)) {
-    throw InputError(where, "the video directory does not exist" +
-                                (error ? " (" + error.message() + ")" : std::string()));
+    throw InputError(
+        where, "the video directory does not exist" + (error ? " (" + error.message() + ")" : std::string()));
   }
   if (!fs::is_directory(status)) throw InputError(where, "expected a directory of videos");
   fs::path canonical = fs::canonical(video_dir, error);
@@ -82,8 +82,7 @@ bool strictly_inside(const fs::path& root, const fs::path& path) {
   return std::any_of(path_rest, path.end(), [](const fs::path& part) { return !part.empty(); });
 }
 
-std::string resolve_under(const fs::path& root, const std::string& relative,
-                          const InputWhere& where) {
+std::string resolve_under(const fs::path& root, const std::string& relative, const InputWhere& where) {
   if (relative.empty()) throw InputError(where, "empty video path");
   if (relative.find('\0') != std::string::npos) {
     throw InputError(where, "the video path contains a NUL character");
@@ -154,9 +153,9 @@ class LineParser {
     std::optional<std::string> value = field(names, normalize);
     if (!value) {
       std::string aliases = also_accepted(names);
-      throw InputError(where(names.ours, ""),
-                       "missing required field" +
-                           (aliases.empty() ? std::string() : " (also accepted: " + aliases + ")"));
+      throw InputError(
+          where(names.ours, ""),
+          "missing required field" + (aliases.empty() ? std::string() : " (also accepted: " + aliases + ")"));
     }
     return *value;
   }
@@ -169,9 +168,9 @@ class LineParser {
     } else if (integer_ok && (value.is_number_integer() || value.is_number_unsigned())) {
       out = value.dump();
     } else {
-      throw InputError(where(name, excerpt(value)),
-                       fmt::format("expected a string{}, got {}", integer_ok ? " or an integer" : "",
-                                   value.type_name()));
+      throw InputError(
+          where(name, excerpt(value)),
+          fmt::format("expected a string{}, got {}", integer_ok ? " or an integer" : "", value.type_name()));
     }
     if (non_empty && trim(out).empty()) throw InputError(where(name, out), "must not be empty");
     return out;
@@ -235,7 +234,7 @@ bool DatasetReader::next(Sample& out) {
   std::string text;
   while (std::getline(file_, text)) {
     ++line_;
-    if (!text.empty() && text.back() == '\r') text.pop_back();  // written on Windows
+    if (!text.empty() && text.back() == '\r') text.pop_back();                    // written on Windows
     if (line_ == 1 && text.compare(0, 3, "\xEF\xBB\xBF") == 0) text.erase(0, 3);  // UTF-8 BOM
     if (trim(text).empty()) continue;
     out = parse_line(text);
@@ -261,17 +260,14 @@ Sample DatasetReader::parse_line(const std::string& text) {
                      fmt::format("expected a JSON object, got {}", object.type_name()));
   }
   const LineParser parser(jsonl_path_, line_, object);
-  auto required_text = [&](const char* name, const json& value) {
-    return parser.text(name, value, true);
-  };
-  auto optional_text = [&](const char* name, const json& value) {
-    return parser.text(name, value, false);
-  };
+  auto required_text = [&](const char* name, const json& value) { return parser.text(name, value, true); };
+  auto optional_text = [&](const char* name, const json& value) { return parser.text(name, value, false); };
 
   // Video-R1 files mix image samples in; their paths must never reach the video decoder.
   auto data_type = object.find("data_type");
   if (data_type != object.end() && !data_type->is_null() && *data_type != "video") {
-    throw InputError(parser.where("data_type", excerpt(*data_type)), "expected \"video\": only video samples are supported");
+    throw InputError(parser.where("data_type", excerpt(*data_type)),
+                     "expected \"video\": only video samples are supported");
   }
 
   Sample sample;
@@ -292,9 +288,12 @@ Sample DatasetReader::parse_line(const std::string& text) {
   if (problem_type != object.end() && !problem_type->is_null()) {
     sample.problem_type = optional_text("problem_type", *problem_type);
   }
-  sample.reasoning = parser.field(kReasoning, [&](const char* name, const json& value) {
-    return strip_wrapping_tag(optional_text(name, value), "think");
-  }).value_or("");
+  sample.reasoning = parser
+                         .field(kReasoning,
+                                [&](const char* name, const json& value) {
+                                  return strip_wrapping_tag(optional_text(name, value), "think");
+                                })
+                         .value_or("");
 
   // The path is checked last: it costs syscalls, and bad JSON fields are the likelier mistake.
   const char* video_from = nullptr;

@@ -20,19 +20,19 @@
 // the 1-based line, the field and its value.
 #pragma once
 
-#include "core/error.h"
-
 #include <filesystem>
 #include <fstream>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
+#include "core/error.h"
+
 namespace lvrl::data {
 
 struct Sample {
   std::string id;
-  std::string video;                 // absolute path, symlinks resolved, inside video_dir
+  std::string video;  // absolute path, symlinks resolved, inside video_dir
   std::string question;
   std::vector<std::string> options;  // empty for open questions
   std::string answer;                // without <answer> tags

@@ -10,8 +10,8 @@ namespace {
 std::string describe_library_failure(const std::string& library, const std::string& statement,
                                      const std::string& function, const std::string& file, int line,
                                      const std::string& detail) {
-  return fmt::format("{} call failed: `{}` in {}() at {}:{}: {}", library, statement, function, file,
-                     line, detail.empty() ? "(no error text)" : detail);
+  return fmt::format("{} call failed: `{}` in {}() at {}:{}: {}", library, statement, function, file, line,
+                     detail.empty() ? "(no error text)" : detail);
 }
 
 std::string describe_input(const InputWhere& where, const std::string& problem) {
@@ -31,8 +31,8 @@ std::string describe_input(const InputWhere& where, const std::string& problem) 
 }
 }  // namespace
 
-LibraryError::LibraryError(std::string library, std::string statement, std::string function,
-                           std::string file, int line, std::string detail)
+LibraryError::LibraryError(std::string library, std::string statement, std::string function, std::string file,
+                           int line, std::string detail)
     : Error(describe_library_failure(library, statement, function, file, line, detail)),
       library_(std::move(library)),
       statement_(std::move(statement)),

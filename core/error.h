@@ -19,8 +19,8 @@ class Error : public std::runtime_error {
 
 class LibraryError : public Error {
  public:
-  LibraryError(std::string library, std::string statement, std::string function, std::string file,
-               int line, std::string detail);
+  LibraryError(std::string library, std::string statement, std::string function, std::string file, int line,
+               std::string detail);
   const std::string& library() const { return library_; }
   const std::string& statement() const { return statement_; }
   const std::string& detail() const { return detail_; }
@@ -61,13 +61,12 @@ namespace detail {
 
 // The one generator of library checks: evaluates `statement` once into `lvrl_rc`; when `ok` (an
 // expression over lvrl_rc) is false, throws LibraryError with `error_text` (also over lvrl_rc).
-#define LVRL_CHECK_GEN(library, statement, ok, error_text)                                       \
-  do {                                                                                         \
-    auto&& lvrl_rc = (statement);                                                              \
-    if (!(ok)) {                                                                               \
-      ::lvrl::detail::fail_library(library, #statement, __func__, __FILE__, __LINE__,           \
-                                   (error_text));                                              \
-    }                                                                                          \
+#define LVRL_CHECK_GEN(library, statement, ok, error_text)                                           \
+  do {                                                                                               \
+    auto&& lvrl_rc = (statement);                                                                    \
+    if (!(ok)) {                                                                                     \
+      ::lvrl::detail::fail_library(library, #statement, __func__, __FILE__, __LINE__, (error_text)); \
+    }                                                                                                \
   } while (0)
 
 // c10d reports failures by exception (often only from work->wait()): c10::Error from c10d itself,
@@ -96,9 +95,9 @@ namespace detail {
 #endif
 
 // An internal invariant: a failure is a bug in lvrl, never the user's input.
-#define LVRL_ASSERT(condition, message)                                                  \
-  do {                                                                                   \
-    if (!(condition)) {                                                                  \
-      ::lvrl::detail::fail_assert(#condition, __func__, __FILE__, __LINE__, (message));  \
-    }                                                                                    \
+#define LVRL_ASSERT(condition, message)                                                 \
+  do {                                                                                  \
+    if (!(condition)) {                                                                 \
+      ::lvrl::detail::fail_assert(#condition, __func__, __FILE__, __LINE__, (message)); \
+    }                                                                                   \
   } while (0)

@@ -1,8 +1,8 @@
 #include "core/hash.h"
 
-#include "core/error.h"
-
 #include <xxhash.h>
+
+#include "core/error.h"
 #if defined(__x86_64__) && __has_include(<xxh_x86dispatch.h>)
 #include <xxh_x86dispatch.h>
 #define LVRL_XXH3_DISPATCH 1
@@ -89,9 +89,13 @@ std::string Hash128::hex() const {
   return out;
 }
 
-Hash128 hash_bytes(const void* data, size_t size) { return from_xxh(xxh3_128(data, size)); }
+Hash128 hash_bytes(const void* data, size_t size) {
+  return from_xxh(xxh3_128(data, size));
+}
 
-Hash128 hash_string(std::string_view s) { return hash_bytes(s.data(), s.size()); }
+Hash128 hash_string(std::string_view s) {
+  return hash_bytes(s.data(), s.size());
+}
 
 Hash128 hash_file(const std::string& path) {
   FileDescriptor file(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
@@ -114,7 +118,9 @@ Hash128 hash_file(const std::string& path) {
   return hasher.digest();
 }
 
-void Hasher::StateDeleter::operator()(XXH3_state_s* state) const { XXH3_freeState(state); }
+void Hasher::StateDeleter::operator()(XXH3_state_s* state) const {
+  XXH3_freeState(state);
+}
 
 Hasher::Hasher() : state_(new_state()) {
   XXH_errorcode rc = XXH3_128bits_reset(state_.get());
@@ -141,7 +147,9 @@ Hasher& Hasher::update(const void* data, size_t size) {
   return *this;
 }
 
-Hasher& Hasher::update(std::string_view bytes) { return update(bytes.data(), bytes.size()); }
+Hasher& Hasher::update(std::string_view bytes) {
+  return update(bytes.data(), bytes.size());
+}
 
 Hasher& Hasher::update_u64(uint64_t value) {
   unsigned char bytes[8];

@@ -63,6 +63,8 @@ void apply_config_level(const std::string& level) {
   if (auto logger = spdlog::get("lvrl")) logger->set_level(parsed);
 }
 
-int rank() { return g_rank; }
+int rank() {
+  return g_rank;
+}
 
 }  // namespace lvrl::log

@@ -32,9 +32,9 @@ int rank();
 #define LVRL_WARN(...) spdlog::warn(__VA_ARGS__)
 #define LVRL_ERROR(...) spdlog::error(__VA_ARGS__)
 
-#define LVRL_RANK0(call)                   \
-  do {                                     \
-    if (::lvrl::log::rank() == 0) call;    \
+#define LVRL_RANK0(call)                \
+  do {                                  \
+    if (::lvrl::log::rank() == 0) call; \
   } while (0)
 #define LVRL_INFO0(...) LVRL_RANK0(spdlog::info(__VA_ARGS__))
 #define LVRL_WARN0(...) LVRL_RANK0(spdlog::warn(__VA_ARGS__))

@@ -30,14 +30,16 @@ std::vector<char*> pointers(const std::vector<std::string>& strings) {
 }
 
 // The child, between fork and exec: async-signal-safe calls only. Reports exec's errno on `report`.
-[[noreturn]] void become(char* const* argv, char* const* envp, pid_t parent, int report, const SpawnOptions& options) {
+[[noreturn]] void become(char* const* argv, char* const* envp, pid_t parent, int report,
+                         const SpawnOptions& options) {
   ::prctl(PR_SET_PDEATHSIG, SIGTERM);
   if (::getppid() != parent) ::_exit(127);  // the parent died before prctl took effect
   if (options.own_process_group) ::setpgid(0, 0);
   struct sigaction action {};
   action.sa_handler = SIG_DFL;
   sigemptyset(&action.sa_mask);
-  for (int signo = 1; signo < NSIG; ++signo) ::sigaction(signo, &action, nullptr);  // fails harmlessly for KILL, STOP
+  for (int signo = 1; signo < NSIG; ++signo)
+    ::sigaction(signo, &action, nullptr);  // fails harmlessly for KILL, STOP
   sigset_t none;
   sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
@@ -67,7 +69,8 @@ std::vector<char*> pointers(const std::vector<std::string>& strings) {
 pid_t spawn_process(const std::vector<std::string>& argv, const SpawnOptions& options) {
   LVRL_ASSERT(!argv.empty() && !argv.front().empty(), "spawn_process needs a program to run");
   std::vector<char*> args = pointers(argv);
-  std::vector<char*> env = options.environment != nullptr ? pointers(*options.environment) : std::vector<char*>{};
+  std::vector<char*> env =
+      options.environment != nullptr ? pointers(*options.environment) : std::vector<char*>{};
   char* const* envp = options.environment != nullptr ? env.data() : environ;
 
   int report[2];  // the child writes errno here if exec fails; CLOEXEC closes it when exec works

@@ -1,9 +1,6 @@
 #include "core/progress.h"
 
-#include "core/error.h"
-
 #include <fmt/format.h>
-
 #include <sys/ioctl.h>
 #include <unistd.h>
 
@@ -11,6 +8,8 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
+
+#include "core/error.h"
 
 namespace lvrl {
 namespace {
@@ -111,7 +110,9 @@ Progress::Progress(std::string label, int64_t total, std::string unit, ProgressO
               "Progress interval must be >= 0 s, got " + std::to_string(interval_s_));
 }
 
-Progress::~Progress() { finish(); }
+Progress::~Progress() {
+  finish();
+}
 
 void Progress::advance(int64_t n) {
   LVRL_ASSERT(n >= 0, "Progress::advance by a negative count " + std::to_string(n));

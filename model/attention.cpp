@@ -87,13 +87,15 @@ double lowest_finite(at::ScalarType type) {
 
 // x's values as a contiguous tensor of `type`: x itself where it is one, one copy otherwise.
 at::Tensor contiguous_as(const at::Tensor& x, at::ScalarType type) {
-  return x.scalar_type() == type ? x.contiguous()
-                                 : x.to(type, /*non_blocking=*/false, /*copy=*/false, at::MemoryFormat::Contiguous);
+  return x.scalar_type() == type
+             ? x.contiguous()
+             : x.to(type, /*non_blocking=*/false, /*copy=*/false, at::MemoryFormat::Contiguous);
 }
 
 // [B, Lq, H, D] → [B·Hkv, Lq·G, D] of `type`.
 at::Tensor to_query_rows(const at::Tensor& x, const Dims& d, at::ScalarType type) {
-  return contiguous_as(x.reshape({d.batch, d.queries, d.kv_heads, d.group, d.head_dim}).permute({0, 2, 1, 3, 4}), type)
+  return contiguous_as(
+             x.reshape({d.batch, d.queries, d.kv_heads, d.group, d.head_dim}).permute({0, 2, 1, 3, 4}), type)
       .view({d.batch * d.kv_heads, d.queries * d.group, d.head_dim});
 }
 
@@ -113,8 +115,7 @@ at::Tensor from_query_rows(const at::Tensor& rows, const Dims& d, at::ScalarType
 
 // [B, Lk, Hkv, D] → [B·Hkv, Lk, D] of `type`.
 at::Tensor to_key_rows(const at::Tensor& x, const Dims& d, at::ScalarType type) {
-  return contiguous_as(x.permute({0, 2, 1, 3}), type)
-      .view({d.batch * d.kv_heads, d.keys, d.head_dim});
+  return contiguous_as(x.permute({0, 2, 1, 3}), type).view({d.batch * d.kv_heads, d.keys, d.head_dim});
 }
 
 // [B·Hkv, Lk, D] → [B, Lk, Hkv, D] of `type`.
@@ -488,9 +489,9 @@ AttentionResult blockwise_attention_forward(const at::Tensor& q, const at::Tenso
       const int64_t bk = kb.end - kb.begin;
       const at::Tensor v_block = vr.narrow(1, kb.begin, bk);
       at::Tensor s = tile_scores(q_block, kr, iv, qb, kb, d.kv_heads, G);  // [BH, R, bk]
-      const at::Tensor new_max = at::maximum(max, s.amax(-1));    // [BH, R], finite
-      const at::Tensor p = s.sub_(new_max.unsqueeze(-1)).exp_();  // [BH, R, bk]
-      const at::Tensor rescale = (max - new_max).exp_();          // [BH, R]
+      const at::Tensor new_max = at::maximum(max, s.amax(-1));             // [BH, R], finite
+      const at::Tensor p = s.sub_(new_max.unsqueeze(-1)).exp_();           // [BH, R, bk]
+      const at::Tensor rescale = (max - new_max).exp_();                   // [BH, R]
       sum.mul_(rescale).add_(p.sum(-1));
       acc.mul_(rescale.unsqueeze(-1)).baddbmm_(p, v_block);
       max = new_max;
@@ -513,7 +514,8 @@ at::Tensor attention_delta(const at::Tensor& out, const at::Tensor& dout, const 
   for (int64_t begin = 0; begin < length; begin += kRows) {
     const int64_t n = std::min(kRows, length - begin);
     delta.narrow(2, begin, n)
-        .copy_((dout.narrow(1, begin, n).to(type) * out.narrow(1, begin, n).to(type)).sum(-1).transpose(1, 2));
+        .copy_(
+            (dout.narrow(1, begin, n).to(type) * out.narrow(1, begin, n).to(type)).sum(-1).transpose(1, 2));
   }
   if (dlse.defined()) delta.sub_(dlse.to(type));
   return delta;
@@ -535,7 +537,8 @@ AttentionGrads blockwise_attention_backward(const at::Tensor& q, const at::Tenso
 AttentionGrads blockwise_attention_backward_from_delta(const at::Tensor& q, const at::Tensor& k,
                                                        const at::Tensor& v, const at::Tensor& lse,
                                                        at::Tensor dout, const at::Tensor& delta,
-                                                       const AttentionSpec& spec, const BlockwiseOptions& options) {
+                                                       const AttentionSpec& spec,
+                                                       const BlockwiseOptions& options) {
   check_attention_inputs(q, k, v, spec);
   check_options(options);
   const Dims d = dims_of(q, k);
@@ -552,10 +555,10 @@ AttentionGrads blockwise_attention_backward_from_delta(const at::Tensor& q, cons
   const double scale = softmax_scale(spec, d.head_dim);
   // The row tensors are released before the gradients go back to the caller's layout (one at a
   // time), so the peak is the loop's, not the loop's plus three converted gradients.
-  at::Tensor qr = scaled_query_rows(q, d, type, scale);   // [BH, Lq·G, D]
-  at::Tensor kr = to_key_rows(k, d, type);                // [BH, Lk, D]
-  at::Tensor vr = to_key_rows(v, d, type);                // [BH, Lk, D]
-  at::Tensor dout_rows = to_query_rows(dout, d, type);    // [BH, Lq·G, D]
+  at::Tensor qr = scaled_query_rows(q, d, type, scale);  // [BH, Lq·G, D]
+  at::Tensor kr = to_key_rows(k, d, type);               // [BH, Lk, D]
+  at::Tensor vr = to_key_rows(v, d, type);               // [BH, Lk, D]
+  at::Tensor dout_rows = to_query_rows(dout, d, type);   // [BH, Lq·G, D]
   dout.reset();
   // A row that sees no key has lse = -inf; +inf there makes its P = exp(S - lse) exactly 0.
   at::Tensor lse_rows = lse_to_rows(lse, d, type);  // [BH, Lq·G]
@@ -569,17 +572,17 @@ AttentionGrads blockwise_attention_backward_from_delta(const at::Tensor& q, cons
 
   for (const QueryBlock& qb : plan_blocks(iv, options)) {
     const int64_t bq = qb.end - qb.begin, rows = bq * G, first_row = qb.begin * G;
-    const at::Tensor q_block = qr.narrow(1, first_row, rows);                        // [BH, R, D]
-    const at::Tensor dout_block = dout_rows.narrow(1, first_row, rows);              // [BH, R, D]
-    const at::Tensor lse_block = lse_rows.narrow(1, first_row, rows).unsqueeze(-1);  // [BH, R, 1]
+    const at::Tensor q_block = qr.narrow(1, first_row, rows);                            // [BH, R, D]
+    const at::Tensor dout_block = dout_rows.narrow(1, first_row, rows);                  // [BH, R, D]
+    const at::Tensor lse_block = lse_rows.narrow(1, first_row, rows).unsqueeze(-1);      // [BH, R, 1]
     const at::Tensor delta_block = delta_rows.narrow(1, first_row, rows).unsqueeze(-1);  // [BH, R, 1]
-    at::Tensor dq_block = dq_rows.narrow(1, first_row, rows);                        // [BH, R, D]
+    at::Tensor dq_block = dq_rows.narrow(1, first_row, rows);                            // [BH, R, D]
     for (const KeyBlock& kb : qb.keys) {
       const int64_t bk = kb.end - kb.begin;
       const at::Tensor k_block = kr.narrow(1, kb.begin, bk);  // [BH, bk, D]
       const at::Tensor v_block = vr.narrow(1, kb.begin, bk);
       at::Tensor s = tile_scores(q_block, kr, iv, qb, kb, d.kv_heads, G);  // [BH, R, bk]
-      const at::Tensor p = s.sub_(lse_block).exp_();  // [BH, R, bk]
+      const at::Tensor p = s.sub_(lse_block).exp_();                       // [BH, R, bk]
       const at::Tensor ds = at::bmm(dout_block, v_block.transpose(1, 2)).sub_(delta_block).mul_(p);
       dq_block.baddbmm_(ds, k_block);
       dk_rows.narrow(1, kb.begin, bk).baddbmm_(ds.transpose(1, 2), q_block);  // sums the G heads

@@ -91,7 +91,8 @@ std::string user_text(const PromptRequest& request, const PromptOptions& prompt)
 }
 }  // namespace
 
-std::string render_prompt_text(const PromptRequest& request, const PromptOptions& options, int64_t merge_size) {
+std::string render_prompt_text(const PromptRequest& request, const PromptOptions& options,
+                               int64_t merge_size) {
   const int64_t video_tokens = video_token_count(request.grid_thw, merge_size);
   std::string pads;
   pads.reserve(static_cast<size_t>(video_tokens) * 13);
@@ -99,8 +100,8 @@ std::string render_prompt_text(const PromptRequest& request, const PromptOptions
   return prompt_head(options) + pads + prompt_tail(user_text(request, options));
 }
 
-VideoPrompt render_prompt(const Tokenizer& tokenizer, const PromptRequest& request, const PromptOptions& options,
-                          int64_t merge_size) {
+VideoPrompt render_prompt(const Tokenizer& tokenizer, const PromptRequest& request,
+                          const PromptOptions& options, int64_t merge_size) {
   VideoPrompt prompt;
   prompt.video_tokens = video_token_count(request.grid_thw, merge_size);
   // Added tokens split the text before anything else, so encoding the parts on either side of the

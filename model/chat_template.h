@@ -62,8 +62,8 @@ struct VideoPrompt {
 // The one prompt renderer: SFT, rollout, eval and generation all turn a question into ids here, so
 // the policy is trained on exactly the prompts it is sampled and judged on. The ids equal encoding
 // render_prompt_text(request, options) — built without tokenizing K placeholders one by one.
-VideoPrompt render_prompt(const Tokenizer& tokenizer, const PromptRequest& request, const PromptOptions& options,
-                          int64_t merge_size = 2);
+VideoPrompt render_prompt(const Tokenizer& tokenizer, const PromptRequest& request,
+                          const PromptOptions& options, int64_t merge_size = 2);
 // The same prompt as text, the video placeholder expanded to its K pads (for logs, tests, records).
 std::string render_prompt_text(const PromptRequest& request, const PromptOptions& options,
                                int64_t merge_size = 2);

@@ -13,7 +13,8 @@ namespace lvrl::model {
 KVCache::KVCache(const TextConfig& config, int64_t batch, int64_t capacity, at::ScalarType dtype,
                  const at::Device& device)
     : batch_(batch), capacity_(capacity), lengths_(batch, 0) {
-  LVRL_ASSERT(batch > 0 && capacity > 0, fmt::format("KV cache of batch {} and capacity {}", batch, capacity));
+  LVRL_ASSERT(batch > 0 && capacity > 0,
+              fmt::format("KV cache of batch {} and capacity {}", batch, capacity));
   auto options = at::TensorOptions().dtype(dtype).device(device);
   for (int64_t layer = 0; layer < config.num_hidden_layers; ++layer) {
     keys_.push_back(at::zeros({batch, capacity, config.num_key_value_heads, config.head_dim()}, options));

@@ -21,7 +21,8 @@ namespace lvrl::model {
 
 class KVCache {
  public:
-  KVCache(const TextConfig& config, int64_t batch, int64_t capacity, at::ScalarType dtype, const at::Device& device);
+  KVCache(const TextConfig& config, int64_t batch, int64_t capacity, at::ScalarType dtype,
+          const at::Device& device);
 
   int64_t batch() const { return batch_; }
   int64_t capacity() const { return capacity_; }

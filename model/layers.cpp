@@ -16,9 +16,11 @@ at::Tensor RMSNormImpl::forward(const at::Tensor& x) {
 }
 
 SwiGLUImpl::SwiGLUImpl(int64_t dim, int64_t hidden, bool bias) {
-  gate_proj = register_module("gate_proj", torch::nn::Linear(torch::nn::LinearOptions(dim, hidden).bias(bias)));
+  gate_proj =
+      register_module("gate_proj", torch::nn::Linear(torch::nn::LinearOptions(dim, hidden).bias(bias)));
   up_proj = register_module("up_proj", torch::nn::Linear(torch::nn::LinearOptions(dim, hidden).bias(bias)));
-  down_proj = register_module("down_proj", torch::nn::Linear(torch::nn::LinearOptions(hidden, dim).bias(bias)));
+  down_proj =
+      register_module("down_proj", torch::nn::Linear(torch::nn::LinearOptions(hidden, dim).bias(bias)));
 }
 
 at::Tensor SwiGLUImpl::forward(const at::Tensor& x) {

@@ -29,7 +29,7 @@ class SwiGLUImpl : public torch::nn::Module {
   at::Tensor forward(const at::Tensor& x);  // [..., dim] → [..., dim]
 
   torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr};  // [hidden, dim]
-  torch::nn::Linear down_proj{nullptr};                     // [dim, hidden]
+  torch::nn::Linear down_proj{nullptr};                    // [dim, hidden]
 };
 TORCH_MODULE(SwiGLU);
 

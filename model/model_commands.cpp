@@ -4,13 +4,13 @@
 //
 // Parameter counts come from the config alone (parameter_counts below), so `info` on a 7B config
 // never allocates 7B parameters; a test checks the formula against an instantiated model.
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
+#include <CLI/CLI.hpp>
 #include <filesystem>
 #include <iostream>
 #include <memory>
+#include <nlohmann/json.hpp>
 
 #include "core/command.h"
 #include "core/dtype_name.h"
@@ -70,7 +70,8 @@ int run_init(const InitArgs& args) {
     tokenizer_dir = env;
   }
   if (!args.force && fs::exists(fs::path(args.out) / "config.json")) {
-    throw InputError({args.out, 0, "--out", args.out}, "already holds a model (config.json); pass --force to replace it");
+    throw InputError({args.out, 0, "--out", args.out},
+                     "already holds a model (config.json); pass --force to replace it");
   }
   QwenConfig config = QwenConfig::preset(args.preset);
   const Tokenizer tokenizer = Tokenizer::load(tokenizer_dir);
@@ -81,7 +82,8 @@ int run_init(const InitArgs& args) {
   save_model(*model, args.out, dtype);
   for (const char* name : {"tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt"}) {
     fs::path from = fs::path(tokenizer_dir) / name;
-    if (fs::exists(from)) fs::copy_file(from, fs::path(args.out) / name, fs::copy_options::overwrite_existing);
+    if (fs::exists(from))
+      fs::copy_file(from, fs::path(args.out) / name, fs::copy_options::overwrite_existing);
   }
   const PartCounts counts = parameter_counts(config);
   LVRL_INFO("wrote {} ({} preset, {:.1f} M parameters, {}, seed {})", args.out, args.preset,
@@ -120,21 +122,25 @@ const RegisterCommand init_command(
     [](CLI::App& app) {
       auto args = std::make_shared<InitArgs>();
       app.add_option("--preset", args->preset, "tiny | small")->capture_default_str();
-      app.add_option("--out", args->out, "directory to write (config.json, model.safetensors, tokenizer)")->required();
+      app.add_option("--out", args->out, "directory to write (config.json, model.safetensors, tokenizer)")
+          ->required();
       app.add_option("--tokenizer", args->tokenizer,
                      "directory holding the Qwen tokenizer.json (default: $LVRL_TOKENIZER_DIR)");
-      app.add_option("--dtype", args->dtype, "stored dtype: float32 | bfloat16 | float16 (default: the preset's)");
+      app.add_option("--dtype", args->dtype,
+                     "stored dtype: float32 | bfloat16 | float16 (default: the preset's)");
       app.add_option("--seed", args->seed, "random seed of the weights")->capture_default_str();
       app.add_flag("--force", args->force, "replace a model already in --out");
       return [args] { return run_init(*args); };
     });
 
 const RegisterCommand info_command(
-    "model info", "Print a checkpoint's parameters per part and memory estimates for a video", [](CLI::App& app) {
+    "model info", "Print a checkpoint's parameters per part and memory estimates for a video",
+    [](CLI::App& app) {
       auto args = std::make_shared<InfoArgs>();
       app.add_option("DIR", args->dir, "checkpoint directory (or its config.json)")->required();
       app.add_option("--frames", args->frames, "video frames for the estimate")->capture_default_str();
-      app.add_option("--frame-size", args->frame_size, "frame size after resizing, HEIGHTxWIDTH (multiples of 28)")
+      app.add_option("--frame-size", args->frame_size,
+                     "frame size after resizing, HEIGHTxWIDTH (multiples of 28)")
           ->capture_default_str();
       app.add_option("--text-tokens", args->text_tokens, "prompt + answer tokens besides the video")
           ->capture_default_str();

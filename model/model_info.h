@@ -2,9 +2,8 @@
 // frames costs (the figures `lvrl model info` prints and sp/plan builds on).
 #pragma once
 
-#include <nlohmann/json_fwd.hpp>
-
 #include <cstdint>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 
 #include "model/qwen_config.h"
@@ -26,10 +25,10 @@ PartCounts parameter_counts(const QwenConfig& config);
 struct MemoryEstimate {
   int64_t frames = 0, height = 0, width = 0;
   int64_t patches = 0, video_tokens = 0, sequence_tokens = 0;
-  int64_t weight_bytes = 0;             // all parameters at element_bytes
-  int64_t video_embedding_bytes = 0;    // what the embedding cache stores for this video
-  int64_t vision_activation_bytes = 0;  // peak live activations of one vision block at inference
-  int64_t kv_cache_bytes = 0;           // keys + values of the whole sequence, all layers
+  int64_t weight_bytes = 0;               // all parameters at element_bytes
+  int64_t video_embedding_bytes = 0;      // what the embedding cache stores for this video
+  int64_t vision_activation_bytes = 0;    // peak live activations of one vision block at inference
+  int64_t kv_cache_bytes = 0;             // keys + values of the whole sequence, all layers
   int64_t training_activation_bytes = 0;  // activations the language model saves for backward
   int64_t training_state_bytes = 0;       // LM weights + grads at element_bytes, AdamW moments in fp32
 };

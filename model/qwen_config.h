@@ -5,9 +5,8 @@
 // that run on a CPU; they keep the real vocabulary and special-token ids so the real tokenizer works.
 #pragma once
 
-#include <nlohmann/json_fwd.hpp>
-
 #include <cstdint>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
 
@@ -67,7 +66,7 @@ struct QwenConfig {
   // supported), a missing required field, a wrong type, or a failed validate().
   static QwenConfig load(const std::string& path);
   static QwenConfig from_json(const nlohmann::json& json, const std::string& source);
-  nlohmann::json to_json() const;  // flat hub layout, rope_scaling {type: mrope, mrope_section}
+  nlohmann::json to_json() const;           // flat hub layout, rope_scaling {type: mrope, mrope_section}
   void save(const std::string& dir) const;  // DIR/config.json, crash-safe
 
   // Divisibility and range rules the code relies on (heads divide widths, GQA groups, mrope_section

@@ -17,7 +17,9 @@ QwenVLImpl::QwenVLImpl(const QwenConfig& config) : config_(config) {
   model = register_module("model", TextModel(config.text));
   if (!config.text.tie_word_embeddings) {
     lm_head = register_module(
-        "lm_head", torch::nn::Linear(torch::nn::LinearOptions(config.text.hidden_size, config.text.vocab_size).bias(false)));
+        "lm_head",
+        torch::nn::Linear(
+            torch::nn::LinearOptions(config.text.hidden_size, config.text.vocab_size).bias(false)));
   }
 }
 
@@ -47,9 +49,9 @@ at::Tensor QwenVLImpl::embed(const at::Tensor& input_ids, const at::Tensor& vide
   const int64_t video_tokens = slots.sum().item<int64_t>();
   const int64_t rows = video_embeds.defined() ? video_embeds.size(0) : 0;
   if (video_tokens != rows) {
-    throw InputError({"", 0, "video_embeds", std::to_string(rows)},
-                     fmt::format("the input has {} <|video_pad|> tokens but {} video embedding rows", video_tokens,
-                                 rows));
+    throw InputError(
+        {"", 0, "video_embeds", std::to_string(rows)},
+        fmt::format("the input has {} <|video_pad|> tokens but {} video embedding rows", video_tokens, rows));
   }
   if (rows == 0) return embeds;
   LVRL_ASSERT(video_embeds.dim() == 2 && video_embeds.size(1) == embeds.size(2),
@@ -73,7 +75,8 @@ at::Tensor video_embeddings(QwenVLImpl& model, const ModelInput& input) {
     LVRL_ASSERT(!input.pixel_values_videos.defined(), "videos given both as pixels and as embeddings");
     return input.video_embeds;
   }
-  if (input.pixel_values_videos.defined()) return model.encode_video(input.pixel_values_videos, input.video_grids);
+  if (input.pixel_values_videos.defined())
+    return model.encode_video(input.pixel_values_videos, input.video_grids);
   return at::Tensor();
 }
 
@@ -116,7 +119,8 @@ at::Tensor QwenVLImpl::prefill(const ModelInput& input, KVCache& cache) {
   std::vector<int64_t> deltas(batch);
   std::vector<at::Tensor> last(batch);
   for (int64_t row = 0; row < batch; ++row) {
-    if (valid[row] == 0) throw InputError({"", 0, "attention_mask", fmt::format("row {}", row)}, "an empty prompt");
+    if (valid[row] == 0)
+      throw InputError({"", 0, "attention_mask", fmt::format("row {}", row)}, "an empty prompt");
     deltas[row] = positions.select(1, row).narrow(1, 0, valid[row]).max().item<int64_t>() + 1 - valid[row];
     last[row] = hidden[row][valid[row] - 1];
   }

@@ -48,7 +48,8 @@ class QwenVLImpl : public torch::nn::Module {
   void set_attention(std::shared_ptr<AttentionBackend> attention);
   void set_text_attention(std::shared_ptr<AttentionBackend> attention);
 
-  at::Tensor encode_video(const at::Tensor& pixel_values, const std::vector<GridTHW>& grids);  // → [Σ t·h·w/4, D]
+  at::Tensor encode_video(const at::Tensor& pixel_values,
+                          const std::vector<GridTHW>& grids);  // → [Σ t·h·w/4, D]
   // Token embeddings with video embeddings scattered into the <|video_pad|> rows: [B, S, D].
   at::Tensor embed(const at::Tensor& input_ids, const at::Tensor& video_embeds);
   RopeIndex positions(const ModelInput& input) const;

@@ -22,16 +22,18 @@ using GridTHW = std::array<int64_t, 3>;  // (temporal patches, patch rows, patch
 
 // A video block's temporal id from its grid index τ: the pitfall in docs/model.md#3-d-position-ids.
 enum class TemporalRule {
-  FloatThenFloor,   // ⌊τ · second_per_grid_t · tokens_per_second⌋: official training code, transformers ≥ #48669
-  IntegerCastFirst, // τ · int(second_per_grid_t) · tokens_per_second: transformers 4.49–4.57
+  FloatThenFloor,  // ⌊τ · second_per_grid_t · tokens_per_second⌋: official training code, transformers ≥
+                   // #48669
+  IntegerCastFirst,  // τ · int(second_per_grid_t) · tokens_per_second: transformers 4.49–4.57
 };
 
 struct RopeIndexInput {
   at::Tensor input_ids;       // [B, S] int64 (CPU)
   at::Tensor attention_mask;  // [B, S] int64/bool, undefined = all ones; padding keeps id 1
-  std::vector<GridTHW> image_grids;         // one per <|vision_start|><|image_pad|> block, prompt order over the batch
-  std::vector<GridTHW> video_grids;         // one per video block, prompt order over the batch
-  std::vector<double> second_per_grid_ts;   // per video (temporal_patch_size / sample fps); empty = 1.0 each
+  std::vector<GridTHW>
+      image_grids;  // one per <|vision_start|><|image_pad|> block, prompt order over the batch
+  std::vector<GridTHW> video_grids;        // one per video block, prompt order over the batch
+  std::vector<double> second_per_grid_ts;  // per video (temporal_patch_size / sample fps); empty = 1.0 each
   TemporalRule temporal_rule = TemporalRule::FloatThenFloor;
 };
 
@@ -54,8 +56,8 @@ at::Tensor decode_positions(const at::Tensor& start /*[B] int64*/, const at::Ten
 struct RopeTables {
   at::Tensor cos, sin;  // [B, S, head_dim]
 };
-RopeTables mrope_tables(const TextConfig& config, const at::Tensor& positions /*[3,B,S]*/, at::ScalarType dtype,
-                        const at::Device& device);
+RopeTables mrope_tables(const TextConfig& config, const at::Tensor& positions /*[3,B,S]*/,
+                        at::ScalarType dtype, const at::Device& device);
 
 // x·cos + rotate_half(x)·sin, rotate_half([x1, x2]) = [-x2, x1] over the two halves of the head.
 // x [B, S, H, D], cos/sin [B, S, D] (broadcast over heads); computed in x's dtype.

@@ -15,15 +15,17 @@ torch::nn::Linear linear(int64_t in, int64_t out, bool bias) {
 }  // namespace
 
 TextAttentionImpl::TextAttentionImpl(const TextConfig& config)
-    : heads_(config.num_attention_heads), kv_heads_(config.num_key_value_heads), head_dim_(config.head_dim()) {
+    : heads_(config.num_attention_heads),
+      kv_heads_(config.num_key_value_heads),
+      head_dim_(config.head_dim()) {
   q_proj = register_module("q_proj", linear(config.hidden_size, heads_ * head_dim_, true));
   k_proj = register_module("k_proj", linear(config.hidden_size, kv_heads_ * head_dim_, true));
   v_proj = register_module("v_proj", linear(config.hidden_size, kv_heads_ * head_dim_, true));
   o_proj = register_module("o_proj", linear(heads_ * head_dim_, config.hidden_size, false));
 }
 
-at::Tensor TextAttentionImpl::forward(const at::Tensor& x, const RopeTables& rope, AttentionBackend& attention,
-                                      KVCache* cache, int64_t layer) {
+at::Tensor TextAttentionImpl::forward(const at::Tensor& x, const RopeTables& rope,
+                                      AttentionBackend& attention, KVCache* cache, int64_t layer) {
   const int64_t batch = x.size(0), seq = x.size(1);
   at::Tensor q = apply_rotary(q_proj(x).view({batch, seq, heads_, head_dim_}), rope.cos, rope.sin);
   at::Tensor k = apply_rotary(k_proj(x).view({batch, seq, kv_heads_, head_dim_}), rope.cos, rope.sin);
@@ -62,7 +64,8 @@ TextModelImpl::TextModelImpl(const TextConfig& config) : config_(config) {
   attention_ = make_blockwise_attention();
 }
 
-at::Tensor TextModelImpl::forward(const at::Tensor& inputs_embeds, const at::Tensor& positions, KVCache* cache) {
+at::Tensor TextModelImpl::forward(const at::Tensor& inputs_embeds, const at::Tensor& positions,
+                                  KVCache* cache) {
   LVRL_ASSERT(inputs_embeds.dim() == 3 && positions.dim() == 3 && positions.size(0) == 3 &&
                   positions.size(1) == inputs_embeds.size(0) && positions.size(2) == inputs_embeds.size(1),
               fmt::format("inputs_embeds {} with positions {}", inputs_embeds.sizes(), positions.sizes()));

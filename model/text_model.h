@@ -25,8 +25,8 @@ class TextAttentionImpl : public torch::nn::Module {
   explicit TextAttentionImpl(const TextConfig& config);
   // x [B, S, D]; rope tables [B, S, head_dim]. Without a cache: causal over the S tokens. With one:
   // k/v are appended at each row's length and the S queries attend to the row's cached keys too.
-  at::Tensor forward(const at::Tensor& x, const RopeTables& rope, AttentionBackend& attention,
-                     KVCache* cache, int64_t layer);
+  at::Tensor forward(const at::Tensor& x, const RopeTables& rope, AttentionBackend& attention, KVCache* cache,
+                     int64_t layer);
 
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr};  // with bias
   torch::nn::Linear o_proj{nullptr};                                    // no bias
@@ -38,8 +38,8 @@ TORCH_MODULE(TextAttention);
 class DecoderLayerImpl : public torch::nn::Module {
  public:
   explicit DecoderLayerImpl(const TextConfig& config);
-  at::Tensor forward(const at::Tensor& x, const RopeTables& rope, AttentionBackend& attention,
-                     KVCache* cache, int64_t layer);  // [B, S, D] → [B, S, D]
+  at::Tensor forward(const at::Tensor& x, const RopeTables& rope, AttentionBackend& attention, KVCache* cache,
+                     int64_t layer);  // [B, S, D] → [B, S, D]
 
   RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
   TextAttention self_attn{nullptr};

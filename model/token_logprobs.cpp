@@ -23,8 +23,9 @@ at::ScalarType accumulation_dtype(const at::Tensor& t) {
 
 class ChunkedLogprobs : public torch::autograd::Function<ChunkedLogprobs> {
  public:
-  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& hidden, const at::Tensor& weight,
-                            const at::Tensor& targets, double temperature, int64_t chunk) {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& hidden,
+                            const at::Tensor& weight, const at::Tensor& targets, double temperature,
+                            int64_t chunk) {
     const at::ScalarType acc = accumulation_dtype(hidden);
     const int64_t rows = hidden.size(0);
     at::Tensor out = at::empty({rows}, hidden.options().dtype(acc));
@@ -36,7 +37,8 @@ class ChunkedLogprobs : public torch::autograd::Function<ChunkedLogprobs> {
       if (temperature != 1.0) z.div_(temperature);
       at::Tensor chunk_lse = at::logsumexp(z, -1);
       lse.narrow(0, start, n).copy_(chunk_lse);
-      out.narrow(0, start, n).copy_(z.gather(1, targets.narrow(0, start, n).unsqueeze(1)).squeeze(1) - chunk_lse);
+      out.narrow(0, start, n)
+          .copy_(z.gather(1, targets.narrow(0, start, n).unsqueeze(1)).squeeze(1) - chunk_lse);
     }
     ctx->save_for_backward({hidden, weight, targets, lse});
     ctx->saved_data["temperature"] = temperature;
@@ -63,11 +65,11 @@ class ChunkedLogprobs : public torch::autograd::Function<ChunkedLogprobs> {
       const int64_t n = std::min(chunk, rows - start);
       at::Tensor h = hidden.narrow(0, start, n).to(acc);
       // In place throughout: each [n, V] temporary is a fresh page-faulted allocation otherwise.
-      at::Tensor grad_z = at::matmul(h, weight_acc.t());                          // [n, V] logits
+      at::Tensor grad_z = at::matmul(h, weight_acc.t());  // [n, V] logits
       if (temperature != 1.0) grad_z.div_(temperature);
-      at::Tensor g = grad_out.narrow(0, start, n).unsqueeze(1);                    // [n, 1]
-      grad_z.sub_(lse.narrow(0, start, n).unsqueeze(1)).exp_().mul_(-g);           // −g·p
-      grad_z.scatter_add_(1, targets.narrow(0, start, n).unsqueeze(1), g);         // + g·onehot
+      at::Tensor g = grad_out.narrow(0, start, n).unsqueeze(1);             // [n, 1]
+      grad_z.sub_(lse.narrow(0, start, n).unsqueeze(1)).exp_().mul_(-g);    // −g·p
+      grad_z.scatter_add_(1, targets.narrow(0, start, n).unsqueeze(1), g);  // + g·onehot
       if (temperature != 1.0) grad_z.div_(temperature);
       grad_hidden.narrow(0, start, n).copy_(at::matmul(grad_z, weight_acc));
       grad_weight.addmm_(grad_z.t(), h);
@@ -80,10 +82,11 @@ class ChunkedLogprobs : public torch::autograd::Function<ChunkedLogprobs> {
 
 at::Tensor token_logprobs(const at::Tensor& hidden, const at::Tensor& weight, const at::Tensor& targets,
                           const LogprobOptions& options) {
-  LVRL_ASSERT(hidden.dim() == 2 && weight.dim() == 2 && hidden.size(1) == weight.size(1) && targets.dim() == 1 &&
-                  targets.size(0) == hidden.size(0) && targets.scalar_type() == at::kLong,
-              fmt::format("token_logprobs(hidden {}, weight {}, targets {} {})", hidden.sizes(), weight.sizes(),
-                          targets.sizes(), targets.scalar_type()));
+  LVRL_ASSERT(hidden.dim() == 2 && weight.dim() == 2 && hidden.size(1) == weight.size(1) &&
+                  targets.dim() == 1 && targets.size(0) == hidden.size(0) &&
+                  targets.scalar_type() == at::kLong,
+              fmt::format("token_logprobs(hidden {}, weight {}, targets {} {})", hidden.sizes(),
+                          weight.sizes(), targets.sizes(), targets.scalar_type()));
   LVRL_ASSERT(options.temperature > 0 && options.chunk > 0,
               fmt::format("temperature {} chunk {}", options.temperature, options.chunk));
   if (targets.numel() > 0) {
@@ -93,7 +96,8 @@ at::Tensor token_logprobs(const at::Tensor& hidden, const at::Tensor& weight, co
                        fmt::format("outside the vocabulary of {} tokens", weight.size(0)));
     }
   }
-  return ChunkedLogprobs::apply(hidden, weight, targets.to(hidden.device()), options.temperature, options.chunk);
+  return ChunkedLogprobs::apply(hidden, weight, targets.to(hidden.device()), options.temperature,
+                                options.chunk);
 }
 
 }  // namespace lvrl::model

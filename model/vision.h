@@ -10,9 +10,9 @@
 
 #include <ATen/Tensor.h>
 #include <torch/nn/module.h>
-#include <torch/nn/modules/conv.h>
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/modules/container/sequential.h>
+#include <torch/nn/modules/conv.h>
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/pimpl.h>
 
@@ -34,7 +34,8 @@ struct WindowPartition {
 // docs/model.md#window-partition; grids are patch grids (h, w even).
 WindowPartition partition_windows(const VisionConfig& config, const std::vector<GridTHW>& grids);
 
-// Module trees mirror transformers' so named_parameters() are the checkpoint names (visual.blocks.0.attn.qkv.weight).
+// Module trees mirror transformers' so named_parameters() are the checkpoint names
+// (visual.blocks.0.attn.qkv.weight).
 class VisionAttentionImpl : public torch::nn::Module {
  public:
   explicit VisionAttentionImpl(const VisionConfig& config);

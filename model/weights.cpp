@@ -28,7 +28,7 @@ std::string dtype_json_name(at::ScalarType dtype) {
 }  // namespace
 
 std::string canonical_tensor_name(const std::string& name) {
-  if (starts_with(name, "model.visual.")) return name.substr(6);                       // → visual.*
+  if (starts_with(name, "model.visual.")) return name.substr(6);                      // → visual.*
   if (starts_with(name, "model.language_model.")) return "model." + name.substr(21);  // → model.*
   return name;
 }
@@ -38,8 +38,8 @@ void load_weights(QwenVLImpl& model, const safetensors::TensorMap& tensors, cons
   for (const auto& [name, tensor] : tensors) {
     auto [it, fresh] = by_name.emplace(canonical_tensor_name(name), std::make_pair(name, tensor));
     if (!fresh) {
-      throw InputError({source, 0, name, ""}, fmt::format("duplicates tensor '{}' under another naming scheme",
-                                                          it->second.first));
+      throw InputError({source, 0, name, ""},
+                       fmt::format("duplicates tensor '{}' under another naming scheme", it->second.first));
     }
   }
   at::NoGradGuard no_grad;
@@ -68,10 +68,12 @@ void load_weights(QwenVLImpl& model, const safetensors::TensorMap& tensors, cons
     if (name == "lm_head.weight" && model.config().text.tie_word_embeddings) {
       // Some exporters write the tied head anyway; accept it only if it is the embedding.
       if (at::equal(entry.second.to(at::kFloat), model.model->embed_tokens->weight.to(at::kFloat))) continue;
-      throw InputError({source, 0, entry.first, ""},
-                       "differs from model.embed_tokens.weight but the config ties them (tie_word_embeddings)");
+      throw InputError(
+          {source, 0, entry.first, ""},
+          "differs from model.embed_tokens.weight but the config ties them (tie_word_embeddings)");
     }
-    throw InputError({source, 0, entry.first, ""}, "is not a tensor of this model (Qwen2.5-VL with this config)");
+    throw InputError({source, 0, entry.first, ""},
+                     "is not a tensor of this model (Qwen2.5-VL with this config)");
   }
 }
 

@@ -24,13 +24,14 @@ std::string canonical_tensor_name(const std::string& name);
 // (InputError with key = the tensor name: missing, unexpected, wrong shape, non-float dtype).
 void load_weights(QwenVLImpl& model, const safetensors::TensorMap& tensors, const std::string& source);
 // The parameters under their checkpoint names (hub layout), converted to `dtype` (undefined = as is).
-safetensors::TensorMap state_dict(const QwenVLImpl& model, c10::optional<at::ScalarType> dtype = c10::nullopt);
+safetensors::TensorMap state_dict(const QwenVLImpl& model,
+                                  c10::optional<at::ScalarType> dtype = c10::nullopt);
 
 // DIR/config.json + weights → a model in `dtype` on `device`.
 QwenVL load_model(const std::string& dir, at::ScalarType dtype, const at::Device& device);
 // Writes config.json (torch_dtype = the stored dtype) and the weights (sharded above
 // max_shard_bytes). Saving a loaded model unchanged in its own dtype reproduces the tensors bit for bit.
-void save_model(const QwenVLImpl& model, const std::string& dir, c10::optional<at::ScalarType> dtype = c10::nullopt,
-                uint64_t max_shard_bytes = 5ull << 30);
+void save_model(const QwenVLImpl& model, const std::string& dir,
+                c10::optional<at::ScalarType> dtype = c10::nullopt, uint64_t max_shard_bytes = 5ull << 30);
 
 }  // namespace lvrl::model

@@ -69,7 +69,7 @@ at::Tensor encode_together(VisionEncoder& encoder, const sp::Mesh& mesh, const a
   failed[mesh.sp_rank()] = threw ? 1 : 0;
   sp::all_reduce_sum(mesh.sp(), failed);
   if (fatal) std::rethrow_exception(fatal);  // the others find this rank gone at the next collective
-  std::vector<int> failed_ranks;  // global ranks (rank = dp_index · SP + sp_index)
+  std::vector<int> failed_ranks;             // global ranks (rank = dp_index · SP + sp_index)
   for (int r = 0; r < mesh.sp_size(); ++r) {
     if (failed[r].item<int64_t>() != 0) failed_ranks.push_back(mesh.dp_rank() * mesh.sp_size() + r);
   }

@@ -113,8 +113,9 @@ void warn_if_damaged(const std::string& path, const PreparedVideo& video, const 
   if (damaged == 0) return;
   std::vector<std::string> spans;
   for (const video::DamagedSpan& span : video.damaged_spans) spans.push_back(video::span_text(span));
-  LVRL_WARN("{}: {} of {} frames stand in for frames that do not decode (damaged {}; video.on_damage={})", path,
-            damaged, video.damaged.size(), fmt::join(spans, ", "), video::on_damage_name(recipe.on_damage));
+  LVRL_WARN("{}: {} of {} frames stand in for frames that do not decode (damaged {}; video.on_damage={})",
+            path, damaged, video.damaged.size(), fmt::join(spans, ", "),
+            video::on_damage_name(recipe.on_damage));
 }
 
 }  // namespace lvrl::pipeline

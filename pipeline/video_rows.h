@@ -72,9 +72,9 @@ struct VideoRows {
 
 // sample.video (an absolute path, as DatasetReader resolves it) → its rows under `recipe` (whose
 // `vision` must be the encoder's patch layout: vision_params()). A missing, unreadable or too
-// short video, or one damaged under on_damage=error: an InputError naming the file. A cache server that fails: the cache's error.
-// mesh: null or of one SP rank: this process alone. Otherwise collective over mesh.sp() (above);
-// only the leader's `cache` is used.
+// short video, or one damaged under on_damage=error: an InputError naming the file. A cache server that
+// fails: the cache's error. mesh: null or of one SP rank: this process alone. Otherwise collective over
+// mesh.sp() (above); only the leader's `cache` is used.
 VideoRows get_or_encode(const data::Sample& sample, const VideoRecipe& recipe, VisionEncoder& encoder,
                         cache::EmbeddingCache& cache, const sp::Mesh* mesh = nullptr);
 

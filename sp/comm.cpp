@@ -8,11 +8,10 @@
 // Groups of one rank communicate nothing (and count nothing); their results are copies.
 #include "sp/comm.h"
 
-#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
-
 #include <atomic>
 #include <functional>
 #include <numeric>
+#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 
 #include "core/error.h"
 
@@ -20,15 +19,21 @@ namespace lvrl::sp {
 namespace {
 std::atomic<int64_t> g_bytes_sent{0};
 
-int64_t tensor_bytes(const at::Tensor& t) { return t.numel() * static_cast<int64_t>(t.element_size()); }
+int64_t tensor_bytes(const at::Tensor& t) {
+  return t.numel() * static_cast<int64_t>(t.element_size());
+}
 
 }  // namespace
 
-int64_t bytes_sent() { return g_bytes_sent.load(); }
-void reset_bytes_sent() { g_bytes_sent = 0; }
+int64_t bytes_sent() {
+  return g_bytes_sent.load();
+}
+void reset_bytes_sent() {
+  g_bytes_sent = 0;
+}
 
-at::Tensor all_to_all(c10d::ProcessGroup& group, const at::Tensor& input, const std::vector<int64_t>& send_sizes,
-                      const std::vector<int64_t>& recv_sizes) {
+at::Tensor all_to_all(c10d::ProcessGroup& group, const at::Tensor& input,
+                      const std::vector<int64_t>& send_sizes, const std::vector<int64_t>& recv_sizes) {
   const int size = group.getSize(), rank = group.getRank();
   LVRL_ASSERT(static_cast<int>(send_sizes.size()) == size && static_cast<int>(recv_sizes.size()) == size,
               "all_to_all: one send and one receive size per rank");
@@ -58,7 +63,8 @@ at::Tensor all_gather_cat(c10d::ProcessGroup& group, const at::Tensor& input, in
   if (size == 1) return input.clone();
   std::vector<at::Tensor> inputs = {input.contiguous()};
   std::vector<std::vector<at::Tensor>> outputs(1);
-  for (int r = 0; r < size; ++r) outputs[0].push_back(at::empty_like(inputs[0], at::MemoryFormat::Contiguous));
+  for (int r = 0; r < size; ++r)
+    outputs[0].push_back(at::empty_like(inputs[0], at::MemoryFormat::Contiguous));
   c10::intrusive_ptr<c10d::Work> work;
   LVRL_C10D_CHECK(work = group.allgather(outputs, inputs));
   LVRL_C10D_CHECK(work->wait());
@@ -102,7 +108,8 @@ RingExchange::RingExchange(c10d::ProcessGroup& group, const at::Tensor& send, co
   const int size = group.getSize(), rank = group.getRank();
   LVRL_ASSERT(send.scalar_type() == like.scalar_type(), "RingExchange: send and like differ in dtype");
   if (size == 1) {  // the ring is this rank: what it "receives" is what it sent
-    LVRL_ASSERT(send.sizes() == like.sizes(), "RingExchange: one rank sends itself a tensor shaped like `like`");
+    LVRL_ASSERT(send.sizes() == like.sizes(),
+                "RingExchange: one rank sends itself a tensor shaped like `like`");
     pending_->recv = {send.clone()};
     pending_->done = true;
     return;

@@ -19,8 +19,8 @@ int64_t bytes_sent();
 void reset_bytes_sent();
 
 // all-to-all of dimension-0 slices: input [Σ send_sizes, ...] → output [Σ recv_sizes, ...].
-at::Tensor all_to_all(c10d::ProcessGroup& group, const at::Tensor& input, const std::vector<int64_t>& send_sizes,
-                      const std::vector<int64_t>& recv_sizes);
+at::Tensor all_to_all(c10d::ProcessGroup& group, const at::Tensor& input,
+                      const std::vector<int64_t>& send_sizes, const std::vector<int64_t>& recv_sizes);
 at::Tensor all_gather_cat(c10d::ProcessGroup& group, const at::Tensor& input, int64_t dim);  // equal sizes
 void all_reduce_sum(c10d::ProcessGroup& group, at::Tensor& tensor);
 // root's `tensor` → every rank's `tensor`, in place (same shape and dtype on every rank, contiguous).

@@ -165,8 +165,8 @@ int launch_local_ranks(const LaunchOptions& options) {
     ~Running() { g_launch_running = false; }
   } running_flag;
 
-  const int threads = options.threads_per_rank > 0 ? options.threads_per_rank
-                                                    : std::max(1, usable_cores() / options.nproc);
+  const int threads =
+      options.threads_per_rank > 0 ? options.threads_per_rank : std::max(1, usable_cores() / options.nproc);
   const int port = pick_free_port();
   LVRL_DEBUG("launching {} ranks of '{}': MASTER_ADDR=127.0.0.1 MASTER_PORT={} OMP_NUM_THREADS={}",
              options.nproc, options.command.front(), port, threads);

@@ -24,13 +24,13 @@
 namespace lvrl::sp {
 
 struct LaunchOptions {
-  int nproc = 1;                              // P ≥ 1
-  std::vector<std::string> command;           // argv; command[0] is looked up in PATH
-  std::map<std::string, std::string> env;     // set for every rank, after the variables above
-  int threads_per_rank = 0;                   // OMP_NUM_THREADS; 0 = max(1, cores / P)
-  double grace_s = 10;                        // SIGTERM → SIGKILL delay
-  double timeout_s = 0;                       // > 0: ranks still running then are stopped as on a failure
-  int output_fd = -1;                         // the ranks' stdout and stderr; -1: the launcher's
+  int nproc = 1;                           // P ≥ 1
+  std::vector<std::string> command;        // argv; command[0] is looked up in PATH
+  std::map<std::string, std::string> env;  // set for every rank, after the variables above
+  int threads_per_rank = 0;                // OMP_NUM_THREADS; 0 = max(1, cores / P)
+  double grace_s = 10;                     // SIGTERM → SIGKILL delay
+  double timeout_s = 0;                    // > 0: ranks still running then are stopped as on a failure
+  int output_fd = -1;                      // the ranks' stdout and stderr; -1: the launcher's
 };
 
 // Runs the ranks to the end. Returns 0 when every rank exits 0; else the exit code of the first

@@ -46,7 +46,8 @@ struct SequenceLayout {
 
 // full [..., L, ...] (L = layout.length along `dim`) → this rank's part [..., local_length, ...],
 // padding rows filled with `pad_value`.
-at::Tensor shard(const at::Tensor& full, int64_t dim, const SequenceLayout& layout, int sp_rank, double pad_value = 0);
+at::Tensor shard(const at::Tensor& full, int64_t dim, const SequenceLayout& layout, int sp_rank,
+                 double pad_value = 0);
 // The inverse for checks: every rank's part (in SP rank order) → full [..., L, ...], padding dropped.
 at::Tensor unshard(const std::vector<at::Tensor>& parts, int64_t dim, const SequenceLayout& layout);
 

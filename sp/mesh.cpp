@@ -14,12 +14,13 @@
 
 #include "sp/mesh.h"
 
+#include <torch/version.h>
+
 #include <torch/csrc/distributed/c10d/FileStore.hpp>
 #include <torch/csrc/distributed/c10d/HashStore.hpp>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
-#include <torch/version.h>
 
 #ifdef LVRL_WITH_CUDA
 #ifndef USE_C10D_NCCL
@@ -67,7 +68,8 @@ bool is_loopback(const std::string& host) {
 // sp, ulysses, ring with the zeros filled in; InputErrors name the three.
 MeshShape resolve_shape(MeshShape shape, int world_size) {
   auto where = [&] {
-    return InputWhere{"", 0, "sp, ulysses, ring", fmt::format("{}, {}, {}", shape.sp, shape.ulysses, shape.ring)};
+    return InputWhere{"", 0, "sp, ulysses, ring",
+                      fmt::format("{}, {}, {}", shape.sp, shape.ulysses, shape.ring)};
   };
   if (shape.sp < 1 || shape.ulysses < 0 || shape.ring < 0) {
     throw InputError(where(), "expected sp ≥ 1 and ulysses, ring ≥ 0 (0 = derived)");
@@ -91,7 +93,8 @@ MeshShape resolve_shape(MeshShape shape, int world_size) {
     out.ulysses = out.sp / out.ring;
   }
   if (out.ulysses * out.ring != out.sp) {
-    throw InputError(where(), fmt::format("ulysses × ring = {} × {} must equal sp = {}", out.ulysses, out.ring, out.sp));
+    throw InputError(
+        where(), fmt::format("ulysses × ring = {} × {} must equal sp = {}", out.ulysses, out.ring, out.sp));
   }
   return out;
 }
@@ -164,12 +167,14 @@ class GroupFactory {
   GroupFactory(const DistributedEnv& env, const c10::Device& device) : env_(env), device_(device) {
     if (device.is_cuda()) {
 #ifndef LVRL_WITH_CUDA
-      throw InputError({"", 0, "device", device.str()}, "this build has no CUDA/NCCL support (LVRL_CUDA=OFF)");
+      throw InputError({"", 0, "device", device.str()},
+                       "this build has no CUDA/NCCL support (LVRL_CUDA=OFF)");
 #endif
       return;
     }
     if (!device.is_cpu()) {
-      throw InputError({"", 0, "device", device.str()}, "process groups need a cpu (Gloo) or cuda (NCCL) device");
+      throw InputError({"", 0, "device", device.str()},
+                       "process groups need a cpu (Gloo) or cuda (NCCL) device");
     }
     std::optional<std::string> host = variable("LVRL_GLOO_HOST");
     if (!host && is_loopback(env.master_addr)) host = "127.0.0.1";
@@ -181,7 +186,8 @@ class GroupFactory {
   }
 
   // `store` already carries the group's prefix; groups of one rank ignore it.
-  c10::intrusive_ptr<c10d::ProcessGroup> make(c10::intrusive_ptr<c10d::Store> store, int rank, int size) const {
+  c10::intrusive_ptr<c10d::ProcessGroup> make(c10::intrusive_ptr<c10d::Store> store, int rank,
+                                              int size) const {
     if (size == 1) store = c10::make_intrusive<c10d::HashStore>();
     const auto timeout = std::chrono::milliseconds(int64_t{env_.timeout_s} * 1000);
 #ifdef LVRL_WITH_CUDA
@@ -213,7 +219,8 @@ DistributedEnv DistributedEnv::from_environment() {
   if (rank.has_value() != world.has_value()) {
     const char* missing = rank ? "WORLD_SIZE" : "RANK";
     const char* present = rank ? "RANK" : "WORLD_SIZE";
-    throw InputError({"", 0, missing, ""}, fmt::format("environment variable {} is not set, but {} is", missing, present));
+    throw InputError({"", 0, missing, ""},
+                     fmt::format("environment variable {} is not set, but {} is", missing, present));
   }
   if (world) {
     env.world_size = parse_int_variable("WORLD_SIZE", *world, 1, INT_MAX);
@@ -228,14 +235,16 @@ DistributedEnv DistributedEnv::from_environment() {
   }
   std::optional<std::string> addr = variable("MASTER_ADDR"), port = variable("MASTER_PORT");
   if (env.world_size > 1 && !addr) {
-    throw InputError({"", 0, "MASTER_ADDR", ""},
-                     fmt::format("environment variable MASTER_ADDR is not set (WORLD_SIZE = {}); set MASTER_ADDR "
-                                 "and MASTER_PORT, or LVRL_STORE_FILE",
-                                 env.world_size));
+    throw InputError(
+        {"", 0, "MASTER_ADDR", ""},
+        fmt::format("environment variable MASTER_ADDR is not set (WORLD_SIZE = {}); set MASTER_ADDR "
+                    "and MASTER_PORT, or LVRL_STORE_FILE",
+                    env.world_size));
   }
   if (env.world_size > 1 && !port) {
-    throw InputError({"", 0, "MASTER_PORT", ""},
-                     fmt::format("environment variable MASTER_PORT is not set (WORLD_SIZE = {})", env.world_size));
+    throw InputError(
+        {"", 0, "MASTER_PORT", ""},
+        fmt::format("environment variable MASTER_PORT is not set (WORLD_SIZE = {})", env.world_size));
   }
   if (addr) env.master_addr = *addr;
   if (port) env.master_port = parse_int_variable("MASTER_PORT", *port, 1, 65535);
@@ -263,9 +272,11 @@ std::shared_ptr<Mesh> Mesh::create(const DistributedEnv& env, MeshShape shape, c
   if (env.world_size == 1) {
     mesh->store_ = c10::make_intrusive<c10d::HashStore>();
   } else {
-    if (env.store_file.empty() && (env.master_addr.empty() || env.master_port < 1 || env.master_port > 65535)) {
-      throw InputError({"", 0, "MASTER_ADDR, MASTER_PORT", fmt::format("{}, {}", env.master_addr, env.master_port)},
-                       "a world of several ranks needs a TCPStore address and port (or LVRL_STORE_FILE)");
+    if (env.store_file.empty() &&
+        (env.master_addr.empty() || env.master_port < 1 || env.master_port > 65535)) {
+      throw InputError(
+          {"", 0, "MASTER_ADDR, MASTER_PORT", fmt::format("{}, {}", env.master_addr, env.master_port)},
+          "a world of several ranks needs a TCPStore address and port (or LVRL_STORE_FILE)");
     }
     mesh->store_ = shared_store(env);
   }
@@ -278,10 +289,12 @@ std::shared_ptr<Mesh> Mesh::create(const DistributedEnv& env, MeshShape shape, c
   mesh->world_ = factory.make(prefixed("world"), m.rank(), m.world_size());
   mesh->dp_ = factory.make(prefixed(fmt::format("dp/{}", sp_index)), dp_index, m.dp_size());
   mesh->sp_group_ = factory.make(prefixed(fmt::format("sp/{}", dp_index)), sp_index, m.sp_size());
-  mesh->ulysses_group_ = factory.make(prefixed(fmt::format("uly/{}", dp_index * m.ring_size() + m.ring_rank())),
-                                      m.ulysses_rank(), m.ulysses_size());
-  mesh->ring_group_ = factory.make(prefixed(fmt::format("ring/{}", dp_index * m.ulysses_size() + m.ulysses_rank())),
-                                   m.ring_rank(), m.ring_size());
+  mesh->ulysses_group_ =
+      factory.make(prefixed(fmt::format("uly/{}", dp_index * m.ring_size() + m.ring_rank())),
+                   m.ulysses_rank(), m.ulysses_size());
+  mesh->ring_group_ =
+      factory.make(prefixed(fmt::format("ring/{}", dp_index * m.ulysses_size() + m.ulysses_rank())),
+                   m.ring_rank(), m.ring_size());
   LVRL_DEBUG("mesh: rank {}/{} dp {}/{} sp {}/{} (ulysses {}/{}, ring {}/{}) on {}", m.rank(), m.world_size(),
              dp_index, m.dp_size(), sp_index, m.sp_size(), m.ulysses_rank(), m.ulysses_size(), m.ring_rank(),
              m.ring_size(), device.str());

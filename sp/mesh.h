@@ -63,8 +63,8 @@ class Mesh {
   const c10::Device& device() const { return device_; }
 
   c10d::ProcessGroup& world() const { return *world_; }
-  c10d::ProcessGroup& dp() const { return *dp_; }          // ranks with the same sp_index
-  c10d::ProcessGroup& sp() const { return *sp_group_; }    // ranks with the same dp_index
+  c10d::ProcessGroup& dp() const { return *dp_; }        // ranks with the same sp_index
+  c10d::ProcessGroup& sp() const { return *sp_group_; }  // ranks with the same dp_index
   c10d::ProcessGroup& ulysses() const { return *ulysses_group_; }
   c10d::ProcessGroup& ring() const { return *ring_group_; }
 

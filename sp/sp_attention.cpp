@@ -97,7 +97,8 @@ at::Tensor heads_to_sequence(const HeadRouting& routing, const at::Tensor& x) {
     recv_sizes.push_back(batch * local * routing.count(me) * dim);
   }
   // Each destination's heads gathered straight into its slice of the one send buffer (one copy).
-  at::Tensor send = at::empty({std::accumulate(send_sizes.begin(), send_sizes.end(), int64_t{0})}, x.options());
+  at::Tensor send =
+      at::empty({std::accumulate(send_sizes.begin(), send_sizes.end(), int64_t{0})}, x.options());
   int64_t offset = 0;
   for (int u = 0; u < ranks; ++u) {
     at::Tensor slot = send.narrow(0, offset, send_sizes[u]).view({batch, local, routing.count(u), dim});
@@ -265,8 +266,8 @@ class RingAttention : public torch::autograd::Function<RingAttention> {
     at::Tensor out, lse;  // [B, n, h, D], [B, h, n] in the accumulation type
     if (whole && q.size(2) > 0) {
       // One rank, one pair over every row: the kernel's results are the outputs (no accumulators).
-      model::AttentionResult r = model::blockwise_attention_forward(q.to(type), k.to(type), v.to(type),
-                                                                    whole->spec, plan->options);
+      model::AttentionResult r =
+          model::blockwise_attention_forward(q.to(type), k.to(type), v.to(type), whole->spec, plan->options);
       out = std::move(r.out);
       lse = std::move(r.lse);
     } else {
@@ -303,11 +304,12 @@ class RingAttention : public torch::autograd::Function<RingAttention> {
           q.to(type), k.to(type), v.to(type), out, lse, dout, dlse, whole->spec, plan->options);
       return {g.dq.to(q.scalar_type()), g.dk.to(k.scalar_type()), g.dv.to(v.scalar_type()), at::Tensor()};
     }
-    const at::Tensor& kv = saved[1];                                        // [2, B, n, h_kv, D]
-    at::Tensor dq = at::zeros(q.sizes(), q.options().dtype(type));          // [B, n, h, D]
-    at::Tensor dkv = at::zeros(kv.sizes(), kv.options().dtype(type));       // travels with kv
+    const at::Tensor& kv = saved[1];                                   // [2, B, n, h_kv, D]
+    at::Tensor dq = at::zeros(q.sizes(), q.options().dtype(type));     // [B, n, h, D]
+    at::Tensor dkv = at::zeros(kv.sizes(), kv.options().dtype(type));  // travels with kv
     // Δ = rowsum(dout ∘ out) − dlse [B, h, n], once: every pair of a q chunk reads the same rows.
-    if (q.size(2) > 0) ring_backward(*plan, q.to(type), kv, lse, dout, model::attention_delta(out, dout, dlse), dq, dkv);
+    if (q.size(2) > 0)
+      ring_backward(*plan, q.to(type), kv, lse, dout, model::attention_delta(out, dout, dlse), dq, dkv);
     return {dq.to(q.scalar_type()), dkv[0].to(kv.scalar_type()), dkv[1].to(kv.scalar_type()), at::Tensor()};
   }
 
@@ -330,23 +332,24 @@ class RingAttention : public torch::autograd::Function<RingAttention> {
   }
 
   // out, lse ← q_acc's chunks against every K/V block of the ring, merged.
-  static void ring_forward(const RingPlan& plan, const at::Tensor& q_acc, const at::Tensor& kv, at::Tensor& out,
-                           at::Tensor& lse) {
+  static void ring_forward(const RingPlan& plan, const at::Tensor& q_acc, const at::Tensor& kv,
+                           at::Tensor& out, at::Tensor& lse) {
     around_the_ring(
         plan, kv, q_acc.scalar_type(),
         [&](const at::Tensor& kv_acc, const ChunkPair& pair) {
           const model::AttentionResult part = model::blockwise_attention_forward(
               q_acc.narrow(1, pair.q_offset, pair.queries), kv_acc[0].narrow(1, pair.k_offset, pair.keys),
               kv_acc[1].narrow(1, pair.k_offset, pair.keys), pair.spec, plan.options);
-          merge_partial(out.narrow(1, pair.q_offset, pair.queries), lse.narrow(2, pair.q_offset, pair.queries),
-                        part.out, part.lse);
+          merge_partial(out.narrow(1, pair.q_offset, pair.queries),
+                        lse.narrow(2, pair.q_offset, pair.queries), part.out, part.lse);
         },
         [] {});
   }
 
   // dq += the gradients of q_acc's rows; dkv: the K/V accumulators, home after R hops.
-  static void ring_backward(const RingPlan& plan, const at::Tensor& q_acc, const at::Tensor& kv, const at::Tensor& lse,
-                            const at::Tensor& dout, const at::Tensor& delta, at::Tensor& dq, at::Tensor& dkv) {
+  static void ring_backward(const RingPlan& plan, const at::Tensor& q_acc, const at::Tensor& kv,
+                            const at::Tensor& lse, const at::Tensor& dout, const at::Tensor& delta,
+                            at::Tensor& dq, at::Tensor& dkv) {
     around_the_ring(
         plan, kv, q_acc.scalar_type(),
         [&](const at::Tensor& kv_acc, const ChunkPair& pair) {
@@ -354,8 +357,8 @@ class RingAttention : public torch::autograd::Function<RingAttention> {
           auto per_row = [&](const at::Tensor& x) { return x.narrow(2, pair.q_offset, pair.queries); };
           auto keys = [&](const at::Tensor& x) { return x.narrow(1, pair.k_offset, pair.keys); };
           const model::AttentionGrads g = model::blockwise_attention_backward_from_delta(
-              rows(q_acc), keys(kv_acc[0]), keys(kv_acc[1]), per_row(lse), rows(dout), per_row(delta), pair.spec,
-              plan.options);
+              rows(q_acc), keys(kv_acc[0]), keys(kv_acc[1]), per_row(lse), rows(dout), per_row(delta),
+              pair.spec, plan.options);
           rows(dq).add_(g.dq);
           keys(dkv[0]).add_(g.dk);
           keys(dkv[1]).add_(g.dv);
@@ -382,8 +385,8 @@ struct UlyssesPlan : torch::CustomClassHolder {
 
 class UlyssesAttention : public torch::autograd::Function<UlyssesAttention> {
  public:
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                            c10::intrusive_ptr<UlyssesPlan> plan) {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& q, const at::Tensor& k,
+                            const at::Tensor& v, c10::intrusive_ptr<UlyssesPlan> plan) {
     at::NoGradGuard no_grad;
     const at::Tensor q_group = heads_to_sequence(*plan->q_routing, q);   // [B, L, H_u, D]
     const at::Tensor k_group = heads_to_sequence(*plan->kv_routing, k);  // [B, L, H_kv,u, D]
@@ -393,8 +396,9 @@ class UlyssesAttention : public torch::autograd::Function<UlyssesAttention> {
     // Padding sits at the end of the sequence: the kernel sees the real rows only (padding: out 0, lse −inf).
     at::Tensor out_group, lse;  // [B, L, H_u, D], [B, H_u, L]
     if (q_group.size(2) > 0 && n > 0) {
-      const model::AttentionResult r = model::blockwise_attention_forward(
-          q_group.narrow(1, 0, n), k_group.narrow(1, 0, n), v_group.narrow(1, 0, n), plan->spec, plan->options);
+      const model::AttentionResult r =
+          model::blockwise_attention_forward(q_group.narrow(1, 0, n), k_group.narrow(1, 0, n),
+                                             v_group.narrow(1, 0, n), plan->spec, plan->options);
       out_group = padded_to(r.out, 1, length, 0);
       lse = padded_to(r.lse, 2, length, -INFINITY);
     } else {
@@ -426,11 +430,14 @@ class UlyssesAttention : public torch::autograd::Function<UlyssesAttention> {
   // The local kernel's backward on the real rows of this rank's heads; padding rows get zeros.
   static model::AttentionGrads group_grads(const UlyssesPlan& plan, const at::Tensor& q_group,
                                            const at::Tensor& k_group, const at::Tensor& v_group,
-                                           const at::Tensor& lse, const at::Tensor& out, const at::Tensor& dout) {
+                                           const at::Tensor& lse, const at::Tensor& out,
+                                           const at::Tensor& dout) {
     at::Tensor dout_group = heads_to_sequence(*plan.q_routing, dout);  // [B, L, H_u, D]
     // Δ [B, l, H] on the sequence side, sent as a [B, l, H, 1] tensor → [B, L, H_u, 1] → [B, H_u, L].
-    const at::Tensor delta_local = model::attention_delta(out, dout, at::Tensor()).transpose(1, 2).unsqueeze(-1);
-    const at::Tensor delta = heads_to_sequence(*plan.q_routing, delta_local.contiguous()).squeeze(-1).transpose(1, 2);
+    const at::Tensor delta_local =
+        model::attention_delta(out, dout, at::Tensor()).transpose(1, 2).unsqueeze(-1);
+    const at::Tensor delta =
+        heads_to_sequence(*plan.q_routing, delta_local.contiguous()).squeeze(-1).transpose(1, 2);
     const int64_t n = plan.length, length = q_group.size(1);
     if (q_group.size(2) == 0 || n == 0) {
       return {at::zeros_like(q_group), at::zeros_like(k_group), at::zeros_like(v_group)};

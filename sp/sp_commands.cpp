@@ -1,6 +1,5 @@
 // `lvrl sp launch --nproc P -- CMD ARGS...`: P local ranks of CMD with torchrun's environment (sp/launch.h).
 #include <CLI/CLI.hpp>
-
 #include <memory>
 
 #include "core/command.h"

@@ -123,17 +123,18 @@ ShardedSequence shard_sequence(model::QwenVLImpl& model, const model::ModelInput
   at::Tensor scored = at::zeros({batch, seq}, at::kBool);
   if (seq > 1) {
     targets.narrow(1, 0, seq - 1).copy_(ids.narrow(1, 1, seq - 1));
-    scored.narrow(1, 0, seq - 1).copy_(loss_mask.to(at::kCPU).to(at::kBool).narrow(1, 1, seq - 1) &
-                                       valid.narrow(1, 1, seq - 1) & valid.narrow(1, 0, seq - 1));
+    scored.narrow(1, 0, seq - 1)
+        .copy_(loss_mask.to(at::kCPU).to(at::kBool).narrow(1, 1, seq - 1) & valid.narrow(1, 1, seq - 1) &
+               valid.narrow(1, 0, seq - 1));
   }
   // Video rows fill the <|video_pad|> positions in row-major order over the batch.
   at::Tensor is_video = ids == model.config().video_token_id;
   const int64_t video_tokens = is_video.sum().item<int64_t>();
   const int64_t rows = video_embeds.defined() ? video_embeds.size(0) : 0;
   if (video_tokens != rows) {
-    throw InputError({"", 0, "video_embeds", std::to_string(rows)},
-                     fmt::format("the input has {} <|video_pad|> tokens but {} video embedding rows", video_tokens,
-                                 rows));
+    throw InputError(
+        {"", 0, "video_embeds", std::to_string(rows)},
+        fmt::format("the input has {} <|video_pad|> tokens but {} video embedding rows", video_tokens, rows));
   }
   at::Tensor video_row = (is_video.reshape(-1).to(at::kLong).cumsum(0) - 1).reshape({batch, seq});
 
@@ -144,7 +145,8 @@ ShardedSequence shard_sequence(model::QwenVLImpl& model, const model::ModelInput
   at::Tensor embeds = model.model->embed_tokens(local_ids);  // [B, l, D]
   if (rows > 0 && local_video.any().item<bool>()) {
     at::Tensor local_rows = shard(video_row, 1, out.layout, rank, 0).to(device).masked_select(local_video);
-    embeds = embeds.index_put({local_video}, video_embeds.to(embeds.scalar_type()).index_select(0, local_rows));
+    embeds =
+        embeds.index_put({local_video}, video_embeds.to(embeds.scalar_type()).index_select(0, local_rows));
   } else if (rows > 0 && video_embeds.requires_grad()) {
     // A shard of text only still joins the video rows' graph: the backward of the sharded encoder
     // is a collective every SP rank must enter.
@@ -166,8 +168,8 @@ at::Tensor sharded_token_logprobs(model::QwenVLImpl& model, const ShardedSequenc
   const int64_t batch = hidden.size(0), local = hidden.size(1);
   at::Tensor picked = shard.loss_mask.reshape(-1).nonzero().squeeze(1);
   at::Tensor logprobs = model::token_logprobs(hidden.reshape({batch * local, -1}).index_select(0, picked),
-                                              model.lm_head_weight(), shard.targets.reshape(-1).index_select(0, picked),
-                                              options);
+                                              model.lm_head_weight(),
+                                              shard.targets.reshape(-1).index_select(0, picked), options);
   at::Tensor out = at::zeros({batch * local}, logprobs.options());
   return out.index_put({picked}, logprobs).reshape({batch, local});
 }

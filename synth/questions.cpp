@@ -99,7 +99,8 @@ std::string motion_story(Direction direction) {
 
 const char* kind_name(QuestionKind kind) {
   // Indexed by the enumerator's value: kQuestionKinds lists them in declaration order.
-  constexpr std::array<const char*, 5> kNames{"colour_first", "colour_last", "flash_count", "end_shape", "motion"};
+  constexpr std::array<const char*, 5> kNames{"colour_first", "colour_last", "flash_count", "end_shape",
+                                              "motion"};
   const auto index = static_cast<size_t>(kind);
   LVRL_ASSERT(index < kNames.size(), "unknown QuestionKind");
   return kNames[index];

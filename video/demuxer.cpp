@@ -30,8 +30,12 @@ std::string codec_name(AVCodecID id) {
 }
 }  // namespace
 
-void FrameDeleter::operator()(AVFrame* frame) const { av_frame_free(&frame); }
-void PacketDeleter::operator()(AVPacket* packet) const { av_packet_free(&packet); }
+void FrameDeleter::operator()(AVFrame* frame) const {
+  av_frame_free(&frame);
+}
+void PacketDeleter::operator()(AVPacket* packet) const {
+  av_packet_free(&packet);
+}
 
 FramePtr make_frame() {
   AVFrame* frame = av_frame_alloc();
@@ -71,7 +75,9 @@ int Demuxer::interrupt(void* self) {
   return av_gettime_relative() > static_cast<Demuxer*>(self)->deadline_us_ ? 1 : 0;
 }
 
-void Demuxer::arm_deadline() { deadline_us_ = av_gettime_relative() + timeout_us_; }
+void Demuxer::arm_deadline() {
+  deadline_us_ = av_gettime_relative() + timeout_us_;
+}
 
 void Demuxer::open_input(const OpenOptions& options) {
   namespace fs = std::filesystem;
@@ -135,8 +141,9 @@ void Demuxer::open_decoder(const OpenOptions& options) {
   LVRL_AV_CHECK(avcodec_parameters_to_context(decoder_, par));
   decoder_->pkt_timebase = stream_->time_base;
   // Auto: one more thread than cores, as FFmpeg's own auto setting does (keeps the pipeline full).
-  int threads = options.threads > 0 ? options.threads
-                                    : std::clamp(static_cast<int>(std::thread::hardware_concurrency()) + 1, 2, 8);
+  int threads = options.threads > 0
+                    ? options.threads
+                    : std::clamp(static_cast<int>(std::thread::hardware_concurrency()) + 1, 2, 8);
   decoder_->thread_count = threads;
   decoder_->thread_type = FF_THREAD_FRAME | FF_THREAD_SLICE;  // frame threading: several times faster
   // Report bitstream errors instead of concealing them: a concealed frame shows another frame's
@@ -213,7 +220,8 @@ void Demuxer::find_origin() {
   while (true) {
     int rc = avcodec_receive_frame(decoder_, frame.get());
     if (rc == 0) {
-      int64_t pts = frame->best_effort_timestamp != AV_NOPTS_VALUE ? frame->best_effort_timestamp : frame->pts;
+      int64_t pts =
+          frame->best_effort_timestamp != AV_NOPTS_VALUE ? frame->best_effort_timestamp : frame->pts;
       if (pts != AV_NOPTS_VALUE) {
         origin_pts_ = pts;
         break;
@@ -242,7 +250,8 @@ void Demuxer::find_origin() {
   packets_read_ = 0;
   // A dts index is shifted to presentation times by the reorder delay (exact for constant-delay
   // encoders; the sampler never relies on it for correctness, only to choose where to seek).
-  for (Keyframe& key : keyframes_) key.time_s = seconds(key.seek_ts + (index_holds_dts_ ? reorder_delay_ : 0));
+  for (Keyframe& key : keyframes_)
+    key.time_s = seconds(key.seek_ts + (index_holds_dts_ ? reorder_delay_ : 0));
   if (scan_end_pts_ != AV_NOPTS_VALUE) info_.duration_s = seconds(scan_end_pts_);
   seek_to_keyframe(0);
 }
@@ -274,7 +283,8 @@ void Demuxer::describe() {
       int64_t stream_start = stream_->start_time != AV_NOPTS_VALUE ? stream_->start_time : origin_pts_;
       info_.duration_s = seconds(stream_start + stream_->duration);
     } else if (format_->duration != AV_NOPTS_VALUE && format_->duration > 0) {
-      double format_start = format_->start_time != AV_NOPTS_VALUE ? format_->start_time / double(AV_TIME_BASE) : 0;
+      double format_start =
+          format_->start_time != AV_NOPTS_VALUE ? format_->start_time / double(AV_TIME_BASE) : 0;
       info_.duration_s = format_start + format_->duration / double(AV_TIME_BASE) - info_.start_s;
     }
   }
@@ -288,7 +298,9 @@ void Demuxer::describe() {
   info_.pixel_format = pixel_format != nullptr ? pixel_format : "unknown";
   const char* matrix_name = av_color_space_name(par->color_space);
   info_.color_matrix = matrix_name != nullptr ? matrix_name : "unknown";
-  info_.color_range = par->color_range == AVCOL_RANGE_JPEG ? "pc" : par->color_range == AVCOL_RANGE_MPEG ? "tv" : "unknown";
+  info_.color_range = par->color_range == AVCOL_RANGE_JPEG   ? "pc"
+                      : par->color_range == AVCOL_RANGE_MPEG ? "tv"
+                                                             : "unknown";
 }
 
 int Demuxer::read_packet(AVPacket* packet) {
@@ -310,7 +322,8 @@ int Demuxer::read_packet(AVPacket* packet) {
       av_packet_unref(packet);
       throw InputError({path_, 0, "", ""},
                        fmt::format("read {} packets without finishing: the file's timestamps or index are "
-                                   "broken (packet budget spent)", packet_budget_));
+                                   "broken (packet budget spent)",
+                                   packet_budget_));
     }
     return 0;
   }
@@ -351,7 +364,9 @@ size_t Demuxer::keyframe_at_or_before(double time_s) const {
   return after == keyframes_.begin() ? 0 : static_cast<size_t>(after - keyframes_.begin() - 1);
 }
 
-double Demuxer::seconds(int64_t ts) const { return (ts - origin_pts_) * av_q2d(stream_->time_base); }
+double Demuxer::seconds(int64_t ts) const {
+  return (ts - origin_pts_) * av_q2d(stream_->time_base);
+}
 
 int64_t Demuxer::timestamp(double s) const {
   return origin_pts_ + static_cast<int64_t>(std::llround(s / av_q2d(stream_->time_base)));

@@ -93,11 +93,12 @@ class Demuxer {
   AVCodecContext* decoder_ = nullptr;
   AVStream* stream_ = nullptr;
   int stream_index_ = -1;
-  int64_t origin_pts_ = 0;         // pts of the first frame presented
-  bool index_holds_dts_ = false;   // container index (MP4/MOV/AVI): seek times are decode times
+  int64_t origin_pts_ = 0;        // pts of the first frame presented
+  bool index_holds_dts_ = false;  // container index (MP4/MOV/AVI): seek times are decode times
   bool byte_seek_ = false;
   bool packets_have_pts_ = true;
-  int64_t reorder_delay_ = 0;      // pts - dts of the first keyframe         // scanned MPEG-TS / elementary streams: seek to byte positions
+  int64_t reorder_delay_ = 0;  // pts - dts of the first keyframe         // scanned MPEG-TS / elementary
+                               // streams: seek to byte positions
   int64_t timeout_us_ = 0;
   int64_t deadline_us_ = 0;  // av_gettime_relative() after which blocking I/O is interrupted
   int64_t packet_budget_ = 0;

@@ -29,7 +29,7 @@ class FrameConverter {
  private:
   int width_, height_, rotation_;
   SwsContext* sws_ = nullptr;
-  at::Tensor upright_;  // [h, w, 3] before rotation (only when rotating)
+  at::Tensor upright_;            // [h, w, 3] before rotation (only when rotating)
   std::vector<uint8_t> scratch_;  // swscale's output, rows padded to 64 bytes
 };
 

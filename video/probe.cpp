@@ -6,7 +6,9 @@
 
 namespace lvrl::video {
 
-VideoInfo probe(const std::string& path, const OpenOptions& options) { return Demuxer(path, options).info(); }
+VideoInfo probe(const std::string& path, const OpenOptions& options) {
+  return Demuxer(path, options).info();
+}
 
 nlohmann::json VideoInfo::to_json() const {
   return {

@@ -3,9 +3,8 @@
 // keyframe index comes from the container when it has one (MP4/MOV) or from a demux-only scan.
 #pragma once
 
-#include <nlohmann/json_fwd.hpp>
-
 #include <cstdint>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
 
@@ -18,14 +17,14 @@ struct OpenOptions {
 
 struct VideoInfo {
   std::string path;
-  std::string container;  // demuxer name, e.g. "mov,mp4,m4a,3gp,3g2,mj2"
-  std::string codec;      // decoder name actually used, e.g. "h264", "libdav1d"
+  std::string container;                  // demuxer name, e.g. "mov,mp4,m4a,3gp,3g2,mj2"
+  std::string codec;                      // decoder name actually used, e.g. "h264", "libdav1d"
   int width = 0, height = 0;              // as displayed: after rotation
   int coded_width = 0, coded_height = 0;  // as decoded
   int rotation = 0;                       // clockwise degrees applied for display: 0, 90, 180, 270
-  double start_s = 0;      // first frame's pts in the stream, seconds (timestamps we return are relative to it)
-  double duration_s = 0;   // from the first frame to the end of the stream
-  double frame_rate = 0;   // average frames per second
+  double start_s = 0;  // first frame's pts in the stream, seconds (timestamps we return are relative to it)
+  double duration_s = 0;     // from the first frame to the end of the stream
+  double frame_rate = 0;     // average frames per second
   int64_t frame_count = -1;  // what the container claims; -1 unknown. Never trusted for sampling.
   int64_t keyframe_count = 0;
   std::vector<double> keyframe_times;  // presentation times, seconds from the first frame, ascending

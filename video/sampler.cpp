@@ -94,10 +94,10 @@ class Sampler {
  private:
   void seek(size_t keyframe);
   void maybe_seek();
-  bool seek_earlier();       // false when already at the first keyframe
-  bool retreat();            // an error in the first GOP after a seek: decode from one keyframe earlier
+  bool seek_earlier();  // false when already at the first keyframe
+  bool retreat();       // an error in the first GOP after a seek: decode from one keyframe earlier
   void decode_error(int64_t ts, const std::string& what, bool flagged_frame);
-  AVFrame* next_frame();     // nullptr at the end of the stream
+  AVFrame* next_frame();  // nullptr at the end of the stream
   void feed_packet();
   bool skippable(int64_t pts) const;
   void emit(size_t target, const AVFrame* frame);
@@ -133,8 +133,8 @@ class Sampler {
   AVCodecContext* decoder_;
   std::vector<int64_t> targets_;  // ascending, unique
   FrameConverter& converter_;
-  at::Tensor rows_;               // [targets, H, W, 3] uint8
-  std::vector<double>& times_;    // [targets] seconds of the frame emitted for each
+  at::Tensor rows_;             // [targets, H, W, 3] uint8
+  std::vector<double>& times_;  // [targets] seconds of the frame emitted for each
   std::vector<std::string>& warnings_;
   DecodeStats& stats_;
 
@@ -143,21 +143,21 @@ class Sampler {
   // Recent clean frames since the last seek, newest last: the newest is the candidate. Kept a few
   // deep so damage found late (frame threads report errors packets later) can be rolled back.
   std::deque<FramePtr> history_;
-  std::deque<int64_t> fed_log_;      // pts of the last packets fed since the seek, decode order
-  std::vector<int64_t> emitted_pts_;  // [targets] pts of the frame each resolved target got
+  std::deque<int64_t> fed_log_;        // pts of the last packets fed since the seek, decode order
+  std::vector<int64_t> emitted_pts_;   // [targets] pts of the frame each resolved target got
   std::vector<int64_t> previous_pts_;  // [targets] the last clean frame at or before it (kNoTs: none)
   std::vector<int64_t> next_pts_;      // [targets] the first clean frame after it (kNoTs: none)
   std::set<int64_t> damage_points_;    // pts of every frame found damaged, kept across seeks
   OnDamage on_damage_;
   double frame_rate_;
-  size_t next_ = 0;                 // first unresolved target
-  bool at_start_ = true;            // decoding from the stream's first packet
-  size_t seek_key_ = 0;             // keyframe of the last seek
-  size_t key_cap_ = SIZE_MAX;       // for the current target: seek no later than this keyframe
-  bool need_key_ = false;           // after a seek: drop packets until a keyframe
-  int64_t floor_ = kNoTs;           // after a seek: frames presented before this are discarded
-  double position_ = -INFINITY;     // greatest presentation time fed since the last seek, seconds
-  std::set<int64_t> fed_pts_;       // pts of packets fed since the last seek
+  size_t next_ = 0;              // first unresolved target
+  bool at_start_ = true;         // decoding from the stream's first packet
+  size_t seek_key_ = 0;          // keyframe of the last seek
+  size_t key_cap_ = SIZE_MAX;    // for the current target: seek no later than this keyframe
+  bool need_key_ = false;        // after a seek: drop packets until a keyframe
+  int64_t floor_ = kNoTs;        // after a seek: frames presented before this are discarded
+  double position_ = -INFINITY;  // greatest presentation time fed since the last seek, seconds
+  std::set<int64_t> fed_pts_;    // pts of packets fed since the last seek
   bool draining_ = false;
   // Damage: a span [begin, end) of presentation times, open (end unknown) until the next keyframe is
   // fed, plus every packet fed while a span is open (dependents of the bad packet presented before
@@ -178,11 +178,12 @@ class Sampler {
   bool exact_mode_ = false;          // run_exact: may retreat to earlier keyframes
   bool first_gop_ = false;           // since the last seek, no second keyframe fed yet
   size_t first_target_since_seek_ = 0;
-  std::set<size_t> unclean_keys_;    // keyframes a seek cannot start from cleanly
+  std::set<size_t> unclean_keys_;  // keyframes a seek cannot start from cleanly
 };
 
 void Sampler::seek(size_t keyframe) {
-  LVRL_DEBUG("seek to keyframe {} at {:.3f} s (target {:.3f} s)", keyframe, demuxer_.keyframes()[keyframe].time_s,
+  LVRL_DEBUG("seek to keyframe {} at {:.3f} s (target {:.3f} s)", keyframe,
+             demuxer_.keyframes()[keyframe].time_s,
              next_ < targets_.size() ? seconds(targets_[next_]) : -1.0);
   demuxer_.seek_to_keyframe(keyframe);
   ++stats_.seeks;
@@ -307,8 +308,8 @@ void Sampler::feed_packet() {
   }
   if (rc < 0) {
     if (rc != AVERROR_EOF) {
-      warnings_.push_back(fmt::format("{}: read error after {:.3f} s, treated as the end: {}", demuxer_.path(),
-                                      position_, av_error_text(rc)));
+      warnings_.push_back(fmt::format("{}: read error after {:.3f} s, treated as the end: {}",
+                                      demuxer_.path(), position_, av_error_text(rc)));
       if (!fed_pts_.empty()) damage_points_.insert(*fed_pts_.rbegin() + 1);  // what follows is lost
     }
     avcodec_send_packet(decoder_, nullptr);  // drain what the decoder holds
@@ -332,7 +333,8 @@ void Sampler::feed_packet() {
     Span& span = spans_.back();
     span.end = pts;
     span_open_ = false;
-    warnings_[span.warning] += fmt::format(" (damaged span {:.3f} s to {:.3f} s)", seconds(span.begin), seconds(pts));
+    warnings_[span.warning] +=
+        fmt::format(" (damaged span {:.3f} s to {:.3f} s)", seconds(span.begin), seconds(pts));
   }
   if (span_open_ && pts != kNoTs) {
     tainted_.insert(pts);
@@ -377,7 +379,8 @@ int64_t Sampler::output_pts(AVFrame* frame) {
   if (pts == kNoTs && last_output_pts_ != kNoTs) {
     // The last frames of a stream without pts (AVI) leave the decoder with no timestamp at all:
     // they follow the previous frame by one frame duration.
-    int64_t step = frame->pkt_duration > 0 ? frame->pkt_duration : demuxer_.timestamp(1.0 / frame_rate_) - demuxer_.timestamp(0);
+    int64_t step = frame->pkt_duration > 0 ? frame->pkt_duration
+                                           : demuxer_.timestamp(1.0 / frame_rate_) - demuxer_.timestamp(0);
     pts = last_output_pts_ + std::max<int64_t>(step, 1);
   }
   if (pts != kNoTs) {
@@ -444,8 +447,9 @@ void Sampler::run_exact() {
       const AVFrame* last_frame = history_.back().get();
       double last = demuxer_.seconds(frame_pts(last_frame));
       if (demuxer_.seconds(targets_.back()) > last + 1.0) {
-        warnings_.push_back(fmt::format("{}: frames end at {:.3f} s; later targets (up to {:.3f} s) get the last frame",
-                                        demuxer_.path(), last, demuxer_.seconds(targets_.back())));
+        warnings_.push_back(
+            fmt::format("{}: frames end at {:.3f} s; later targets (up to {:.3f} s) get the last frame",
+                        demuxer_.path(), last, demuxer_.seconds(targets_.back())));
       }
       for (; next_ < targets_.size(); ++next_) resolve(next_, nullptr);
       return;
@@ -485,7 +489,8 @@ AVFrame* Sampler::decode_keyframe(size_t key) {
   seek(key);
   AVPacket* packet = packet_.get();
   int rc = 0;
-  while ((rc = demuxer_.read_packet(packet)) == 0 && !(packet->flags & AV_PKT_FLAG_KEY)) av_packet_unref(packet);
+  while ((rc = demuxer_.read_packet(packet)) == 0 && !(packet->flags & AV_PKT_FLAG_KEY))
+    av_packet_unref(packet);
   if (rc < 0) return nullptr;
   ++stats_.packets_read;
   int64_t key_pts = packet_pts(packet);

@@ -65,9 +65,9 @@ struct DecodeStats {
 };
 
 struct SampledFrames {
-  at::Tensor frames;      // [N, H, W, 3] uint8 RGB, N = number of targets (fewer under OnDamage::Drop)
-  at::Tensor timestamps;  // [N] float64: pts of each returned frame, seconds from the first frame
-  std::vector<double> targets;        // [N] the requested times, same order
+  at::Tensor frames;            // [N, H, W, 3] uint8 RGB, N = number of targets (fewer under OnDamage::Drop)
+  at::Tensor timestamps;        // [N] float64: pts of each returned frame, seconds from the first frame
+  std::vector<double> targets;  // [N] the requested times, same order
   // [N] the target's own frame did not decode (it lies in a damaged span, or the stream ends before
   // it): the frame returned stands in for it, chosen by the OnDamage policy.
   std::vector<bool> damaged;

@@ -11,7 +11,8 @@
 namespace lvrl::video {
 
 SamplingPlan SamplingPlan::uniform(int64_t frames) {
-  if (frames <= 0) throw InputError({"", 0, "frames", std::to_string(frames)}, "expected a positive frame count");
+  if (frames <= 0)
+    throw InputError({"", 0, "frames", std::to_string(frames)}, "expected a positive frame count");
   SamplingPlan plan;
   plan.kind_ = Kind::Uniform;
   plan.frames_ = frames;
@@ -23,7 +24,8 @@ SamplingPlan SamplingPlan::at_fps(double fps, int64_t max_frames) {
     throw InputError({"", 0, "fps", fmt::format("{}", fps)}, "expected a positive frame rate");
   }
   if (max_frames < 0) {
-    throw InputError({"", 0, "max_frames", std::to_string(max_frames)}, "expected 0 (no cap) or a positive cap");
+    throw InputError({"", 0, "max_frames", std::to_string(max_frames)},
+                     "expected 0 (no cap) or a positive cap");
   }
   SamplingPlan plan;
   plan.kind_ = Kind::Fps;
@@ -35,7 +37,8 @@ SamplingPlan SamplingPlan::at_fps(double fps, int64_t max_frames) {
 SamplingPlan SamplingPlan::at_times(std::vector<double> seconds) {
   if (seconds.empty()) throw InputError({"", 0, "timestamps", ""}, "expected at least one timestamp");
   for (double t : seconds) {
-    if (!std::isfinite(t)) throw InputError({"", 0, "timestamps", fmt::format("{}", t)}, "expected finite seconds");
+    if (!std::isfinite(t))
+      throw InputError({"", 0, "timestamps", fmt::format("{}", t)}, "expected finite seconds");
   }
   SamplingPlan plan;
   plan.kind_ = Kind::Timestamps;
@@ -65,9 +68,12 @@ std::vector<double> SamplingPlan::targets(double duration_s) const {
 
 std::string SamplingPlan::describe() const {
   switch (kind_) {
-    case Kind::Uniform: return fmt::format("uniform {}", frames_);
-    case Kind::Fps: return frames_ > 0 ? fmt::format("fps {} max {}", fps_, frames_) : fmt::format("fps {}", fps_);
-    default: return fmt::format("timestamps [{}]", fmt::join(times_, ", "));
+    case Kind::Uniform:
+      return fmt::format("uniform {}", frames_);
+    case Kind::Fps:
+      return frames_ > 0 ? fmt::format("fps {} max {}", fps_, frames_) : fmt::format("fps {}", fps_);
+    default:
+      return fmt::format("timestamps [{}]", fmt::join(times_, ", "));
   }
 }
 

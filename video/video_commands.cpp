@@ -2,12 +2,12 @@
 // safetensors metadata and its --json line record, per frame, the target time, the time of the frame
 // returned and whether it stands in for a frame that did not decode (video/on_damage.h).
 #include <ATen/ATen.h>
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
+#include <CLI/CLI.hpp>
 #include <chrono>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "core/clock.h"
@@ -55,9 +55,9 @@ std::vector<double> parse_times(const std::string& text) {
 }
 
 int run_sample(const SampleArgs& args) {
-  SamplingPlan plan = args.frames > 0      ? SamplingPlan::uniform(args.frames)
-                      : args.fps > 0       ? SamplingPlan::at_fps(args.fps, args.max_frames)
-                                           : SamplingPlan::at_times(parse_times(args.timestamps));
+  SamplingPlan plan = args.frames > 0 ? SamplingPlan::uniform(args.frames)
+                      : args.fps > 0  ? SamplingPlan::at_fps(args.fps, args.max_frames)
+                                      : SamplingPlan::at_times(parse_times(args.timestamps));
   OutputSize size;
   size.width = args.width;
   size.height = args.height;
@@ -111,33 +111,40 @@ int run_sample(const SampleArgs& args) {
               << "\n";
     return 0;
   }
-  std::cout << fmt::format("sampled {} frames {}x{} ({}) from {} in {:.3f} s: decoded {} frames, {} seeks, "
-                           "{} packets, {} warnings -> {}\n",
-                           sampled.frames.size(0), sampled.frames.size(2), sampled.frames.size(1), plan.describe(),
-                           args.file, elapsed, sampled.stats.frames_decoded, sampled.stats.seeks,
-                           sampled.stats.packets_read, sampled.warnings.size(), args.out);
+  std::cout << fmt::format(
+      "sampled {} frames {}x{} ({}) from {} in {:.3f} s: decoded {} frames, {} seeks, "
+      "{} packets, {} warnings -> {}\n",
+      sampled.frames.size(0), sampled.frames.size(2), sampled.frames.size(1), plan.describe(), args.file,
+      elapsed, sampled.stats.frames_decoded, sampled.stats.seeks, sampled.stats.packets_read,
+      sampled.warnings.size(), args.out);
   return 0;
 }
 
 const RegisterCommand sample_command(
-    "video sample", "Sample frames (uniform, fps or explicit times) into a safetensors file", [](CLI::App& app) {
+    "video sample", "Sample frames (uniform, fps or explicit times) into a safetensors file",
+    [](CLI::App& app) {
       auto args = std::make_shared<SampleArgs>();
       app.add_option("FILE", args->file, "video file")->required();
-      auto* frames = app.add_option("--frames", args->frames, "N frames uniform over the duration")->check(CLI::PositiveNumber);
-      auto* fps = app.add_option("--fps", args->fps, "one frame every 1/F seconds")->check(CLI::PositiveNumber);
+      auto* frames = app.add_option("--frames", args->frames, "N frames uniform over the duration")
+                         ->check(CLI::PositiveNumber);
+      auto* fps =
+          app.add_option("--fps", args->fps, "one frame every 1/F seconds")->check(CLI::PositiveNumber);
       auto* times = app.add_option("--timestamps", args->timestamps, "explicit times in seconds: t1,t2,...");
       frames->excludes(fps)->excludes(times);
       fps->excludes(times);
       app.add_option("--max-frames", args->max_frames, "with --fps: at most M frames (then uniform)")
-          ->needs(fps)->check(CLI::PositiveNumber);
+          ->needs(fps)
+          ->check(CLI::PositiveNumber);
       auto* width = app.add_option("--width", args->width, "output width")->check(CLI::Range(1, 16384));
       auto* height = app.add_option("--height", args->height, "output height")->check(CLI::Range(1, 16384));
       width->needs(height);
       height->needs(width);
       app.add_option("--max-pixels", args->max_pixels, "Qwen smart_resize: at most P pixels per frame")
-          ->excludes(width)->check(CLI::PositiveNumber);
+          ->excludes(width)
+          ->check(CLI::PositiveNumber);
       app.add_option("--threads", args->threads, "decoder threads (0 = auto)")->check(CLI::NonNegativeNumber);
-      app.add_option("--accuracy", args->accuracy, "exact (default) or keyframe (nearest keyframe at or before)")
+      app.add_option("--accuracy", args->accuracy,
+                     "exact (default) or keyframe (nearest keyframe at or before)")
           ->check(CLI::IsMember({"exact", "keyframe"}));
       app.add_option(
              "--on-damage", args->on_damage,
@@ -148,7 +155,8 @@ const RegisterCommand sample_command(
       app.add_flag(
           "--json", args->json,
           "print one JSON object (figures, warnings, per-frame target/time/damaged) instead of the line");
-      app.add_option("--out", args->out, "output .safetensors: frames uint8 [N,H,W,3], timestamps float64 [N]")
+      app.add_option("--out", args->out,
+                     "output .safetensors: frames uint8 [N,H,W,3], timestamps float64 [N]")
           ->required();
       return [args] {
         if (args->frames == 0 && args->fps == 0 && args->timestamps.empty()) {

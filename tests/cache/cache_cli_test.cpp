@@ -134,7 +134,8 @@ TEST_F(CacheCliTest, GetStreamsToATemporaryFileRenamedOnlyWhenTheChecksumMatches
     return names;
   };
 
-  ProcessResult get = run_lvrl({"cache", "get", "--url", url(), "--key", "big", "--out", file("out.safetensors")});
+  ProcessResult get =
+      run_lvrl({"cache", "get", "--url", url(), "--key", "big", "--out", file("out.safetensors")});
   ASSERT_EQ(get.exit_code, 0) << get.output;
   auto out = safetensors::File::open(file("out.safetensors"));
   EXPECT_TRUE(at::equal(out->get("rows"), tensor));

@@ -24,13 +24,17 @@ EmbeddingCacheOptions crash_once(TestServer& server, const Crash& crash, bool& c
   options.on_chunk = [&server, crash, &crashed](std::string_view stage, uint64_t chunk) {
     if (crashed || stage != crash.stage || chunk != crash.at_chunk) return;
     crashed = true;
-    if (crash.restart) server.crash_and_restart();
-    else server.server().kill_now();
+    if (crash.restart)
+      server.crash_and_restart();
+    else
+      server.server().kill_now();
   };
   return options;
 }
 
-at::Tensor payload() { return at::arange(int64_t{24} << 20 >> 3, at::TensorOptions().dtype(at::kLong)); }
+at::Tensor payload() {
+  return at::arange(int64_t{24} << 20 >> 3, at::TensorOptions().dtype(at::kLong));
+}
 
 TEST(CacheFaults, KillMidPutThenRestartRetriesThePut) {
   TestServer server;
@@ -75,8 +79,10 @@ TEST(CacheFaults, ServerThatStaysDownIsReportedByPutAndGet) {
     if (std::string(stage) == "get") cache.put("k", tensor);
     auto start = std::chrono::steady_clock::now();
     try {
-      if (std::string(stage) == "put") cache.put("k", tensor);
-      else cache.get("k");
+      if (std::string(stage) == "put")
+        cache.put("k", tensor);
+      else
+        cache.get("k");
       FAIL() << "the server is down";
     } catch (const RedisConnectionError& e) {
       EXPECT_NE(e.detail().find("cannot connect"), std::string::npos) << e.what();

@@ -63,7 +63,8 @@ TEST(ChunkChecksum, DestroyedBeforeDigestStopsCleanly) {
   const std::string payload = random_bytes(size_t{8} << 20, 10);
   for (int round = 0; round < 20; ++round) {
     ChunkChecksum checksum(32);
-    for (uint64_t i = 0; i < 32; ++i) checksum.add(payload.data() + i * (payload.size() / 32), payload.size() / 32);
+    for (uint64_t i = 0; i < 32; ++i)
+      checksum.add(payload.data() + i * (payload.size() / 32), payload.size() / 32);
   }
   SUCCEED();
 }

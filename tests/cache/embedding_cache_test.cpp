@@ -31,7 +31,8 @@ at::Tensor sample(at::ScalarType dtype, at::IntArrayRef shape, int seed) {
 
 bool same_bytes(const at::Tensor& a, const at::Tensor& b) {
   return a.scalar_type() == b.scalar_type() && a.sizes() == b.sizes() && a.nbytes() == b.nbytes() &&
-         (a.nbytes() == 0 || std::memcmp(a.contiguous().data_ptr(), b.contiguous().data_ptr(), a.nbytes()) == 0);
+         (a.nbytes() == 0 ||
+          std::memcmp(a.contiguous().data_ptr(), b.contiguous().data_ptr(), a.nbytes()) == 0);
 }
 
 class EmbeddingCacheTest : public ::testing::Test {
@@ -74,7 +75,8 @@ class LogCapture {
 TEST_F(EmbeddingCacheTest, RoundTripsEveryDtypeAndShape) {
   // 1000-byte chunks: most tensors span several chunks with a partial last one.
   EmbeddingCache cache(server_.endpoint(), options(1000), quick_options());
-  const std::vector<std::vector<int64_t>> shapes = {{}, {0}, {3, 0, 2}, {1}, {7}, {125, 8}, {333, 3}, {4, 1000}};
+  const std::vector<std::vector<int64_t>> shapes = {{},  {0},      {3, 0, 2}, {1},
+                                                    {7}, {125, 8}, {333, 3},  {4, 1000}};
   int seed = 0;
   for (at::ScalarType dtype : {at::kBool, at::kByte, at::kChar, at::kShort, at::kInt, at::kLong, at::kHalf,
                                at::kBFloat16, at::kFloat, at::kDouble}) {
@@ -183,13 +185,15 @@ TEST_F(EmbeddingCacheTest, CorruptedOrTruncatedChunkIsAMissAndCleanedUp) {
     SCOPED_TRACE(damage);
     cache.put("k", sample(at::kInt, {1000}, 2));
     std::string chunk = keys("lvrl:default:emb:c:k:*")[1];
-    if (std::string(damage) == "flip") raw_.run(RedisCommand{"SETRANGE", chunk, "17", "?"}, Retry::Idempotent);
+    if (std::string(damage) == "flip")
+      raw_.run(RedisCommand{"SETRANGE", chunk, "17", "?"}, Retry::Idempotent);
     if (std::string(damage) == "truncate") raw_.run(RedisCommand{"SET", chunk, "short"}, Retry::Idempotent);
     if (std::string(damage) == "extend") raw_.run(RedisCommand{"APPEND", chunk, "x"}, Retry::Idempotent);
     LogCapture log;
     EXPECT_FALSE(cache.get("k").has_value());
-    EXPECT_NE(log.text().find(std::string(damage) == "flip" ? "checksum mismatch" : "bytes, the manifest says"),
-              std::string::npos)
+    EXPECT_NE(
+        log.text().find(std::string(damage) == "flip" ? "checksum mismatch" : "bytes, the manifest says"),
+        std::string::npos)
         << log.text();
     EXPECT_EQ(key_count(), 0);
   }

@@ -39,9 +39,9 @@ void* operator new(size_t size) {
 
 namespace lvrl::cache {
 namespace {
+using test::expect_input_error;
 using testing::quick_options;
 using testing::TestServer;
-using test::expect_input_error;
 
 constexpr size_t kLongName = 200000;  // a key no other allocation of these tests has the size of
 
@@ -76,8 +76,8 @@ TEST(ManifestParsing, ABadFieldIsAnInputErrorNamingIt) {
   for (const auto& [field, value] : bad) {
     SCOPED_TRACE(field);
     const std::string text =
-        expect_input_error([&] { CacheManifest::from_json(with_field(good_manifest(), field, value), "m:k"); },
-                           field)
+        expect_input_error(
+            [&] { CacheManifest::from_json(with_field(good_manifest(), field, value), "m:k"); }, field)
             .what();
     EXPECT_EQ(text.rfind(std::string("m:k: '") + field + "'", 0), 0u) << text;  // the file, then the field
   }

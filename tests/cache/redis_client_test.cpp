@@ -17,8 +17,8 @@
 
 namespace lvrl::cache {
 namespace {
-using testing::TestServer;
 using testing::quick_options;
+using testing::TestServer;
 
 TEST(RedisClient, BinarySafeValuesRoundTrip) {
   TestServer server;
@@ -69,10 +69,13 @@ TEST(RedisClient, PipelineKeepsOrderUnderATightBound) {
     EXPECT_EQ(reply.text(), "OK");
   });
   next = 0;
-  client.pipeline(gets, Retry::Idempotent, [&](size_t i, const RedisReply& reply) {
-    EXPECT_EQ(i, next++);
-    EXPECT_EQ(reply.str(), values[i]);
-  }, [&](size_t i) { return values[i].size(); });
+  client.pipeline(
+      gets, Retry::Idempotent,
+      [&](size_t i, const RedisReply& reply) {
+        EXPECT_EQ(i, next++);
+        EXPECT_EQ(reply.str(), values[i]);
+      },
+      [&](size_t i) { return values[i].size(); });
   EXPECT_EQ(next, 200u);
 }
 
@@ -189,8 +192,8 @@ TEST(RedisClient, BlockingCommandOutlastsTheCommandTimeout) {
   options.command_timeout = std::chrono::milliseconds(100);
   RedisClient client(server.endpoint(), options);
   auto start = std::chrono::steady_clock::now();
-  RedisReply reply = client.run_blocking(RedisCommand{"BLPOP", "nothing", "0.4"}, std::chrono::milliseconds(400),
-                                         Retry::Idempotent);
+  RedisReply reply = client.run_blocking(RedisCommand{"BLPOP", "nothing", "0.4"},
+                                         std::chrono::milliseconds(400), Retry::Idempotent);
   EXPECT_TRUE(reply.is_nil());
   EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(350));
   EXPECT_EQ(client.generation(), 0u);  // no timeout, no reconnect
@@ -251,11 +254,13 @@ TEST(RedisClient, TcpOnAPortTheOsPicked) {
   for (int i = 0; i < 8; ++i) {
     values.push_back(std::string(size_t{1} << 20, static_cast<char>('0' + i)));
     values.back()[12345] = 'x';
-    sets.push_back(RedisCommand{"SET"}.add("v" + std::to_string(i)).add_view(values[i].data(), values[i].size()));
+    sets.push_back(
+        RedisCommand{"SET"}.add("v" + std::to_string(i)).add_view(values[i].data(), values[i].size()));
     gets.push_back(RedisCommand{"GET"}.add("v" + std::to_string(i)));
   }
   gets.push_back(RedisCommand{"GET", "absent"});
-  client.pipeline(sets, Retry::Idempotent, [](size_t, const RedisReply& reply) { EXPECT_EQ(reply.text(), "OK"); });
+  client.pipeline(sets, Retry::Idempotent,
+                  [](size_t, const RedisReply& reply) { EXPECT_EQ(reply.text(), "OK"); });
   std::vector<std::string> back(9, std::string(size_t{1} << 20, '\0'));
   std::vector<RedisClient::BulkTarget> targets;
   for (std::string& buffer : back) targets.push_back({buffer.data(), buffer.size()});

@@ -22,9 +22,11 @@ TEST(RedisConfig, PrivateServersForARun) {
   EXPECT_EQ(redis.cache().socket_path, dir.path() + "/redis/cache.sock");
   EXPECT_NE(redis.cache().password, redis.queue().password);
   RedisClient cache(redis.cache(), quick_options()), queue(redis.queue(), quick_options());
-  EXPECT_EQ(cache.run(RedisCommand{"CONFIG", "GET", "maxmemory-policy"}, Retry::Idempotent)[1].str(), "allkeys-lru");
+  EXPECT_EQ(cache.run(RedisCommand{"CONFIG", "GET", "maxmemory-policy"}, Retry::Idempotent)[1].str(),
+            "allkeys-lru");
   EXPECT_EQ(cache.run(RedisCommand{"CONFIG", "GET", "maxmemory"}, Retry::Idempotent)[1].str(), "33554432");
-  EXPECT_EQ(queue.run(RedisCommand{"CONFIG", "GET", "maxmemory-policy"}, Retry::Idempotent)[1].str(), "noeviction");
+  EXPECT_EQ(queue.run(RedisCommand{"CONFIG", "GET", "maxmemory-policy"}, Retry::Idempotent)[1].str(),
+            "noeviction");
   // Only what is needed is started.
   TempDir other;
   RunRedis cache_only(Config::parse("", "test", {"run.dir=" + other.path()}), RunRedis::Cache);

@@ -23,7 +23,8 @@ int free_tcp_port() {
   sockaddr_in address{};
   address.sin_family = AF_INET;
   address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) throw std::runtime_error("bind");
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0)
+    throw std::runtime_error("bind");
   socklen_t length = sizeof(address);
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
   ::close(fd);

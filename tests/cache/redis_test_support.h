@@ -21,7 +21,8 @@ int free_tcp_port();
 // A private server in its own temp dir; stopped and removed with the object.
 class TestServer {
  public:
-  explicit TestServer(RedisRole role = RedisRole::Cache, const std::string& maxmemory = "1gb", int tcp_port = 0);
+  explicit TestServer(RedisRole role = RedisRole::Cache, const std::string& maxmemory = "1gb",
+                      int tcp_port = 0);
   RedisServer& server() { return *server_; }
   RedisEndpoint endpoint() const { return server_->endpoint(); }
   const std::string& dir() const { return dir_.path(); }

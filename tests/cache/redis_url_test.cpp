@@ -46,9 +46,10 @@ TEST(RedisUrl, UnixSocketWithQuery) {
 }
 
 TEST(RedisUrl, ErrorsNameTheUrlWithoutThePassword) {
-  for (const char* url : {"http://host", "redis://:hunter2@host:99999", "redis://:hunter2@host/x",
-                          "unix://relative.sock?password=hunter2", "unix:///a.sock?password=hunter2&colour=red",
-                          "redis://:hunter2%4@host", "redis://"}) {
+  for (const char* url :
+       {"http://host", "redis://:hunter2@host:99999", "redis://:hunter2@host/x",
+        "unix://relative.sock?password=hunter2", "unix:///a.sock?password=hunter2&colour=red",
+        "redis://:hunter2%4@host", "redis://"}) {
     try {
       RedisEndpoint::parse(url);
       FAIL() << "accepted " << url;

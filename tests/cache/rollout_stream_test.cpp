@@ -15,9 +15,9 @@
 
 namespace lvrl::cache {
 namespace {
+using std::chrono::milliseconds;
 using testing::quick_options;
 using testing::TestServer;
-using std::chrono::milliseconds;
 
 RolloutRecord record(int i) {
   RolloutRecord r;
@@ -104,7 +104,8 @@ TEST_F(RolloutStreamTest, ConsumerKilledBeforeAckIsRedeliveredAndUsedExactlyOnce
   EXPECT_EQ(deliveries["r3"], 1);
   EXPECT_TRUE(b.read(4, milliseconds(300)).empty());
   EXPECT_EQ(length(), 0);
-  RedisReply pending = raw_.run(RedisCommand{"XPENDING", "lvrl:default:rollouts", "trainer"}, Retry::Idempotent);
+  RedisReply pending =
+      raw_.run(RedisCommand{"XPENDING", "lvrl:default:rollouts", "trainer"}, Retry::Idempotent);
   EXPECT_EQ(pending[0].integer(), 0);
 }
 
@@ -140,7 +141,8 @@ TEST_F(RolloutStreamTest, PoisonEntriesGoToTheDeadLetterStream) {
   RolloutConsumer last(server_.endpoint(), "trainer-0", options(), quick_options());
   EXPECT_TRUE(last.read(10, milliseconds(50)).empty());  // 4th delivery > max_deliveries = 3
   ASSERT_EQ(length(":dead"), 2);
-  RedisReply dead = raw_.run(RedisCommand{"XRANGE", "lvrl:default:rollouts:dead", "-", "+"}, Retry::Idempotent);
+  RedisReply dead =
+      raw_.run(RedisCommand{"XRANGE", "lvrl:default:rollouts:dead", "-", "+"}, Retry::Idempotent);
   std::string all;
   for (size_t i = 0; i < dead.size(); ++i) {
     for (size_t f = 0; f < dead[i][1].size(); ++f) all += dead[i][1][f].str() + " ";

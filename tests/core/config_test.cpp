@@ -14,17 +14,19 @@ using lvrl::InputError;
 
 ConfigSchema test_schema() {
   ConfigSchema schema;
-  schema.add({"data", "test data", {
-      ConfigKey::string("path", "", "jsonl"),
-      ConfigKey::string("video_dir", "videos", "dir"),
-      ConfigKey::integer("max_frames", 64, "frames").range(1, 4096),
-      ConfigKey::number("fps", 2.0, "fps").range(0.01, 60),
-      ConfigKey::boolean("shuffle", true, "shuffle"),
-      ConfigKey::string("accuracy", "exact", "mode").choices({"exact", "keyframe"}),
-      ConfigKey::int_list("sizes", {1, 2}, "sizes").range(0, 10),
-      ConfigKey::number_list("weights", {0.9, 0.1}, "weights"),
-      ConfigKey::string_list("tags", {}, "tags"),
-  }});
+  schema.add({"data",
+              "test data",
+              {
+                  ConfigKey::string("path", "", "jsonl"),
+                  ConfigKey::string("video_dir", "videos", "dir"),
+                  ConfigKey::integer("max_frames", 64, "frames").range(1, 4096),
+                  ConfigKey::number("fps", 2.0, "fps").range(0.01, 60),
+                  ConfigKey::boolean("shuffle", true, "shuffle"),
+                  ConfigKey::string("accuracy", "exact", "mode").choices({"exact", "keyframe"}),
+                  ConfigKey::int_list("sizes", {1, 2}, "sizes").range(0, 10),
+                  ConfigKey::number_list("weights", {0.9, 0.1}, "weights"),
+                  ConfigKey::string_list("tags", {}, "tags"),
+              }});
   schema.add({"model.vision", "nested section", {ConfigKey::integer("depth", 32, "blocks").range(1, 128)}});
   return schema;
 }
@@ -63,17 +65,22 @@ TEST(Config, FileThenOverridesInOrder) {
 
 TEST(Config, UnknownKeyNamesClosest) {
   ConfigSchema schema = test_schema();
-  InputError in_file = expect_input_error([&] { Config::parse("data:\n  vido_dir: x\n", "run.yaml", {}, schema); });
+  InputError in_file =
+      expect_input_error([&] { Config::parse("data:\n  vido_dir: x\n", "run.yaml", {}, schema); });
   EXPECT_EQ(in_file.file(), "run.yaml");
   EXPECT_EQ(in_file.line(), 2);
   EXPECT_EQ(in_file.key(), "data.vido_dir");
-  EXPECT_NE(std::string(in_file.what()).find("did you mean 'data.video_dir'"), std::string::npos) << in_file.what();
+  EXPECT_NE(std::string(in_file.what()).find("did you mean 'data.video_dir'"), std::string::npos)
+      << in_file.what();
 
-  InputError in_override = expect_input_error([&] { Config::parse("", "run.yaml", {"model.vision.dept=3"}, schema); });
+  InputError in_override =
+      expect_input_error([&] { Config::parse("", "run.yaml", {"model.vision.dept=3"}, schema); });
   EXPECT_EQ(in_override.key(), "model.vision.dept");
-  EXPECT_NE(std::string(in_override.what()).find("'model.vision.depth'"), std::string::npos) << in_override.what();
+  EXPECT_NE(std::string(in_override.what()).find("'model.vision.depth'"), std::string::npos)
+      << in_override.what();
 
-  InputError unknown_section = expect_input_error([&] { Config::parse("trainer:\n  lr: 1\n", "run.yaml", {}, schema); });
+  InputError unknown_section =
+      expect_input_error([&] { Config::parse("trainer:\n  lr: 1\n", "run.yaml", {}, schema); });
   EXPECT_EQ(unknown_section.key(), "trainer");
 }
 
@@ -98,12 +105,18 @@ TEST(Config, SectionWithoutSchemaListsTheKnownOnes) {
 
 TEST(Config, WrongTypeOrRangeNamesKeyValueAndExpectation) {
   ConfigSchema schema = test_schema();
-  struct Case { std::string yaml; std::string key; std::string value; std::string expects; };
+  struct Case {
+    std::string yaml;
+    std::string key;
+    std::string value;
+    std::string expects;
+  };
   std::vector<Case> cases = {
       {"data:\n  max_frames: abc\n", "data.max_frames", "abc", "an integer in [1, 4096]"},
       {"data:\n  max_frames: 1.5\n", "data.max_frames", "1.5", "an integer"},
       {"data:\n  max_frames: 0\n", "data.max_frames", "0", "in [1, 4096]"},
-      {"data:\n  max_frames: 99999999999999999999999\n", "data.max_frames", "99999999999999999999999", "an integer"},
+      {"data:\n  max_frames: 99999999999999999999999\n", "data.max_frames", "99999999999999999999999",
+       "an integer"},
       {"data:\n  fps: 61\n", "data.fps", "61", "a finite number in [0.01, 60]"},
       {"data:\n  fps: .nan\n", "data.fps", ".nan", "a finite number"},
       {"data:\n  shuffle: maybe\n", "data.shuffle", "maybe", "true or false"},
@@ -132,8 +145,10 @@ TEST(Config, WrongTypeOrRangeNamesKeyValueAndExpectation) {
 
 TEST(Config, ToYamlRoundTrips) {
   ConfigSchema schema = test_schema();
-  Config config = Config::parse("", "x", {"data.path=has \"quotes\": and colons", "data.fps=0.1",
-                                          "data.tags=[x y, z]", "model.vision.depth=3"}, schema);
+  Config config = Config::parse(
+      "", "x",
+      {"data.path=has \"quotes\": and colons", "data.fps=0.1", "data.tags=[x y, z]", "model.vision.depth=3"},
+      schema);
   Config again = Config::parse(config.to_yaml(), "again", {}, schema);
   for (const auto& [name, key] : schema.keys()) {
     EXPECT_TRUE(config.value_of(name) == again.value_of(name)) << name << "\n" << config.to_yaml();

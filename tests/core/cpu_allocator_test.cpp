@@ -24,7 +24,9 @@ size_t mapped_size(size_t bytes) {  // the allocator's layout: a 64-byte header,
   const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
   return (bytes + 64 + page - 1) / page * page;
 }
-bool is_large(size_t bytes) { return bytes + 64 >= CachingCpuAllocator::kLargeBlock; }
+bool is_large(size_t bytes) {
+  return bytes + 64 >= CachingCpuAllocator::kLargeBlock;
+}
 
 struct Filled {
   c10::DataPtr ptr;
@@ -58,8 +60,8 @@ int64_t rss_bytes() {
   return -1;
 }
 
-const std::vector<size_t> kSizes = {0,           1,           100,         65536,       (1 << 20) - 65,
-                                    (1 << 20) - 64, 1 << 20,  (3 << 20) + 5, 8 << 20,   (24 << 20) + 4096};
+const std::vector<size_t> kSizes = {
+    0, 1, 100, 65536, (1 << 20) - 65, (1 << 20) - 64, 1 << 20, (3 << 20) + 5, 8 << 20, (24 << 20) + 4096};
 
 TEST(CpuAllocator, CountsFollowAnIndependentLedger) {
   CachingCpuAllocator allocator;
@@ -135,7 +137,8 @@ TEST(CpuAllocator, ResidentMemoryStaysWithinPeakLiveBytes) {
   }
   const CpuAllocatorStats s = allocator.stats();
   const int64_t slack = 4 << 20;  // the test's own vectors, page-table pages, other threads
-  EXPECT_LE(highest, s.peak_live_bytes + slack) << "RSS growth " << highest << ", peak live " << s.peak_live_bytes;
+  EXPECT_LE(highest, s.peak_live_bytes + slack)
+      << "RSS growth " << highest << ", peak live " << s.peak_live_bytes;
   EXPECT_EQ(s.peak_live_bytes, static_cast<int64_t>(16 * mapped_size(6 << 20)));  // the holes were refilled
 }
 
@@ -149,7 +152,8 @@ TEST(CpuAllocator, FourThreadsKeepTheirBytes) {
       std::vector<Filled> mine;
       for (int step = 0; step < 300; ++step) {
         if (mine.size() < 6 && rng() % 3 != 0) {
-          mine.push_back(fill(allocator, kSizes[rng() % kSizes.size()], static_cast<unsigned char>(16 * t + step % 16)));
+          mine.push_back(
+              fill(allocator, kSizes[rng() % kSizes.size()], static_cast<unsigned char>(16 * t + step % 16)));
         } else if (!mine.empty()) {
           const size_t i = rng() % mine.size();
           if (auto r = intact(mine[i]); !r) failures[t] = r.message();

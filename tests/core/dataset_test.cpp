@@ -45,8 +45,7 @@ class DatasetTest : public ::testing::Test {
   std::string video(const std::string& relative) { return (videos_ / relative).string(); }
 
   // Reading `text` fails with an InputError at `line`, naming `key`, whose message contains `words`.
-  void expect_error(const std::string& text, int line, const std::string& key,
-                    const std::string& words) {
+  void expect_error(const std::string& text, int line, const std::string& key, const std::string& words) {
     SCOPED_TRACE(text);
     write_jsonl(text);
     const InputError e = test::expect_input_error([&] { read_dataset(jsonl_, videos_.string()); }, key);
@@ -79,14 +78,14 @@ class DatasetTest : public ::testing::Test {
 };
 
 TEST_F(DatasetTest, ReadsOurFormat) {
-  std::vector<Sample> samples = read(
-      R"({"id": "q1", "video": "a.mp4", "question": "What happens?", "options": ["A. run", "B. sit"],)"
-      R"( "answer": "A", "problem_type": "multiple choice", "reasoning": "They run."})"
-      "\n"
-      "\n"
-      "   \n"
-      R"({"id": "q2", "video": "sub/b.mp4", "question": "Why?", "answer": "Because it rains."})"
-      "\n");
+  std::vector<Sample> samples =
+      read(R"({"id": "q1", "video": "a.mp4", "question": "What happens?", "options": ["A. run", "B. sit"],)"
+           R"( "answer": "A", "problem_type": "multiple choice", "reasoning": "They run."})"
+           "\n"
+           "\n"
+           "   \n"
+           R"({"id": "q2", "video": "sub/b.mp4", "question": "Why?", "answer": "Because it rains."})"
+           "\n");
   ASSERT_EQ(samples.size(), 2u);
   const Sample& first = samples[0];
   EXPECT_EQ(first.id, "q1");
@@ -148,27 +147,28 @@ TEST_F(DatasetTest, ImageSamplesAreRejectedByName) {
 }
 
 TEST_F(DatasetTest, PlainAnswersAreKeptAsWritten) {
-  std::vector<Sample> samples = read(
-      R"({"id": "1", "video": "a.mp4", "question": "Q", "answer": " 42 "})" "\n"
-      R"({"id": "2", "video": "a.mp4", "question": "Q", "answer": "<answer>A</answer> and more"})");
+  std::vector<Sample> samples =
+      read(R"({"id": "1", "video": "a.mp4", "question": "Q", "answer": " 42 "})"
+           "\n"
+           R"({"id": "2", "video": "a.mp4", "question": "Q", "answer": "<answer>A</answer> and more"})");
   EXPECT_EQ(samples[0].answer, " 42 ");
   EXPECT_EQ(samples[1].answer, "<answer>A</answer> and more");
 }
 
 TEST_F(DatasetTest, NullOptionalFieldsReadAsAbsent) {
   // Exports from Hugging Face datasets write null for a column a row doesn't have.
-  std::vector<Sample> samples = read(
-      R"({"id": "1", "video": "a.mp4", "question": "Q", "answer": "A", "options": null,)"
-      R"( "problem_type": null, "reasoning": null, "problem_id": null})");
+  std::vector<Sample> samples =
+      read(R"({"id": "1", "video": "a.mp4", "question": "Q", "answer": "A", "options": null,)"
+           R"( "problem_type": null, "reasoning": null, "problem_id": null})");
   EXPECT_TRUE(samples[0].options.empty());
   EXPECT_EQ(samples[0].problem_type, "");
   EXPECT_EQ(samples[0].reasoning, "");
 }
 
 TEST_F(DatasetTest, AgreeingAliasesAreFine) {
-  std::vector<Sample> samples = read(
-      R"({"id": "5", "problem_id": 5, "video": "a.mp4", "videos": ["a.mp4"], "question": "Q",)"
-      R"( "problem": "Q", "answer": "A", "solution": "<answer>A</answer>"})");
+  std::vector<Sample> samples =
+      read(R"({"id": "5", "problem_id": 5, "video": "a.mp4", "videos": ["a.mp4"], "question": "Q",)"
+           R"( "problem": "Q", "answer": "A", "solution": "<answer>A</answer>"})");
   EXPECT_EQ(samples[0].id, "5");
   EXPECT_EQ(samples[0].answer, "A");
 }
@@ -186,7 +186,8 @@ TEST_F(DatasetTest, DisagreeingAliasesAreErrors) {
 }
 
 TEST_F(DatasetTest, MissingRequiredFieldsAreNamed) {
-  const std::string ok = R"({"id": "0", "video": "a.mp4", "question": "Q", "answer": "A"})" "\n";
+  const std::string ok = R"({"id": "0", "video": "a.mp4", "question": "Q", "answer": "A"})"
+                         "\n";
   expect_error(ok + R"({"video": "a.mp4", "question": "Q", "answer": "A"})", 2, "id",
                "missing required field (also accepted: problem_id)");
   expect_error(ok + R"({"id": "1", "question": "Q", "answer": "A"})", 2, "video",
@@ -195,10 +196,10 @@ TEST_F(DatasetTest, MissingRequiredFieldsAreNamed) {
                "missing required field");
   expect_error(ok + R"({"id": "1", "video": "a.mp4", "question": "Q"})", 2, "answer",
                "missing required field");
-  expect_error(ok + R"({"id": "1", "video": "a.mp4", "question": "  ", "answer": "A"})", 2,
-               "question", "must not be empty");
-  expect_error(ok + R"({"id": "1", "video": "a.mp4", "question": "Q", "answer": "<answer> </answer>"})",
-               2, "answer", "empty <answer> tags");
+  expect_error(ok + R"({"id": "1", "video": "a.mp4", "question": "  ", "answer": "A"})", 2, "question",
+               "must not be empty");
+  expect_error(ok + R"({"id": "1", "video": "a.mp4", "question": "Q", "answer": "<answer> </answer>"})", 2,
+               "answer", "empty <answer> tags");
 }
 
 TEST_F(DatasetTest, WrongTypesAreNamed) {
@@ -231,16 +232,20 @@ TEST_F(DatasetTest, VideosListMustHoldExactlyOnePath) {
 }
 
 TEST_F(DatasetTest, BadJsonNamesTheLineAndNlohmannsReason) {
-  const std::string ok = R"({"id": "0", "video": "a.mp4", "question": "Q", "answer": "A"})" "\n";
+  const std::string ok = R"({"id": "0", "video": "a.mp4", "question": "Q", "answer": "A"})"
+                         "\n";
   expect_error(ok + ok.substr(0, 20) + "\n", 2, "", "parse error");
   expect_error(ok + "[1, 2]\n", 2, "", "expected a JSON object, got array");
   expect_error(ok + "\"just text\"\n", 2, "", "expected a JSON object, got string");
 }
 
 TEST_F(DatasetTest, DuplicateIdsNameBothLines) {
-  expect_error(R"({"id": "7", "video": "a.mp4", "question": "Q", "answer": "A"})" "\n"
-               R"({"id": "8", "video": "a.mp4", "question": "Q", "answer": "A"})" "\n"
-               R"({"problem_id": 7, "videos": "a.mp4", "problem": "Q", "answer": "A"})" "\n",
+  expect_error(R"({"id": "7", "video": "a.mp4", "question": "Q", "answer": "A"})"
+               "\n"
+               R"({"id": "8", "video": "a.mp4", "question": "Q", "answer": "A"})"
+               "\n"
+               R"({"problem_id": 7, "videos": "a.mp4", "problem": "Q", "answer": "A"})"
+               "\n",
                3, "problem_id", "duplicate id: line 1 already uses it");
 }
 
@@ -278,8 +283,7 @@ TEST_F(DatasetTest, VideoPathsMayNotEscapeTheVideoDir) {
 
 TEST_F(DatasetTest, MissingVideosPassTheChecksAndResolveUnderTheDir) {
   InputWhere where{jsonl_, 1, "video", ""};
-  EXPECT_EQ(resolve_video_path(videos_.string(), "not/yet/there.mp4", where),
-            video("not/yet/there.mp4"));
+  EXPECT_EQ(resolve_video_path(videos_.string(), "not/yet/there.mp4", where), video("not/yet/there.mp4"));
   EXPECT_EQ(resolve_video_path(videos_.string(), "./sub//b.mp4", where), video("sub/b.mp4"));
   // A link that stays inside is followed.
   fs::create_symlink(videos_ / "sub" / "b.mp4", videos_ / "alias.mp4");
@@ -294,7 +298,8 @@ TEST_F(DatasetTest, VideoDirMayItselfBeALink) {
 }
 
 TEST_F(DatasetTest, PathErrorsInTheFileNameTheLineAndField) {
-  expect_error(R"({"id": "1", "video": "a.mp4", "question": "Q", "answer": "A"})" "\n"
+  expect_error(R"({"id": "1", "video": "a.mp4", "question": "Q", "answer": "A"})"
+               "\n"
                R"({"id": "2", "path": "../outside/secret.mp4", "question": "Q", "answer": "A"})",
                2, "path", "may not contain '..'");
 }
@@ -324,9 +329,11 @@ TEST_F(DatasetTest, MissingJsonlIsInputErrorNamingIt) {
 }
 
 TEST_F(DatasetTest, StreamingReaderYieldsOneSampleAtATime) {
-  write_jsonl(R"({"id": "1", "video": "a.mp4", "question": "Q", "answer": "A"})" "\n"
+  write_jsonl(R"({"id": "1", "video": "a.mp4", "question": "Q", "answer": "A"})"
               "\n"
-              R"({"id": "2", "video": "sub/b.mp4", "question": "Q", "answer": "B"})" "\n"
+              "\n"
+              R"({"id": "2", "video": "sub/b.mp4", "question": "Q", "answer": "B"})"
+              "\n"
               "\n");
   DatasetReader reader(jsonl_, videos_.string());
   EXPECT_EQ(reader.line(), 0);

@@ -20,7 +20,9 @@ TEST(Error, InputErrorNamesEverythingGiven) {
   EXPECT_STREQ(lvrl::InputError({"f", 0, "", "v"}, "p").what(), "f: 'v': p");
 }
 
-int fails_with(int code) { return code; }
+int fails_with(int code) {
+  return code;
+}
 
 TEST(Error, GeneratorReportsStatementFunctionLocationAndText) {
   int line = __LINE__ + 2;

@@ -55,8 +55,8 @@ TEST_F(HashTest, EmptyInputMatchesXxhsum) {
 
 TEST_F(HashTest, KnownStringsMatchXxhsum) {
   // Lengths chosen to cross XXH3's internal size classes (0-16, 17-128, 129-240, >240 bytes).
-  for (std::string text : {std::string("xxhash"), std::string("lvrl content address"),
-                           std::string(100, 'a'), random_bytes(200, 7), random_bytes(5000, 8)}) {
+  for (std::string text : {std::string("xxhash"), std::string("lvrl content address"), std::string(100, 'a'),
+                           random_bytes(200, 7), random_bytes(5000, 8)}) {
     SCOPED_TRACE("input length " + std::to_string(text.size()));
     EXPECT_EQ(hash_string(text).hex(), xxhsum_hex(text));
   }

@@ -56,7 +56,8 @@ TEST(SpawnProcess, InheritsNoDescriptorBeyondStdio) {
 
 TEST(SpawnProcess, SignalsStartAtTheirDefaults) {
   // The parent ignores SIGUSR1 and blocks SIGUSR2; exec would keep both.
-  struct sigaction ignore {}, saved {};
+  struct sigaction ignore {
+  }, saved{};
   ignore.sa_handler = SIG_IGN;
   sigemptyset(&ignore.sa_mask);
   ASSERT_EQ(::sigaction(SIGUSR1, &ignore, &saved), 0);
@@ -81,8 +82,9 @@ TEST(SpawnProcess, QuietAndEnvironment) {
   options.quiet = true;
   options.environment = &environment;
   const pid_t pid = spawn_process(
-      {"sh", "-c", "test \"$LVRL_SPAWN_PROBE\" = yes && test -z \"$HOME\" && test /proc/$$/fd/1 -ef /dev/null && "
-                   "test /proc/$$/fd/2 -ef /dev/null && test /proc/$$/fd/0 -ef /dev/null"},
+      {"sh", "-c",
+       "test \"$LVRL_SPAWN_PROBE\" = yes && test -z \"$HOME\" && test /proc/$$/fd/1 -ef /dev/null && "
+       "test /proc/$$/fd/2 -ef /dev/null && test /proc/$$/fd/0 -ef /dev/null"},
       options);
   ASSERT_GT(pid, 0);
   EXPECT_EQ(wait_for(pid), 0);

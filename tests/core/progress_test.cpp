@@ -1,7 +1,5 @@
 #include "core/progress.h"
 
-#include "core/error.h"
-
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -11,6 +9,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "core/error.h"
 
 namespace lvrl {
 namespace {
@@ -52,15 +52,13 @@ TEST(ProgressFormat, ZeroElapsedHasNoInfinity) {
             "x [----] 0/100 it (0%), ? it/s, elapsed 0:00, ETA ?");
   // Negative or NaN elapsed (a clock bug elsewhere) reads as zero, not as garbage.
   EXPECT_EQ(format_progress("x", 0, 100, -3.0, "it", 0), format_progress("x", 0, 100, 0.0, "it", 0));
-  EXPECT_EQ(format_progress("x", 0, 100, std::nan(""), "it", 0),
-            format_progress("x", 0, 100, 0.0, "it", 0));
+  EXPECT_EQ(format_progress("x", 0, 100, std::nan(""), "it", 0), format_progress("x", 0, 100, 0.0, "it", 0));
 }
 
 TEST(ProgressFormat, DoneBeyondTotalIsClamped) {
   EXPECT_EQ(format_progress("x", 150, 100, 10.0, "it", 10),
             "x [##########] 100/100 it (100%), 10.0 it/s, elapsed 0:10, ETA 0:00");
-  EXPECT_EQ(format_progress("x", -5, 100, 10.0, "it", 0),
-            "x 0/100 it (0%), ? it/s, elapsed 0:10, ETA ?");
+  EXPECT_EQ(format_progress("x", -5, 100, 10.0, "it", 0), "x 0/100 it (0%), ? it/s, elapsed 0:10, ETA ?");
 }
 
 TEST(ProgressFormat, PercentAndBarRoundDownUntilDone) {

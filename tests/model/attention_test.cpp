@@ -191,7 +191,8 @@ Results run_backend(AttentionBackend& backend, const Case& c, const Inputs& in, 
   EXPECT_EQ(r.lse.scalar_type(), type == at::kDouble ? at::kDouble : at::kFloat);
   EXPECT_EQ(r.lse.sizes(), at::IntArrayRef({c.batch, c.heads, c.queries}));
   if (through_lse) {
-    torch::autograd::backward({r.out, r.lse}, {in.dout.to(device, type), in.dlse.to(device, r.lse.scalar_type())});
+    torch::autograd::backward({r.out, r.lse},
+                              {in.dout.to(device, type), in.dlse.to(device, r.lse.scalar_type())});
   } else {
     r.out.backward(in.dout.to(device, type));
   }

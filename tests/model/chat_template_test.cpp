@@ -23,15 +23,17 @@ TEST(ChatTemplate, VideoTokenCountFromGrid) {
 // template (system turn, user turn with the video first, assistant header) and the configured
 // instruction: any change to what the policy sees changes this string.
 TEST(ChatTemplate, PinsTheDefaultPrompt) {
-  PromptRequest request{"Which colour appears first?", {"A. red", "B. green", "C. blue", "D. yellow"}, {1, 2, 4}};
-  EXPECT_EQ(render_prompt_text(request, PromptOptions{}),
-            "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
-            "<|im_start|>user\n<|vision_start|><|video_pad|><|video_pad|><|vision_end|>"
-            "Which colour appears first?\nOptions:\nA. red\nB. green\nC. blue\nD. yellow\n"
-            "Think about the question step by step before answering. Write your reasoning between <think> and "
-            "</think>, then give only the final answer between <answer> and </answer>. For a multiple-choice "
-            "question, the answer is the option's letter.<|im_end|>\n"
-            "<|im_start|>assistant\n");
+  PromptRequest request{
+      "Which colour appears first?", {"A. red", "B. green", "C. blue", "D. yellow"}, {1, 2, 4}};
+  EXPECT_EQ(
+      render_prompt_text(request, PromptOptions{}),
+      "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+      "<|im_start|>user\n<|vision_start|><|video_pad|><|video_pad|><|vision_end|>"
+      "Which colour appears first?\nOptions:\nA. red\nB. green\nC. blue\nD. yellow\n"
+      "Think about the question step by step before answering. Write your reasoning between <think> and "
+      "</think>, then give only the final answer between <answer> and </answer>. For a multiple-choice "
+      "question, the answer is the option's letter.<|im_end|>\n"
+      "<|im_start|>assistant\n");
 }
 
 TEST(ChatTemplate, RendersQwenVideoQaLayout) {
@@ -59,7 +61,8 @@ TEST(ChatTemplate, UserTextCarriesOptionsAndInstruction) {
   EXPECT_EQ(user_turn({"Q?", {"A. x", "B. y"}, grid}, free), "Q?\nOptions:\nA. x\nB. y");
   PromptOptions answer;
   answer.format = AnswerFormat::Answer;
-  EXPECT_EQ(user_turn({"Q?", {}, grid}, answer), "Q?\nGive only the final answer, between <answer> and </answer>.");
+  EXPECT_EQ(user_turn({"Q?", {}, grid}, answer),
+            "Q?\nGive only the final answer, between <answer> and </answer>.");
   PromptOptions custom;
   custom.instruction = "Answer in one word.";
   EXPECT_EQ(user_turn({"Q?", {"A. x"}, grid}, custom), "Q?\nOptions:\nA. x\nAnswer in one word.");
@@ -69,7 +72,8 @@ TEST(ChatTemplate, PromptIdsEqualEncodingTheExpandedText) {
   const Tokenizer& t = qwen_tokenizer();
   PromptOptions options;
   for (std::array<int64_t, 3> grid : {std::array<int64_t, 3>{1, 2, 2}, {2, 4, 6}, {10, 40, 72}}) {
-    PromptRequest request{"What does the man cook first? \xE4\xBD\xA0\xE5\xA5\xBD", {"A. eggs", "B. rice"}, grid};
+    PromptRequest request{
+        "What does the man cook first? \xE4\xBD\xA0\xE5\xA5\xBD", {"A. eggs", "B. rice"}, grid};
     VideoPrompt prompt = render_prompt(t, request, options);
     int64_t k = video_token_count(grid);
     EXPECT_EQ(prompt.video_tokens, k);

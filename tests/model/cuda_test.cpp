@@ -48,10 +48,9 @@ struct Outputs {
 Outputs run(QwenVL& model, const QwenConfig& config, at::Device device, at::ScalarType dtype) {
   const GridTHW grid{2, 12, 8};
   at::Tensor ids = video_prompt(config, grid, 3, 6, 5);
-  at::Tensor pixels =
-      at::randn({grid[0] * grid[1] * grid[2], config.vision.patch_dim()},
-                at::detail::createCPUGenerator(9), at::kDouble)
-          .to(device, dtype);
+  at::Tensor pixels = at::randn({grid[0] * grid[1] * grid[2], config.vision.patch_dim()},
+                                at::detail::createCPUGenerator(9), at::kDouble)
+                          .to(device, dtype);
   Outputs outputs;
   {
     ModelInput input;
@@ -85,7 +84,8 @@ Outputs run(QwenVL& model, const QwenConfig& config, at::Device device, at::Scal
   return outputs;
 }
 
-void expect_match(const Outputs& actual, const Outputs& expected, double tolerance, const std::string& label) {
+void expect_match(const Outputs& actual, const Outputs& expected, double tolerance,
+                  const std::string& label) {
   double worst = 0;
   std::string worst_name;
   auto check = [&](const std::string& name, const at::Tensor& a, const at::Tensor& e) {

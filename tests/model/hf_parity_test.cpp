@@ -60,11 +60,13 @@ class HfParity : public ::testing::Test {
     input_.input_ids = reference("input_ids").to(at::kLong);
     input_.pixel_values_videos = reference("pixel_values_videos").to(at::kFloat);
     for (int64_t v = 0; v < grids.size(0); ++v) {
-      input_.video_grids.push_back({grids[v][0].item<int64_t>(), grids[v][1].item<int64_t>(), grids[v][2].item<int64_t>()});
+      input_.video_grids.push_back(
+          {grids[v][0].item<int64_t>(), grids[v][1].item<int64_t>(), grids[v][2].item<int64_t>()});
     }
     if (reference_.count("second_per_grid_ts")) {
       const at::Tensor seconds = reference("second_per_grid_ts").to(at::kDouble).contiguous();
-      input_.second_per_grid_ts.assign(seconds.data_ptr<double>(), seconds.data_ptr<double>() + seconds.numel());
+      input_.second_per_grid_ts.assign(seconds.data_ptr<double>(),
+                                       seconds.data_ptr<double>() + seconds.numel());
     }
     // transformers 4.49–4.57 cast second_per_grid_t to an integer before scaling it; the script's
     // 1.0 makes both temporal rules agree, so the default rule serves every release.
@@ -85,7 +87,8 @@ class HfParity : public ::testing::Test {
   // Seed, sizes and versions for a failure message.
   std::string context() const {
     return fmt::format("fixtures {} (versions.json: {}), {} tokens, grids {}", dir_.string(),
-                       versions_.empty() ? "absent" : versions_, input_.input_ids.size(1), input_.video_grids.size());
+                       versions_.empty() ? "absent" : versions_, input_.input_ids.size(1),
+                       input_.video_grids.size());
   }
 
   fs::path dir_;
@@ -113,7 +116,8 @@ TEST_F(HfParity, PositionIdsMatchExactly) {
   const at::Tensor theirs = reference("position_ids").to(at::kLong);
   ASSERT_EQ(ours.sizes(), theirs.sizes()) << context();
   EXPECT_TRUE(at::equal(ours, theirs)) << context() << "\nours (T, H, W rows):\n"
-                                       << ours.squeeze(1) << "\ntransformers:\n" << theirs.squeeze(1);
+                                       << ours.squeeze(1) << "\ntransformers:\n"
+                                       << theirs.squeeze(1);
 }
 
 TEST_F(HfParity, HiddenStatesAndLogitsMatch) {

@@ -29,7 +29,8 @@ QwenVL random_model(const QwenConfig& config, uint64_t seed, at::ScalarType dtyp
   at::NoGradGuard no_grad;
   for (auto& param : model->parameters()) {
     if (param.dim() >= 2) param.mul_(10);
-    if (param.dim() == 1) param.add_(at::rand(param.sizes(), at::kFloat).sub_(0.5).mul_(0.2));  // norms and biases
+    if (param.dim() == 1)
+      param.add_(at::rand(param.sizes(), at::kFloat).sub_(0.5).mul_(0.2));  // norms and biases
   }
   model->to(dtype);
   return model;
@@ -42,7 +43,8 @@ TEST(QwenVL, GradientsMatchFiniteDifferencesFloat64) {
   const GridTHW grid{2, 12, 8};  // windows: 6×4 units → a 2×2 window grid with an empty padding column
   ModelInput input;
   input.input_ids = video_prompt(config, grid, 3, 6, 5).unsqueeze(0);
-  input.pixel_values_videos = at::randn({grid[0] * grid[1] * grid[2], config.vision.patch_dim()}, at::kDouble);
+  input.pixel_values_videos =
+      at::randn({grid[0] * grid[1] * grid[2], config.vision.patch_dim()}, at::kDouble);
   input.video_grids = {grid};
   input.second_per_grid_ts = {1.0};
   const int64_t seq = input.input_ids.size(1), scored = 6;
@@ -97,8 +99,8 @@ TEST(QwenVL, CachedGreedyDecodingMatchesRecomputation) {
   QwenVL model = random_model(config, 23, at::kFloat);
   at::NoGradGuard no_grad;
   const GridTHW grid{2, 4, 4};
-  at::Tensor video_ids = video_prompt(config, grid, 3, 4, 7);                     // 17 tokens
-  at::Tensor text_ids = at::randint(1, 150, {9}, at::kLong);                      // 9 tokens
+  at::Tensor video_ids = video_prompt(config, grid, 3, 4, 7);  // 17 tokens
+  at::Tensor text_ids = at::randint(1, 150, {9}, at::kLong);   // 9 tokens
   at::Tensor pixels = at::randn({grid[0] * grid[1] * grid[2], config.vision.patch_dim()});
   const int64_t seq = video_ids.size(0);
   ModelInput prompts;
@@ -124,9 +126,9 @@ TEST(QwenVL, CachedGreedyDecodingMatchesRecomputation) {
     at::Tensor prompt = row == 0 ? video_ids : text_ids;
     for (int step = 0; step < steps; ++step) {
       ModelInput full;
-      at::Tensor ids = at::cat({prompt, at::tensor(std::vector<int64_t>(generated[row].begin(),
-                                                                         generated[row].begin() + step),
-                                                   at::kLong)});
+      at::Tensor ids = at::cat(
+          {prompt, at::tensor(std::vector<int64_t>(generated[row].begin(), generated[row].begin() + step),
+                              at::kLong)});
       full.input_ids = ids.unsqueeze(0);
       if (row == 0) {
         full.pixel_values_videos = pixels;
@@ -180,7 +182,8 @@ TEST(TokenLogprobs, MatchDenseLogSoftmaxAndItsGradients) {
 
     at::Tensor h64 = hidden.detach().to(at::kDouble).requires_grad_();
     at::Tensor w64 = weight.detach().to(at::kDouble).requires_grad_();
-    at::Tensor reference = at::log_softmax(at::matmul(h64, w64.t()) / 0.7, -1).gather(1, targets.unsqueeze(1)).squeeze(1);
+    at::Tensor reference =
+        at::log_softmax(at::matmul(h64, w64.t()) / 0.7, -1).gather(1, targets.unsqueeze(1)).squeeze(1);
     auto reference_grads = torch::autograd::grad({reference}, {h64, w64}, {upstream.to(at::kDouble)});
     const double tolerance = dtype == at::kDouble ? 1e-12 : 1e-5;
     SCOPED_TRACE(c10::toString(dtype));

@@ -20,15 +20,15 @@
 #include "cache/embedding_cache.h"
 #include "core/config.h"
 #include "core/error.h"
+#include "core/temp_dir.h"
 #include "model/qwen_vl.h"
 #include "model/weights.h"
 #include "pipeline/preprocess.h"
 #include "pipeline/sharded_encoder.h"
 #include "sp/mesh.h"
 #include "tests/cache/redis_test_support.h"
-#include "core/temp_dir.h"
-#include "tests/support/run_process.h"
 #include "tests/support/multi_rank.h"
+#include "tests/support/run_process.h"
 #include "tests/video/test_videos.h"
 
 namespace lvrl::pipeline {
@@ -259,8 +259,8 @@ TEST(VideoRowsWorker, EveryRankGetsTheRows) {
 
 TEST_F(VideoRowsTest, TwoRanksReturnWhatOneRankComputes) {
   const std::string video = tv::make_video(tv::VideoSpec{"rows_a"});
-  test::RankRun run = test::run_ranks(
-      2, "VideoRowsWorker.EveryRankGetsTheRows", {{"CACHE_URL", server_.endpoint().url()}, {"VIDEO", video}});
+  test::RankRun run = test::run_ranks(2, "VideoRowsWorker.EveryRankGetsTheRows",
+                                      {{"CACHE_URL", server_.endpoint().url()}, {"VIDEO", video}});
   ASSERT_TRUE(test::ranks_succeeded(run));
   std::cout << "rank 0: " << run.results[0] << "\nrank 1: " << run.results[1] << "\n";
   // The entry the ranks stored is the one a single process finds: the key does not name the ranks.

@@ -31,11 +31,16 @@ using test::run_ranks;
 enum class Kind { World, Dp, Sp, Ulysses, Ring };
 const char* kind_name(Kind kind) {
   switch (kind) {
-    case Kind::World: return "world";
-    case Kind::Dp: return "dp";
-    case Kind::Sp: return "sp";
-    case Kind::Ulysses: return "ulysses";
-    case Kind::Ring: return "ring";
+    case Kind::World:
+      return "world";
+    case Kind::Dp:
+      return "dp";
+    case Kind::Sp:
+      return "sp";
+    case Kind::Ulysses:
+      return "ulysses";
+    case Kind::Ring:
+      return "ring";
   }
   return "?";
 }
@@ -66,11 +71,16 @@ std::vector<int64_t> expected_members(Kind kind, int rank, int world, int sp, in
 
 c10d::ProcessGroup& group_of(const Mesh& mesh, Kind kind) {
   switch (kind) {
-    case Kind::World: return mesh.world();
-    case Kind::Dp: return mesh.dp();
-    case Kind::Sp: return mesh.sp();
-    case Kind::Ulysses: return mesh.ulysses();
-    case Kind::Ring: return mesh.ring();
+    case Kind::World:
+      return mesh.world();
+    case Kind::Dp:
+      return mesh.dp();
+    case Kind::Sp:
+      return mesh.sp();
+    case Kind::Ulysses:
+      return mesh.ulysses();
+    case Kind::Ring:
+      return mesh.ring();
   }
   return mesh.world();
 }
@@ -89,7 +99,8 @@ std::vector<int64_t> to_vector(const at::Tensor& t) {
 void check_group(const Mesh& mesh, Kind kind, int u, int r) {
   SCOPED_TRACE(std::string("group ") + kind_name(kind));
   c10d::ProcessGroup& group = group_of(mesh, kind);
-  const std::vector<int64_t> members = expected_members(kind, mesh.rank(), mesh.world_size(), mesh.sp_size(), u, r);
+  const std::vector<int64_t> members =
+      expected_members(kind, mesh.rank(), mesh.world_size(), mesh.sp_size(), u, r);
   const int P = static_cast<int>(members.size());
   const int me = static_cast<int>(std::find(members.begin(), members.end(), mesh.rank()) - members.begin());
   ASSERT_EQ(group.getSize(), P);
@@ -158,7 +169,7 @@ void check_group(const Mesh& mesh, Kind kind, int u, int r) {
 }
 
 struct ShapeCase {
-  MeshShape shape;  // as given (zeros derived)
+  MeshShape shape;   // as given (zeros derived)
   int u = 0, r = 0;  // as derived
 };
 
@@ -195,7 +206,8 @@ TEST(MeshWorker, GroupsAndCollectives) {
     ASSERT_EQ(mesh->ulysses_size(), c.u);
     ASSERT_EQ(mesh->ring_size(), c.r);
     ASSERT_EQ(mesh->dp_size(), env.world_size / c.shape.sp);
-    for (Kind kind : {Kind::World, Kind::Dp, Kind::Sp, Kind::Ulysses, Kind::Ring}) check_group(*mesh, kind, c.u, c.r);
+    for (Kind kind : {Kind::World, Kind::Dp, Kind::Sp, Kind::Ulysses, Kind::Ring})
+      check_group(*mesh, kind, c.u, c.r);
     test::write_result(fmt::format("{}x{}x{} ok;", c.shape.sp, c.u, c.r));
   }
 }
@@ -214,19 +226,23 @@ void expect_meshes_work(int world, const std::string& meshes, const std::string&
   }
 }
 
-TEST(MeshRanks, TwoRanks) { expect_meshes_work(2, "2x2x1,2x1x2,1x1x1,2x0x0"); }
+TEST(MeshRanks, TwoRanks) {
+  expect_meshes_work(2, "2x2x1,2x1x2,1x1x1,2x0x0");
+}
 TEST(MeshRanks, ThreeRanksOverAFileStore) {
   const TempDir dir("lvrl-sp-store");
   expect_meshes_work(3, "3x3x1,3x1x3,1x1x1", dir.file("store"));
 }
-TEST(MeshRanks, FourRanks) { expect_meshes_work(4, "4x2x2,4x1x4,4x4x1,2x2x1,2x1x2,1x1x1"); }
+TEST(MeshRanks, FourRanks) {
+  expect_meshes_work(4, "4x2x2,4x1x4,4x4x1,2x2x1,2x1x2,1x1x1");
+}
 
 // Sets or clears variables for one test, restoring them after.
 class ScopedEnv {
  public:
   ScopedEnv(std::initializer_list<std::pair<const char*, const char*>> values) {
-    for (const char* name : {"RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "LVRL_STORE_FILE",
-                             "LVRL_DIST_TIMEOUT_S"}) {
+    for (const char* name :
+         {"RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "LVRL_STORE_FILE", "LVRL_DIST_TIMEOUT_S"}) {
       const char* old = std::getenv(name);
       saved_.emplace_back(name, old ? std::optional<std::string>(old) : std::nullopt);
       ::unsetenv(name);
@@ -235,8 +251,10 @@ class ScopedEnv {
   }
   ~ScopedEnv() {
     for (const auto& [name, value] : saved_) {
-      if (value) ::setenv(name.c_str(), value->c_str(), 1);
-      else ::unsetenv(name.c_str());
+      if (value)
+        ::setenv(name.c_str(), value->c_str(), 1);
+      else
+        ::unsetenv(name.c_str());
     }
   }
 
@@ -244,8 +262,8 @@ class ScopedEnv {
   std::vector<std::pair<std::string, std::optional<std::string>>> saved_;
 };
 
-void expect_env_error(std::initializer_list<std::pair<const char*, const char*>> values, const std::string& key,
-                      const std::string& value) {
+void expect_env_error(std::initializer_list<std::pair<const char*, const char*>> values,
+                      const std::string& key, const std::string& value) {
   ScopedEnv scoped(values);
   try {
     DistributedEnv::from_environment();
@@ -267,7 +285,10 @@ TEST(DistributedEnv, NothingSetIsOneRank) {
 
 TEST(DistributedEnv, ReadsTorchrunsVariablesOrAStoreFile) {
   {
-    ScopedEnv scoped({{"RANK", "2"}, {"WORLD_SIZE", "4"}, {"MASTER_ADDR", "10.0.0.1"}, {"MASTER_PORT", "29512"},
+    ScopedEnv scoped({{"RANK", "2"},
+                      {"WORLD_SIZE", "4"},
+                      {"MASTER_ADDR", "10.0.0.1"},
+                      {"MASTER_PORT", "29512"},
                       {"LVRL_DIST_TIMEOUT_S", "42"}});
     DistributedEnv env = DistributedEnv::from_environment();
     EXPECT_EQ(env.rank, 2);
@@ -292,8 +313,9 @@ TEST(DistributedEnv, MalformedVariablesAreInputErrorsNamingThem) {
   expect_env_error({{"WORLD_SIZE", "2"}}, "RANK", "");
   expect_env_error({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_PORT", "29500"}}, "MASTER_ADDR", "");
   expect_env_error({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "127.0.0.1"}}, "MASTER_PORT", "");
-  expect_env_error({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", "70000"}},
-                   "MASTER_PORT", "70000");
+  expect_env_error(
+      {{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", "70000"}},
+      "MASTER_PORT", "70000");
   expect_env_error({{"LVRL_DIST_TIMEOUT_S", "soon"}}, "LVRL_DIST_TIMEOUT_S", "soon");
 }
 
@@ -329,7 +351,8 @@ TEST(Mesh, OneProcessNeedsNoStore) {
   EXPECT_EQ(mesh->world_size(), 1);
   EXPECT_EQ(mesh->ulysses_size(), 1);
   EXPECT_EQ(mesh->ring_size(), 1);
-  for (Kind kind : {Kind::World, Kind::Dp, Kind::Sp, Kind::Ulysses, Kind::Ring}) check_group(*mesh, kind, 1, 1);
+  for (Kind kind : {Kind::World, Kind::Dp, Kind::Sp, Kind::Ulysses, Kind::Ring})
+    check_group(*mesh, kind, 1, 1);
   // A second mesh in the same process is independent of the first.
   std::shared_ptr<Mesh> again = Mesh::create(DistributedEnv{}, {1, 1, 1}, c10::Device(c10::kCPU));
   check_group(*again, Kind::World, 1, 1);

@@ -90,7 +90,8 @@ TEST(SpModelWorker, ForwardBackward) {
   all_reduce_sum(mesh->sp(), loss);
   at::Tensor gathered = gather_sequence(local_logprobs, shard.layout, *mesh);
 
-  const double loss_error = std::abs((loss - reference_loss).item<double>()) / std::abs(reference_loss.item<double>());
+  const double loss_error =
+      std::abs((loss - reference_loss).item<double>()) / std::abs(reference_loss.item<double>());
   const double logprob_error = max_relative_difference(gathered, reference_logprobs);
   double grad_error = 0;
   std::string worst;
@@ -114,8 +115,9 @@ class SpModel : public ::testing::TestWithParam<SpModelCase> {};
 
 TEST_P(SpModel, MatchesTheSingleProcessRun) {
   const SpModelCase c = GetParam();
-  auto run = run_ranks(c.ulysses * c.ring, "SpModelWorker.ForwardBackward",
-                       {{"SP_MODE", c.mode}, {"SP_U", std::to_string(c.ulysses)}, {"SP_R", std::to_string(c.ring)}});
+  auto run =
+      run_ranks(c.ulysses * c.ring, "SpModelWorker.ForwardBackward",
+                {{"SP_MODE", c.mode}, {"SP_U", std::to_string(c.ulysses)}, {"SP_R", std::to_string(c.ring)}});
   ASSERT_TRUE(ranks_succeeded(run));
   std::cout << c.mode << " " << c.ulysses << "x" << c.ring << ": " << run.results[0] << "\n";
 }
@@ -124,7 +126,8 @@ INSTANTIATE_TEST_SUITE_P(Modes, SpModel,
                          ::testing::Values(SpModelCase{"ulysses", 2, 1}, SpModelCase{"zigzag", 1, 2},
                                            SpModelCase{"ring", 1, 4}, SpModelCase{"hybrid", 2, 2}),
                          [](const auto& info) {
-                           return fmt::format("{}_{}x{}", info.param.mode, info.param.ulysses, info.param.ring);
+                           return fmt::format("{}_{}x{}", info.param.mode, info.param.ulysses,
+                                              info.param.ring);
                          });
 
 }  // namespace

@@ -12,8 +12,8 @@
 
 #include "core/dataset.h"
 #include "core/error.h"
-#include "synth/synthesize.h"
 #include "core/temp_dir.h"
+#include "synth/synthesize.h"
 #include "tests/support/run_process.h"
 #include "tests/video/test_videos.h"
 

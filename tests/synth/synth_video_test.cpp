@@ -13,17 +13,16 @@
 
 #include "core/config.h"
 #include "core/dataset.h"
-#include "synth/render.h"
-#include "synth/synthesize.h"
 #include "core/temp_dir.h"
 #include "pipeline/preprocess.h"
 #include "pipeline/video_recipe.h"
+#include "synth/render.h"
+#include "synth/synthesize.h"
 #include "video/probe.h"
 #include "video/sampling.h"
 
 namespace lvrl::synth {
 namespace {
-
 
 pipeline::VideoRecipe demo_recipe() {
   return pipeline::preprocess_options_from(Config::load(std::string(LVRL_SOURCE_DIR) + "/configs/demo.yaml"))

@@ -21,7 +21,8 @@ TEST(AvCheck, ReportsStatementLocationAndFfmpegText) {
   } catch (const lvrl::LibraryError& e) {
     std::string message = e.what();
     EXPECT_EQ(e.library(), "FFmpeg");
-    EXPECT_NE(message.find("avformat_open_input(&format, path, nullptr, nullptr)"), std::string::npos) << message;
+    EXPECT_NE(message.find("avformat_open_input(&format, path, nullptr, nullptr)"), std::string::npos)
+        << message;
     EXPECT_NE(message.find("open_missing()"), std::string::npos) << message;
     EXPECT_NE(message.find("av_check_test.cpp:"), std::string::npos) << message;
     // ENOENT as FFmpeg words it, with the code: an independent check of the text.
@@ -32,7 +33,10 @@ TEST(AvCheck, ReportsStatementLocationAndFfmpegText) {
 
 TEST(AvCheck, PassesSuccessThrough) {
   int calls = 0;
-  auto succeed = [&] { ++calls; return 0; };
+  auto succeed = [&] {
+    ++calls;
+    return 0;
+  };
   EXPECT_NO_THROW(LVRL_AV_CHECK(succeed()));
   EXPECT_EQ(calls, 1) << "the statement is evaluated exactly once";
 }

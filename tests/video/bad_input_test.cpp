@@ -113,7 +113,8 @@ std::vector<double> every_frame_and_beyond(const std::vector<double>& times) {
 void check_truncated(const tv::VideoSpec& spec) {
   const std::string original = tv::make_video(spec);
   const std::string bytes = lvrl::test::read_file(original);
-  const std::string path = tv::write_file(spec.name + "-truncated." + spec.container, bytes.substr(0, bytes.size() * 6 / 10));
+  const std::string path =
+      tv::write_file(spec.name + "-truncated." + spec.container, bytes.substr(0, bytes.size() * 6 / 10));
   const tv::ReferenceFrames& reference = tv::reference_frames(original);
 
   // What the ffmpeg CLI still decodes from the cut file: the exact region is the leading run of
@@ -127,9 +128,8 @@ void check_truncated(const tv::VideoSpec& spec) {
   const int exact_below = good_prefix - (spec.bframes + 2);
 
   SamplingPlan plan = SamplingPlan::at_times(every_frame_and_beyond(reference.times));
-  SampledFrames got = tv::run_with_deadline(kDeadline, "sampling " + path, [&] {
-    return lvrl::video::sample_frames(path, plan, size_of(spec));
-  });
+  SampledFrames got = tv::run_with_deadline(
+      kDeadline, "sampling " + path, [&] { return lvrl::video::sample_frames(path, plan, size_of(spec)); });
   std::string report = tv::consistency_report(got, original, 0, "truncated, every frame");
   EXPECT_TRUE(report.empty()) << report;
   const double* timestamps = got.timestamps.data_ptr<double>();
@@ -138,7 +138,8 @@ void check_truncated(const tv::VideoSpec& spec) {
     if (expected < exact_below) {
       EXPECT_EQ(tv::frame_index(got.frames, i), expected) << path << " target " << got.targets[i];
     } else {
-      EXPECT_LE(timestamps[i], got.targets[i] + 1e-9) << path << ": a frame from after target " << got.targets[i];
+      EXPECT_LE(timestamps[i], got.targets[i] + 1e-9)
+          << path << ": a frame from after target " << got.targets[i];
     }
   }
   EXPECT_FALSE(got.warnings.empty()) << path << ": targets past the cut (" << reference.times[good_prefix]
@@ -146,9 +147,13 @@ void check_truncated(const tv::VideoSpec& spec) {
   for (const std::string& warning : got.warnings) std::printf("  warning: %s\n", warning.c_str());
 }
 
-TEST(BadInput, TruncatedMkvMidGop) { check_truncated(damage_source("h264_mkv_for_truncation", "mkv", false)); }
+TEST(BadInput, TruncatedMkvMidGop) {
+  check_truncated(damage_source("h264_mkv_for_truncation", "mkv", false));
+}
 
-TEST(BadInput, TruncatedMp4MidGop) { check_truncated(damage_source("h264_mp4_faststart_for_truncation", "mp4", true)); }
+TEST(BadInput, TruncatedMp4MidGop) {
+  check_truncated(damage_source("h264_mp4_faststart_for_truncation", "mp4", true));
+}
 
 // A truncated MP4 whose index (moov) sits at the end has no index at all: a clear error.
 TEST(BadInput, TruncatedMp4WithoutIndex) {
@@ -180,10 +185,10 @@ TEST(BadInput, CorruptedPacketNeverGivesASubstitutedFrame) {
   const int first_damaged = damaged - spec.bframes;
 
   SamplingPlan plan = SamplingPlan::at_times(every_frame_and_beyond(reference.times));
-  SampledFrames got = tv::run_with_deadline(kDeadline, "sampling " + path, [&] {
-    return lvrl::video::sample_frames(path, plan, size_of(spec));
-  });
-  std::string report = tv::consistency_report(got, original, 0, "corrupted P-frame " + std::to_string(damaged));
+  SampledFrames got = tv::run_with_deadline(
+      kDeadline, "sampling " + path, [&] { return lvrl::video::sample_frames(path, plan, size_of(spec)); });
+  std::string report =
+      tv::consistency_report(got, original, 0, "corrupted P-frame " + std::to_string(damaged));
   EXPECT_TRUE(report.empty()) << "damaged frames " << first_damaged << ".." << next_key - 1 << "\n" << report;
   // The decoder reports the error (AV_EF_EXPLODE) together with the frame it would have handed out
   // at that call and drops that frame: a good frame within the reorder delay before the damage may be
@@ -217,8 +222,8 @@ TEST(BadInput, CorruptedMkvStructureNeverGivesASubstitutedFrame) {
   }
   const std::string path = tv::write_file(spec.name + "-corrupted.mkv", bytes);
 
-  for (const SamplingPlan& plan : {SamplingPlan::at_times(every_frame_and_beyond(reference.times)),
-                                   SamplingPlan::uniform(16)}) {
+  for (const SamplingPlan& plan :
+       {SamplingPlan::at_times(every_frame_and_beyond(reference.times)), SamplingPlan::uniform(16)}) {
     SampledFrames got;
     std::string error = tv::run_with_deadline(kDeadline, "sampling " + path, [&]() -> std::string {
       try {
@@ -273,8 +278,9 @@ std::string over_reporting_mkv() {
 }
 
 TEST(BadInput, OverReportingContainerDoesNotHang) {
-  for (const auto& [path, original] : {std::make_pair(over_reporting_avi(), tv::make_video(tv::matrix_spec("mpeg4_avi_bframes"))),
-                                       std::make_pair(over_reporting_mkv(), tv::make_video(tv::matrix_spec("h264_mkv_open_gop")))}) {
+  for (const auto& [path, original] :
+       {std::make_pair(over_reporting_avi(), tv::make_video(tv::matrix_spec("mpeg4_avi_bframes"))),
+        std::make_pair(over_reporting_mkv(), tv::make_video(tv::matrix_spec("h264_mkv_open_gop")))}) {
     lvrl::test::ProcessResult format =
         tv::run_tool({"ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", path});
     ASSERT_GT(std::atof(format.output.c_str()), 100.0) << path << ": the patch should make ffprobe see 400 s";

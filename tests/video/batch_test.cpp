@@ -37,9 +37,8 @@ OutputSize fixed_size() {
 TEST(SampleMany, ConcurrentEqualsSequentialBitForBit) {
   const std::vector<std::string> paths = batch_paths();
   const SamplingPlan plan = SamplingPlan::uniform(12);
-  std::vector<BatchResult> batch = tv::run_with_deadline(120, "sample_many of 8 videos", [&] {
-    return lvrl::video::sample_many(paths, plan, fixed_size(), 4);
-  });
+  std::vector<BatchResult> batch = tv::run_with_deadline(
+      120, "sample_many of 8 videos", [&] { return lvrl::video::sample_many(paths, plan, fixed_size(), 4); });
   ASSERT_EQ(batch.size(), paths.size());
   for (size_t i = 0; i < paths.size(); ++i) {
     const tv::VideoSpec& spec = tv::matrix_spec(kBatch[i]);
@@ -48,7 +47,8 @@ TEST(SampleMany, ConcurrentEqualsSequentialBitForBit) {
     ASSERT_TRUE(batch[i].ok) << batch[i].error;
     SampledFrames alone = lvrl::video::sample_frames(paths[i], plan, fixed_size());
     ASSERT_EQ(batch[i].sampled.frames.sizes(), alone.frames.sizes());
-    EXPECT_TRUE(at::equal(batch[i].sampled.frames, alone.frames)) << paths[i] << ": frames differ from sequential";
+    EXPECT_TRUE(at::equal(batch[i].sampled.frames, alone.frames))
+        << paths[i] << ": frames differ from sequential";
     EXPECT_TRUE(at::equal(batch[i].sampled.timestamps, alone.timestamps)) << paths[i];
     EXPECT_EQ(batch[i].sampled.targets, alone.targets);
     std::string report = tv::exactness_report(batch[i].sampled, paths[i], spec.rotation, "batch uniform 12");

@@ -62,7 +62,8 @@ TEST_P(ProbeMatrix, AgreesWithFfprobe) {
   const double period = 1 / spec.fps();
   EXPECT_NEAR(info.start_s, reference.start_s, 1e-3);
   const double reference_end = reference.times.back() + period;
-  EXPECT_NEAR(info.duration_s, reference_end, period + 1e-3) << "ffprobe's last frame at " << reference.times.back();
+  EXPECT_NEAR(info.duration_s, reference_end, period + 1e-3)
+      << "ffprobe's last frame at " << reference.times.back();
   if (spec.vfr) {
     EXPECT_NEAR(info.frame_rate, spec.frames / reference_end, 0.05 * spec.frames / reference_end);
   } else {
@@ -78,7 +79,8 @@ TEST_P(ProbeMatrix, AgreesWithFfprobe) {
   // AVI packets carry no pts with B-frames: its index times are decode times (documented in probe.h).
   // MP4/MOV indexes hold decode times shifted by the first keyframe's reorder delay, which VFR
   // retiming changes along the stream: only the count is exact there.
-  const bool exact_times = spec.container != "avi" && !((spec.container == "mp4" || spec.container == "mov") && spec.vfr);
+  const bool exact_times =
+      spec.container != "avi" && !((spec.container == "mp4" || spec.container == "mov") && spec.vfr);
   for (size_t i = 0; exact_times && i < info.keyframe_times.size(); ++i) {
     if (i > 0) {
       EXPECT_GT(info.keyframe_times[i], info.keyframe_times[i - 1]);
@@ -103,9 +105,9 @@ TEST(ProbeCli, PrintsJsonWithTheProbedFields) {
     nlohmann::json printed;
     ASSERT_NO_THROW(printed = nlohmann::json::parse(run.output)) << run.output;
     VideoInfo info = lvrl::video::probe(path);
-    for (const char* key : {"path", "container", "codec", "width", "height", "coded_width", "coded_height", "rotation",
-                            "start", "duration", "frame_rate", "frame_count", "keyframe_count", "pixel_format",
-                            "color_matrix", "color_range"}) {
+    for (const char* key : {"path", "container", "codec", "width", "height", "coded_width", "coded_height",
+                            "rotation", "start", "duration", "frame_rate", "frame_count", "keyframe_count",
+                            "pixel_format", "color_matrix", "color_range"}) {
       EXPECT_TRUE(printed.contains(key)) << key << " missing from " << run.output;
     }
     EXPECT_EQ(printed.value("path", ""), path);

@@ -2,6 +2,8 @@
 // fps and explicit plans, every returned frame must show the index of the last frame whose pts <= its
 // target, by ffprobe's timestamps, and carry that frame's timestamp. The generator itself is checked
 // first against the ffmpeg CLI (TestVideos.*), independently of our sampler.
+#include "video/sampling.h"
+
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
@@ -12,7 +14,6 @@
 
 #include "tests/video/test_videos.h"
 #include "video/qwen_preprocess.h"
-#include "video/sampling.h"
 
 namespace {
 namespace tv = lvrl::testing_video;
@@ -26,7 +27,9 @@ std::vector<std::string> matrix_names() {
   return names;
 }
 
-std::string param_name(const ::testing::TestParamInfo<std::string>& info) { return info.param; }
+std::string param_name(const ::testing::TestParamInfo<std::string>& info) {
+  return info.param;
+}
 
 OutputSize display_size(const tv::VideoSpec& spec) {
   OutputSize size;
@@ -110,9 +113,11 @@ TEST_P(GeneratedVideo, EveryFrameShowsItsIndexAndTheSpecHolds) {
   // Keyframes exactly every `gop` frames (scene cuts are off); the MPEG-4 encoder also makes the
   // last frame an I-frame when a B-frame run has no future reference left.
   const int64_t keyframes = std::count(reference.key.begin(), reference.key.end(), true);
-  for (int i = 0; i < spec.frames; i += spec.gop) EXPECT_TRUE(reference.key[i]) << spec.describe() << " frame " << i;
+  for (int i = 0; i < spec.frames; i += spec.gop)
+    EXPECT_TRUE(reference.key[i]) << spec.describe() << " frame " << i;
   EXPECT_GE(keyframes, (spec.frames + spec.gop - 1) / spec.gop) << spec.describe();
-  EXPECT_LE(keyframes, (spec.frames + spec.gop - 1) / spec.gop + (spec.codec == "mpeg4" ? 1 : 0)) << spec.describe();
+  EXPECT_LE(keyframes, (spec.frames + spec.gop - 1) / spec.gop + (spec.codec == "mpeg4" ? 1 : 0))
+      << spec.describe();
   EXPECT_EQ(tv::probe_stream_value(path, "pix_fmt"), spec.pix_fmt) << path;
   const double period = 1 / spec.fps();
   double shortest = 1e9, longest = 0;
@@ -213,7 +218,8 @@ TEST_P(SampleExact, UniformAndFpsPlans) {
     SamplingPlan plan = SamplingPlan::at_fps(2, 1000);  // under the cap
     SampledFrames got = sample(plan);
     ASSERT_GE(got.targets.size(), 2u);
-    for (size_t i = 1; i < got.targets.size(); ++i) EXPECT_NEAR(got.targets[i] - got.targets[i - 1], 0.5, 1e-9);
+    for (size_t i = 1; i < got.targets.size(); ++i)
+      EXPECT_NEAR(got.targets[i] - got.targets[i - 1], 0.5, 1e-9);
     EXPECT_EQ(got.targets, plan.targets(got.info.duration_s));
     expect_exact(got, plan);
   }
@@ -233,12 +239,12 @@ TEST_P(SampleExact, ExplicitTimesAndEveryFrame) {
   const size_t n = times.size();
   std::vector<double> requested = {
       times[n / 2] + 0.25 * (times[n / 2 + 1] - times[n / 2]),  // between two frames
-      times[3],                                                  // exactly on a pts
-      -1.0,                                                      // before the first frame → frame 0
-      times[n - 1] + 5.0,                                        // past the end → the last frame
+      times[3],                                                 // exactly on a pts
+      -1.0,                                                     // before the first frame → frame 0
+      times[n - 1] + 5.0,                                       // past the end → the last frame
       times[1] * 0.5,
-      times[3],                                                  // duplicate
-      times[n - 1],                                              // the last pts exactly
+      times[3],      // duplicate
+      times[n - 1],  // the last pts exactly
       times[n / 3],
       0.0,
   };
@@ -250,7 +256,8 @@ TEST_P(SampleExact, ExplicitTimesAndEveryFrame) {
   EXPECT_EQ(tv::frame_index(got.frames, 2, spec_.rotation), 0) << path_ << ": t < 0 gives the first frame";
   EXPECT_EQ(tv::frame_index(got.frames, 3, spec_.rotation), static_cast<int>(n - 1))
       << path_ << ": t past the end gives the last frame";
-  EXPECT_TRUE(at::equal(got.frames[1], got.frames[5])) << path_ << ": a duplicate target gives the same frame";
+  EXPECT_TRUE(at::equal(got.frames[1], got.frames[5]))
+      << path_ << ": a duplicate target gives the same frame";
 
   std::vector<double> on_pts(times.begin(), times.end());
   SamplingPlan exact = SamplingPlan::at_times(on_pts);
@@ -291,9 +298,9 @@ TEST(SampleFrames, DefaultSizeIsQwenSmartResize) {
     EXPECT_GE(h * w, OutputSize{}.min_pixels) << name;
     EXPECT_LE(h * w, OutputSize{}.max_pixels) << name;
     const OutputSize defaults;
-    const auto [qwen_h, qwen_w] = lvrl::video::video_frame_size(spec.display_height(), spec.display_width(), 4,
-                                                                defaults.min_pixels, defaults.max_pixels,
-                                                                defaults.total_pixels);
+    const auto [qwen_h, qwen_w] =
+        lvrl::video::video_frame_size(spec.display_height(), spec.display_width(), 4, defaults.min_pixels,
+                                      defaults.max_pixels, defaults.total_pixels);
     EXPECT_EQ(h, qwen_h) << name;
     EXPECT_EQ(w, qwen_w) << name;
     // The displayed aspect ratio survives (within one 28-pixel step each way).
@@ -337,8 +344,8 @@ TEST(SampleFrames, KeyframeAccuracyReturnsKeyframesAtOrBeforeTargets) {
     EXPECT_TRUE(reference.key[frame]) << path << ": frame " << frame << " for target " << got.targets[i];
     EXPECT_LE(timestamps[i], std::max(got.targets[i], 0.0) + 1e-9) << path;
     // The nearest keyframe at or before: no keyframe between it and the target.
-    for (int64_t k = frame + 1; k < static_cast<int64_t>(reference.times.size()) &&
-                                reference.times[k] <= got.targets[i]; ++k) {
+    for (int64_t k = frame + 1;
+         k < static_cast<int64_t>(reference.times.size()) && reference.times[k] <= got.targets[i]; ++k) {
       EXPECT_FALSE(reference.key[k]) << path << ": keyframe " << k << " is nearer target " << got.targets[i];
     }
   }

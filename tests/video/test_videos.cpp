@@ -85,8 +85,8 @@ std::vector<std::string> codec_args(const VideoSpec& spec) {
   }
   if (spec.codec == "libvpx-vp9") {
     // Alt-ref frames (hidden, shipped in superframes) are the part of VP9 samplers get wrong.
-    return {"-c:v", "libvpx-vp9", "-deadline", "good", "-cpu-used", "8", "-g", gop, "-auto-alt-ref", "1",
-            "-lag-in-frames", "16", "-b:v", "400k"};
+    return {"-c:v", "libvpx-vp9",    "-deadline", "good",           "-cpu-used", "8",    "-g",
+            gop,    "-auto-alt-ref", "1",         "-lag-in-frames", "16",        "-b:v", "400k"};
   }
   if (spec.codec == "libaom-av1") {
     return {"-c:v", "libaom-av1", "-cpu-used", "8", "-g", gop, "-b:v", "300k"};
@@ -98,7 +98,7 @@ std::vector<std::string> codec_args(const VideoSpec& spec) {
 }
 
 std::mutex cache_mutex;
-std::map<std::string, std::string> made_videos;           // cache key → path
+std::map<std::string, std::string> made_videos;          // cache key → path
 std::map<std::string, ReferenceFrames> reference_cache;  // path → frames
 
 bool file_exists(const std::string& path) {
@@ -188,8 +188,8 @@ std::vector<std::vector<std::string>> make_commands(const VideoSpec& spec, const
   };
   std::vector<std::string> encode = ffmpeg;
   encode.insert(encode.end(), {"-f", "lavfi", "-i",
-                               "color=c=black:s=" + std::to_string(spec.width) + "x" + std::to_string(spec.height) +
-                                   ":r=" + spec.rate,
+                               "color=c=black:s=" + std::to_string(spec.width) + "x" +
+                                   std::to_string(spec.height) + ":r=" + spec.rate,
                                "-frames:v", std::to_string(spec.frames), "-vf",
                                "geq=lum='" + pattern_expression() + "':cb=128:cr=128,format=" + spec.pix_fmt,
                                "-threads", "2"});
@@ -212,7 +212,9 @@ std::vector<std::vector<std::string>> make_commands(const VideoSpec& spec, const
       return "st(0,round(" + ts + "*TB*" + rate + "));(ld(0)+3*floor(ld(0)/7))/(" + rate + "*TB)";
     };
     const bool last = step + 1 == steps;
-    const std::string vfr_mp4 = !last ? step_output(step) : spec.container == "mp4" ? output : output + ".vfr.mp4";
+    const std::string vfr_mp4 = !last                     ? step_output(step)
+                                : spec.container == "mp4" ? output
+                                                          : output + ".vfr.mp4";
     std::vector<std::string> retime = ffmpeg;
     retime.insert(retime.end(), {"-i", step_output(0), "-c", "copy", "-bsf:v",
                                  "setts=pts='" + remap("PTS") + "':dts='" + remap("DTS") + "'"});
@@ -244,7 +246,8 @@ std::vector<std::vector<std::string>> make_commands(const VideoSpec& spec, const
 }
 
 namespace {
-VideoSpec spec_of(std::string name, std::string codec, std::string container, int frames, int gop, int bframes) {
+VideoSpec spec_of(std::string name, std::string codec, std::string container, int frames, int gop,
+                  int bframes) {
   VideoSpec spec;
   spec.name = std::move(name);
   spec.codec = std::move(codec);
@@ -334,7 +337,8 @@ std::string make_video(const VideoSpec& spec) {
                                test::join_command(command) + "\n" + run.error_output);
     }
   }
-  for (const char* leftover : {".step0.mp4", ".step1.mp4", ".vfr.mp4"}) std::remove((partial + leftover).c_str());
+  for (const char* leftover : {".step0.mp4", ".step1.mp4", ".vfr.mp4"})
+    std::remove((partial + leftover).c_str());
   if (std::rename(partial.c_str(), path.c_str()) != 0) {
     throw std::runtime_error("test_videos: cannot rename " + partial + " to " + path);
   }
@@ -354,7 +358,8 @@ std::string write_file(const std::string& name, const std::string& bytes) {
 
 // ---- Reading the index back -----------------------------------------------------------------------
 
-int decode_frame_index(const uint8_t* rgb, int width, int height, int rotation, std::vector<int>* block_levels) {
+int decode_frame_index(const uint8_t* rgb, int width, int height, int rotation,
+                       std::vector<int>* block_levels) {
   if (block_levels) block_levels->clear();
   if (width < kGrid || height < kGrid) return -1;
   rotation = ((rotation % 360) + 360) % 360;
@@ -404,10 +409,11 @@ int frame_index(const at::Tensor& frames, int64_t i, int rotation) {
                             static_cast<int>(frame.size(0)), rotation);
 }
 
-std::vector<int> cli_frame_indices(const std::string& path, int display_width, int display_height, int rotation,
-                                   std::string* error) {
-  std::vector<std::string> argv = {"ffmpeg", "-nostdin", "-loglevel", "error", "-threads", "2", "-i", path,
-                                   "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"};
+std::vector<int> cli_frame_indices(const std::string& path, int display_width, int display_height,
+                                   int rotation, std::string* error) {
+  std::vector<std::string> argv = {"ffmpeg", "-nostdin", "-loglevel", "error",     "-threads",
+                                   "2",      "-i",       path,        "-fps_mode", "passthrough",
+                                   "-f",     "rawvideo", "-pix_fmt",  "rgb24",     "-"};
   test::ProcessResult run = run_tool(argv);
   std::vector<int> indices;
   const size_t frame_bytes = static_cast<size_t>(display_width) * display_height * 3;
@@ -459,7 +465,8 @@ const ReferenceFrames& reference_frames(const std::string& path) {
         // MPEG-4 part 2 with B-frames in AVI: the last frame flushed from the decoder has no pts and
         // no dts at all. It is shown one interval after the previous frame.
         const size_t n = frames.ticks.size();
-        if (n < 2) throw std::runtime_error("ffprobe: frame " + std::to_string(n) + " has no timestamp in " + path);
+        if (n < 2)
+          throw std::runtime_error("ffprobe: frame " + std::to_string(n) + " has no timestamp in " + path);
         frames.ticks.push_back(2 * frames.ticks[n - 1] - frames.ticks[n - 2]);
         ++frames.untimed;
       } else {
@@ -470,19 +477,23 @@ const ReferenceFrames& reference_frames(const std::string& path) {
       frames.pict_type.push_back(type.size() == 1 ? type[0] : '?');
     }
   }
-  if (!have_time_base || frames.ticks.empty()) throw std::runtime_error("ffprobe: no video frames in " + path);
+  if (!have_time_base || frames.ticks.empty())
+    throw std::runtime_error("ffprobe: no video frames in " + path);
   const int64_t first = frames.ticks.front();
   for (int64_t tick : frames.ticks) {
     // Same arithmetic as tick × av_q2d(time_base) on the difference, done once in integers.
     frames.times.push_back(static_cast<double>(tick - first) * frames.time_base_num /
                            static_cast<double>(frames.time_base_den));
   }
-  frames.start_s = static_cast<double>(first) * frames.time_base_num / static_cast<double>(frames.time_base_den);
+  frames.start_s =
+      static_cast<double>(first) * frames.time_base_num / static_cast<double>(frames.time_base_den);
   std::lock_guard<std::mutex> lock(cache_mutex);
   return reference_cache.emplace(path, std::move(frames)).first->second;
 }
 
-std::vector<double> frame_times(const std::string& path) { return reference_frames(path).times; }
+std::vector<double> frame_times(const std::string& path) {
+  return reference_frames(path).times;
+}
 
 int64_t expected_frame(const std::vector<double>& times, double t) {
   int64_t found = 0;
@@ -506,7 +517,8 @@ int64_t frame_at_time(const std::vector<double>& times, double t, double toleran
 }
 
 std::vector<PacketInfo> packets(const std::string& path) {
-  const std::string text = ffprobe({"-show_entries", "packet=pts,dts,pos,size,flags", "-of", "compact"}, path);
+  const std::string text =
+      ffprobe({"-show_entries", "packet=pts,dts,pos,size,flags", "-of", "compact"}, path);
   std::vector<PacketInfo> all;
   auto number = [](const std::string& value) {
     return value.empty() || value == "N/A" ? INT64_MIN : std::stoll(value);
@@ -529,7 +541,8 @@ int64_t key_packet_count(const std::string& path) {
   const std::string text = ffprobe({"-show_entries", "packet=flags", "-of", "compact"}, path);
   int64_t count = 0;
   for (const std::string& line : split(text, '\n')) {
-    if (line.rfind("packet|", 0) == 0 && compact_fields(line)["flags"].find('K') != std::string::npos) ++count;
+    if (line.rfind("packet|", 0) == 0 && compact_fields(line)["flags"].find('K') != std::string::npos)
+      ++count;
   }
   return count;
 }
@@ -582,8 +595,9 @@ std::string shape_report(const video::SampledFrames& got, const std::string& pat
 namespace {
 // Checks every returned frame with `mismatch(i, reference, timestamps)` (an empty string when frame i
 // is right) and lists the first 8 problems.
-std::string frame_report(const video::SampledFrames& got, const std::string& path, const std::string& full_label,
-                         const std::function<std::string(size_t, const ReferenceFrames&, const double*)>& mismatch) {
+std::string frame_report(
+    const video::SampledFrames& got, const std::string& path, const std::string& full_label,
+    const std::function<std::string(size_t, const ReferenceFrames&, const double*)>& mismatch) {
   const std::string label = shortened(full_label);
   std::string shape = shape_report(got, path, label);
   if (!shape.empty()) return shape;
@@ -593,7 +607,8 @@ std::string frame_report(const video::SampledFrames& got, const std::string& pat
   int mismatches = 0;
   for (size_t i = 0; i < got.targets.size(); ++i) {
     std::string problem = mismatch(i, reference, timestamps);
-    if (!problem.empty() && ++mismatches <= 8) text << path << " [" << label << "] frame " << i << problem << "\n";
+    if (!problem.empty() && ++mismatches <= 8)
+      text << path << " [" << label << "] frame " << i << problem << "\n";
   }
   if (mismatches > 8) text << "... " << mismatches - 8 << " more mismatches\n";
   return text.str();
@@ -602,33 +617,36 @@ std::string frame_report(const video::SampledFrames& got, const std::string& pat
 
 std::string exactness_report(const video::SampledFrames& got, const std::string& path, int rotation,
                              const std::string& full_plan) {
-  return frame_report(got, path, full_plan, [&](size_t i, const ReferenceFrames& reference, const double* timestamps) {
-    const double target = got.targets[i];
-    const int64_t expected = expected_frame(reference.times, target);
-    const int index = frame_index(got.frames, static_cast<int64_t>(i), rotation);
-    const double time = timestamps[i];
-    if (index == expected && std::fabs(time - reference.times[expected]) <= 1e-3) return std::string();
-    std::ostringstream text;
-    text << ": target " << target << " s -> expected frame " << expected << " (pts " << reference.times[expected]
-         << " s), got frame " << (index < 0 ? std::string("unreadable") : std::to_string(index))
-         << " with timestamp " << time << " s (reference frame at that time: " << frame_at_time(reference.times, time)
-         << ")";
-    return text.str();
-  });
+  return frame_report(
+      got, path, full_plan, [&](size_t i, const ReferenceFrames& reference, const double* timestamps) {
+        const double target = got.targets[i];
+        const int64_t expected = expected_frame(reference.times, target);
+        const int index = frame_index(got.frames, static_cast<int64_t>(i), rotation);
+        const double time = timestamps[i];
+        if (index == expected && std::fabs(time - reference.times[expected]) <= 1e-3) return std::string();
+        std::ostringstream text;
+        text << ": target " << target << " s -> expected frame " << expected << " (pts "
+             << reference.times[expected] << " s), got frame "
+             << (index < 0 ? std::string("unreadable") : std::to_string(index)) << " with timestamp " << time
+             << " s (reference frame at that time: " << frame_at_time(reference.times, time) << ")";
+        return text.str();
+      });
 }
 
 std::string consistency_report(const video::SampledFrames& got, const std::string& path, int rotation,
                                const std::string& full_what) {
-  return frame_report(got, path, full_what, [&](size_t i, const ReferenceFrames& reference, const double* timestamps) {
-    const int index = frame_index(got.frames, static_cast<int64_t>(i), rotation);
-    const int64_t at_time = frame_at_time(reference.times, timestamps[i]);
-    if (index >= 0 && index == at_time) return std::string();
-    std::ostringstream text;
-    text << " (target " << got.targets[i] << " s): timestamp " << timestamps[i] << " s is reference frame " << at_time
-         << " but the picture shows "
-         << (index < 0 ? std::string("no readable index (damaged or substituted)") : "frame " + std::to_string(index));
-    return text.str();
-  });
+  return frame_report(got, path, full_what,
+                      [&](size_t i, const ReferenceFrames& reference, const double* timestamps) {
+                        const int index = frame_index(got.frames, static_cast<int64_t>(i), rotation);
+                        const int64_t at_time = frame_at_time(reference.times, timestamps[i]);
+                        if (index >= 0 && index == at_time) return std::string();
+                        std::ostringstream text;
+                        text << " (target " << got.targets[i] << " s): timestamp " << timestamps[i]
+                             << " s is reference frame " << at_time << " but the picture shows "
+                             << (index < 0 ? std::string("no readable index (damaged or substituted)")
+                                           : "frame " + std::to_string(index));
+                        return text.str();
+                      });
 }
 
 // ---- Damaged files ------------------------------------------------------------------------------------

@@ -43,25 +43,25 @@ test::ProcessResult run_tool(const std::vector<std::string>& argv, double timeou
 // ---- Generating -----------------------------------------------------------------------------------
 
 struct VideoSpec {
-  std::string name;                // unique short id: the file name stem, shown in failures
-  std::string codec = "libx264";   // libx264, libx265, libvpx-vp9, libaom-av1, mpeg4
-  std::string container = "mp4";   // mp4, mov, mkv, webm, ts, avi: the file extension
-  int width = 160, height = 96;    // coded size
+  std::string name;               // unique short id: the file name stem, shown in failures
+  std::string codec = "libx264";  // libx264, libx265, libvpx-vp9, libaom-av1, mpeg4
+  std::string container = "mp4";  // mp4, mov, mkv, webm, ts, avi: the file extension
+  int width = 160, height = 96;   // coded size
   int frames = 60;
-  std::string rate = "30";         // nominal frame rate as ffmpeg parses it: "30", "30000/1001"
-  int gop = 30;                    // keyframe interval, frames (scene cuts off: exactly periodic)
-  int bframes = 0;                 // consecutive B-frames (x264, x265, mpeg4); VP9/AV1 ignore it
-  bool open_gop = false;           // x264/x265 open GOP: leading B-frames reference the previous GOP
-  std::string pix_fmt = "yuv420p"; // or yuv420p10le
-  int rotation = 0;                // clockwise degrees applied for display (= VideoInfo::rotation);
-                                   // MP4/MOV only
-  bool vfr = false;                // every 7th frame interval is 4 periods long instead of 1
-  bool faststart = false;          // MP4/MOV: moov before mdat (so a truncated copy still opens)
+  std::string rate = "30";          // nominal frame rate as ffmpeg parses it: "30", "30000/1001"
+  int gop = 30;                     // keyframe interval, frames (scene cuts off: exactly periodic)
+  int bframes = 0;                  // consecutive B-frames (x264, x265, mpeg4); VP9/AV1 ignore it
+  bool open_gop = false;            // x264/x265 open GOP: leading B-frames reference the previous GOP
+  std::string pix_fmt = "yuv420p";  // or yuv420p10le
+  int rotation = 0;                 // clockwise degrees applied for display (= VideoInfo::rotation);
+                                    // MP4/MOV only
+  bool vfr = false;                 // every 7th frame interval is 4 periods long instead of 1
+  bool faststart = false;           // MP4/MOV: moov before mdat (so a truncated copy still opens)
 
-  double fps() const;              // the nominal rate as a number
+  double fps() const;  // the nominal rate as a number
   int display_width() const { return rotation % 180 ? height : width; }
   int display_height() const { return rotation % 180 ? width : height; }
-  std::string describe() const;    // one line with every field, for failure messages
+  std::string describe() const;  // one line with every field, for failure messages
 };
 
 // The codec/container matrix every sampling test runs over (see the .cpp for what each case covers).
@@ -106,15 +106,15 @@ std::vector<int> cli_frame_indices(const std::string& path, int display_width, i
 // ---- Reference timestamps (ffprobe) ---------------------------------------------------------------
 
 struct ReferenceFrames {
-  std::vector<double> times;      // display order, seconds relative to the first frame, from
-                                  // best_effort_timestamp × time_base (exact integer arithmetic first)
-  std::vector<int64_t> ticks;     // best_effort_timestamp, stream time_base
-  std::vector<bool> key;          // key_frame flag of each decoded frame
-  std::vector<char> pict_type;    // 'I', 'P', 'B', '?'
+  std::vector<double> times;    // display order, seconds relative to the first frame, from
+                                // best_effort_timestamp × time_base (exact integer arithmetic first)
+  std::vector<int64_t> ticks;   // best_effort_timestamp, stream time_base
+  std::vector<bool> key;        // key_frame flag of each decoded frame
+  std::vector<char> pict_type;  // 'I', 'P', 'B', '?'
   int64_t time_base_num = 0, time_base_den = 1;
-  double start_s = 0;             // absolute time of the first frame
-  int untimed = 0;                // frames ffprobe gave no timestamp (timed one interval after the
-                                  // previous frame)
+  double start_s = 0;  // absolute time of the first frame
+  int untimed = 0;     // frames ffprobe gave no timestamp (timed one interval after the
+                       // previous frame)
 };
 
 // ffprobe of every frame of stream v:0; cached per path within the process. Throws on failure.
