@@ -35,6 +35,7 @@
 #include <iostream>
 #include <iterator>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -45,6 +46,7 @@
 #include "cache/read_buffers.h"
 #include "cache/redis_server.h"
 #include "core/clock.h"
+#include "core/temp_dir.h"
 
 namespace fs = std::filesystem;
 using lvrl::cache::EmbeddingCache;
@@ -321,9 +323,8 @@ int main(int argc, char** argv) {
   at::set_num_threads(1);
   const std::string load_before = lvrl::bench::first_line("/proc/loadavg");
 
-  std::string pattern = (fs::temp_directory_path() / "lvrl-bench-cache-XXXXXX").string();
-  if (::mkdtemp(pattern.data()) == nullptr) return 1;
-  const fs::path dir = pattern;
+  std::optional<lvrl::TempDir> work(std::in_place, "lvrl-bench-cache");  // removed when reset or on return
+  const fs::path dir = work->path();
   bool correct = true;
   std::vector<Measured> results;
   std::vector<std::pair<std::string, Anchor>> anchors;
@@ -392,10 +393,9 @@ int main(int argc, char** argv) {
     }
   } catch (const std::exception& e) {
     std::cerr << "error: " << e.what() << "\n";
-    fs::remove_all(dir);
     return 1;
   }
-  fs::remove_all(dir);
+  work.reset();
   const std::string load_after = lvrl::bench::first_line("/proc/loadavg");
 
   nlohmann::json report = {{"bench", "cache_throughput"},

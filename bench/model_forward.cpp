@@ -49,6 +49,7 @@
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -57,6 +58,7 @@
 #include "bench/bench_report.h"
 #include "core/clock.h"
 #include "core/safetensors.h"
+#include "core/temp_dir.h"
 #include "model/qwen_vl.h"
 
 extern char** environ;
@@ -503,9 +505,8 @@ int main(int argc, char** argv) {
     lengths = quick ? std::vector<int64_t>{1024, 8192} : std::vector<int64_t>{1024, 8192, 32768};
 
   const std::string self = fs::read_symlink("/proc/self/exe").string();
-  std::string pattern = (fs::temp_directory_path() / "lvrl-bench-model-XXXXXX").string();
-  if (::mkdtemp(pattern.data()) == nullptr) return 1;
-  const fs::path dir = pattern;
+  std::optional<lvrl::TempDir> work(std::in_place, "lvrl-bench-model");  // removed when reset or on return
+  const fs::path dir = work->path();
   const std::string load_before = lvrl::bench::first_line("/proc/loadavg");
   const Clock::time_point bench_start = Clock::now();
   const std::string core = blas_core(), environment = environment_prefix();
@@ -602,10 +603,9 @@ int main(int argc, char** argv) {
     }
   } catch (const std::exception& e) {
     std::cerr << "error: " << e.what() << "\n";
-    fs::remove_all(dir);
     return 1;
   }
-  fs::remove_all(dir);
+  work.reset();
   const double total_s = seconds_since(bench_start);
   const std::string load_after = lvrl::bench::first_line("/proc/loadavg");
 

@@ -32,6 +32,7 @@
 #include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -41,6 +42,7 @@
 #include "cache/redis_server.h"
 #include "core/clock.h"
 #include "core/hash.h"
+#include "core/temp_dir.h"
 #include "model/qwen_vl.h"
 #include "pipeline/video_recipe.h"
 #include "pipeline/vision_encoder.h"
@@ -155,9 +157,9 @@ int main(int argc, char** argv) {
   const int encode_repeat = options.encode_repeat;
   at::set_num_threads(options.threads);  // LibTorch's default here can be 1 (Debian's build)
 
-  std::string pattern = (fs::temp_directory_path() / "lvrl-bench-preprocess-XXXXXX").string();
-  if (::mkdtemp(pattern.data()) == nullptr) fail_setup("mkdtemp failed");
-  const fs::path dir = pattern;
+  std::optional<lvrl::TempDir> work(std::in_place,
+                                    "lvrl-bench-preprocess");  // removed when reset or on return
+  const fs::path dir = work->path();
   bool correct = true;
   nlohmann::json report = {
       {"bench", "preprocess"}, {"mode", options.quick ? "quick" : "full"}, {"cores", cores}};
@@ -261,10 +263,9 @@ int main(int argc, char** argv) {
                    {"intra_op_threads", at::get_num_threads()}});
   } catch (const std::exception& e) {
     std::cerr << "error: " << e.what() << "\n";
-    fs::remove_all(dir);
     return 1;
   }
-  fs::remove_all(dir);
+  work.reset();
   const std::string load_after = lvrl::bench::first_line("/proc/loadavg");
   report["target_met"] = ratio >= kTarget;
   report["correct"] = correct;
