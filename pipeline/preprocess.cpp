@@ -172,8 +172,8 @@ std::string reason_for(const std::exception& e, const std::string& path) {
 
 // Runs on a decode worker: hash, cache check, sample, patchify. Per-video problems become the
 // item's reason; a failing cache server propagates (the caller stores it as fatal).
-void prepare_into(Prepared& item, const VideoJob& job, const PreprocessOptions& options,
-                  const VideoRecipe& recipe, const std::string& fingerprint, cache::EmbeddingCache& cache) {
+void prepare_into(Prepared& item, const VideoJob& job, const VideoRecipe& recipe,
+                  const std::string& fingerprint, cache::EmbeddingCache& cache) {
   std::error_code error;
   if (!std::filesystem::exists(job.path, error)) {
     item.reason = "no such file";
@@ -203,13 +203,13 @@ void prepare_into(Prepared& item, const VideoJob& job, const PreprocessOptions& 
   item.ready = true;
 }
 
-Prepared prepare(size_t index, const VideoJob& job, const PreprocessOptions& options,
-                 const VideoRecipe& recipe, const std::string& fingerprint, cache::EmbeddingCache& cache) {
+Prepared prepare(size_t index, const VideoJob& job, const VideoRecipe& recipe, const std::string& fingerprint,
+                 cache::EmbeddingCache& cache) {
   Prepared item;
   item.index = index;
   const Clock::time_point start = Clock::now();
   try {
-    prepare_into(item, job, options, recipe, fingerprint, cache);
+    prepare_into(item, job, recipe, fingerprint, cache);
   } catch (...) {
     item.fatal = std::current_exception();
   }
@@ -293,10 +293,9 @@ PreprocessSummary run_preprocess(const PreprocessOptions& options, VisionEncoder
       mesh != nullptr && mesh->world_size() > 1 ? "s" : "", cache.endpoint().describe(), cache.options().ns);
 
   Progress progress("preprocess", summary.videos, "video", options.progress);
-  DecodeAhead ahead(jobs.size(), options.decode_threads, static_cast<size_t>(options.decode_ahead),
-                    [&](size_t index) {
-                      return prepare(index, jobs[index], options, recipe, encoder.fingerprint(), cache);
-                    });
+  DecodeAhead ahead(
+      jobs.size(), options.decode_threads, static_cast<size_t>(options.decode_ahead),
+      [&](size_t index) { return prepare(index, jobs[index], recipe, encoder.fingerprint(), cache); });
   std::unordered_map<std::string, size_t> done_keys;  // key → the video of this run that holds it
   for (size_t n = 0; n < jobs.size(); ++n) {
     Prepared item = ahead.next();

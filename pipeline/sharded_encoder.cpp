@@ -35,10 +35,6 @@ at::Tensor cpu_longs(int64_t size) {
 
 }  // namespace
 
-// One video on this rank: its slices through the tower, the failure flags, the gather. Every rank
-// calls it with the same pixels [t·h·w, patch_dim] and grid. Returns the rows [t·h·w/4, D] (CPU) on
-// every rank, or throws Error on every rank when any rank's encode threw (a rank whose failure is no
-// video's fault — no memory, a bug — throws that instead, after telling the others).
 at::Tensor encode_together(VisionEncoder& encoder, const sp::Mesh& mesh, const at::Tensor& pixels,
                            const model::GridTHW& grid) {
   at::NoGradGuard no_grad;

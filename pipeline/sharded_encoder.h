@@ -88,7 +88,8 @@ int64_t serve_sharded_encoder(VisionEncoder& encoder, const sp::Mesh& mesh);
 // [t·h·w, patch_dim] float32 (CPU) and grid, runs its run of temporal slices (sp/vlm_shard.h), the
 // ranks all-reduce one flag each (whose encode threw) and, when none did, all-gather the rows.
 // Returns [t·h·w/4, D] (CPU, compute dtype) on every rank; when any rank's encode threw, throws
-// Error on every rank (naming the ranks) with every rank ready for the next video.
+// Error on every rank (naming the ranks) with every rank ready for the next video. A rank whose
+// failure is no video's fault (no memory, a bug) rethrows its own exception after telling the others.
 at::Tensor encode_together(VisionEncoder& encoder, const sp::Mesh& mesh, const at::Tensor& pixels,
                            const model::GridTHW& grid);
 

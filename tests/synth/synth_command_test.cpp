@@ -31,6 +31,18 @@ ProcessResult synth(const std::vector<std::string>& args) {
   return test::run_lvrl(argv, options);
 }
 
+// 64×48 videos, half of them test: the options every test here synthesizes with.
+SynthOptions tiny_videos(const std::string& out_dir, int64_t videos, uint64_t seed) {
+  SynthOptions options;
+  options.out_dir = out_dir;
+  options.videos = videos;
+  options.seed = seed;
+  options.width = 64;
+  options.height = 48;
+  options.test_fraction = 0.5;
+  return options;
+}
+
 // "HASH  NAME" lines of every file under dir, in name order.
 std::string sha256_listing(const std::string& dir) {
   test::ProcessOptions options;
@@ -55,14 +67,7 @@ TEST(SynthCommand, SameSeedGivesIdenticalFiles) {
   EXPECT_EQ(std::count(first.begin(), first.end(), '\n'), 9) << first;  // 6 videos + 3 JSONL files
   EXPECT_EQ(first, second);
 
-  SynthOptions other;  // the same but for the seed, in-process
-  other.out_dir = dir.file("c");
-  other.videos = 6;
-  other.seed = 4;
-  other.width = 64;
-  other.height = 48;
-  other.test_fraction = 0.5;
-  synthesize(other);
+  synthesize(tiny_videos(dir.file("c"), 6, 4));  // the same but for the seed, in-process
   const std::string third = sha256_listing(dir.file("c"));
   for (const std::string name : {"train.jsonl", "test.jsonl", "sft.jsonl", "clip00000.mp4"}) {
     auto line_of = [&](const std::string& listing) {
@@ -101,13 +106,7 @@ TEST(SynthCommand, BadOptionsNameTheOption) {
 
 TEST(SynthDatasetBias, MajorityGuessOnTextScoresChance) {
   TempDir dir("lvrl_synth_bias");
-  SynthOptions options;
-  options.out_dir = dir.path();
-  options.videos = 180;
-  options.seed = 2024;
-  options.width = 64;
-  options.height = 48;
-  options.test_fraction = 0.5;
+  const SynthOptions options = tiny_videos(dir.path(), 180, 2024);
   synthesize(options);
   const auto train = data::read_dataset(dir.file("train.jsonl"), dir.file("videos"));
   const auto test = data::read_dataset(dir.file("test.jsonl"), dir.file("videos"));

@@ -151,7 +151,9 @@ TEST(DamagePolicy, ReferenceAgreesWithTheFfmpegCli) {
   std::vector<int> cli = tv::cli_frame_indices(video.path, damage_spec().width, damage_spec().height, 0);
   const std::set<int> decoded(cli.begin(), cli.end());
   for (size_t frame = 0; frame < expected.decodes.size(); ++frame) {
-    if (expected.decodes[frame]) EXPECT_EQ(decoded.count(static_cast<int>(frame)), 1u) << "frame " << frame;
+    if (expected.decodes[frame]) {
+      EXPECT_EQ(decoded.count(static_cast<int>(frame)), 1u) << "frame " << frame;
+    }
   }
   for (const auto& span : video.spans)
     EXPECT_EQ(decoded.count(span.first), 0u) << "flipped frame " << span.first;
@@ -249,12 +251,14 @@ TEST(DamagePolicy, FrameThreadsKeepThePoliciesHonest) {
   const double* nearest_times = nearest.timestamps.data_ptr<double>();
   for (size_t i = 0; i < targets.size(); ++i) {
     marked += previous.damaged[i];
-    if (expected.damaged(targets[i].tick))
+    if (expected.damaged(targets[i].tick)) {
       EXPECT_TRUE(previous.damaged[i]) << "target " << targets[i].seconds;
+    }
     EXPECT_EQ(previous.damaged[i], nearest.damaged[i]) << "target " << targets[i].seconds;
     EXPECT_LE(previous_times[i], targets[i].seconds + 1e-9) << "previous gave a later frame";
-    if (!previous.damaged[i])
+    if (!previous.damaged[i]) {
       EXPECT_EQ(nearest_times[i], previous_times[i]) << "target " << targets[i].seconds;
+    }
   }
   EXPECT_EQ(dropped.frames.size(0), static_cast<int64_t>(targets.size() - marked));
   EXPECT_EQ(dropped.dropped.size(), marked);
