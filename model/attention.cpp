@@ -622,4 +622,17 @@ std::shared_ptr<AttentionBackend> make_default_attention(const at::Device& devic
   return make_blockwise_attention();
 }
 
+void merge_attention_partial(at::Tensor out_acc, at::Tensor lse_acc, const at::Tensor& out_part,
+                             const at::Tensor& lse_part) {
+  const at::Tensor part = lse_part.to(lse_acc.scalar_type());
+  at::Tensor top = at::maximum(lse_acc, part);
+  top.masked_fill_(top.isneginf(), 0);
+  const at::Tensor lse = (lse_acc - top).exp_().add_((part - top).exp_()).log_().add_(top);  // [B, H, n]
+  const at::Tensor safe = lse.masked_fill(lse.isneginf(), 0);
+  const at::Tensor keep = (lse_acc - safe).exp_().permute({0, 2, 1}).unsqueeze(-1);  // [B, n, H, 1]
+  const at::Tensor take = (part - safe).exp_().permute({0, 2, 1}).unsqueeze(-1);     // [B, n, H, 1]
+  out_acc.mul_(keep).add_(out_part.to(out_acc.scalar_type()).mul_(take));
+  lse_acc.copy_(lse);
+}
+
 }  // namespace lvrl::model

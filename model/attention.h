@@ -106,6 +106,12 @@ AttentionGrads blockwise_attention_backward_from_delta(const at::Tensor& q, cons
                                                        at::Tensor dout, const at::Tensor& delta,
                                                        const AttentionSpec& spec,
                                                        const BlockwiseOptions& options = {});
+// Folds a partial result computed over other keys into a running one, exactly:
+//   lse = logaddexp(lse_acc, lse_part),  out = e^(lse_acc − lse)·out_acc + e^(lse_part − lse)·out_part.
+// out_acc [B, n, H, D] and lse_acc [B, H, n] (the accumulation type; views allowed) are updated in
+// place. Rows where both are −inf stay (0, −inf): the exponents are taken against 0 there.
+void merge_attention_partial(at::Tensor out_acc, at::Tensor lse_acc, const at::Tensor& out_part,
+                             const at::Tensor& lse_part);
 // Δ of the above from out, dout [B, L, H, D] and dlse [B, H, L] (may be undefined), a block of rows
 // at a time (no full-size product): [B, H, L] in the accumulation type.
 at::Tensor attention_delta(const at::Tensor& out, const at::Tensor& dout, const at::Tensor& dlse);

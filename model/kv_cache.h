@@ -1,43 +1,69 @@
 // Keys and values of earlier tokens, per layer, for incremental decoding (docs/model.md#decode-positions).
 //
-// Preallocated once ([B, capacity, H_kv, D] per layer) so decoding never reallocates. Every row is
-// left-aligned: row b's tokens sit at cache indices 0 .. length(b)-1, whatever its prompt length,
-// so a batch of prompts of different lengths needs no padding in front and attention masks the
-// tail with key_lengths. A step appends n tokens to every row at that row's own length; the rows'
-// lengths then advance by the number of *valid* new tokens (a right-padded prefill writes the padding
-// too, but it lies past the row's length and the next append overwrites it).
-//
-// The cache also keeps each row's rope delta: the 3-D position id of the token at cache index c is
-// c + rope_delta(b) on all three axes once the prompt (with its vision blocks) is in.
+// A cache owns the attention of new queries over what it holds: TextAttention hands it the new
+// tokens' q/k/v and gets the attention output back, so the way keys are stored (one dense block per
+// row, one prompt prefix shared by G rows, a prefix sharded by sequence over SP ranks) never leaks
+// into the model. Every cache also knows each row's next M-RoPE position: once a prompt (with its
+// vision blocks) is in, a row's later tokens sit at consecutive ids, equal on all three axes.
 #pragma once
 
 #include <ATen/Tensor.h>
 
 #include <vector>
 
+#include "model/attention.h"
 #include "model/qwen_config.h"
 
 namespace lvrl::model {
 
 class KVCache {
  public:
-  KVCache(const TextConfig& config, int64_t batch, int64_t capacity, at::ScalarType dtype,
-          const at::Device& device);
+  virtual ~KVCache() = default;
+  virtual int64_t batch() const = 0;
 
-  int64_t batch() const { return batch_; }
+  // q [B, n, H, D], k/v [B, n, H_kv, D] (rotated) of the n new tokens of every row at `layer`: stores
+  // k/v and returns the new queries' attention over the row's cached tokens and the new ones (causal
+  // among the new), [B, n, H, D]. Rows' lengths grow only at advance().
+  virtual at::Tensor attend(int64_t layer, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                            AttentionBackend& attention) = 0;
+  // After every layer attended: row b's length and next position grow by valid[b] (≤ n).
+  virtual void advance(const std::vector<int64_t>& valid);
+
+  // M-RoPE ids of the next n tokens of every row, [3, B, n] int64 CPU.
+  at::Tensor next_positions(int64_t n) const;
+  int64_t next_position(int64_t row) const { return next_position_.at(row); }
+  void set_next_position(int64_t row, int64_t position) { next_position_.at(row) = position; }
+
+ protected:
+  std::vector<int64_t> next_position_;  // [B]; subclasses size it with their rows
+};
+
+// One preallocated block per row ([B, capacity, H_kv, D] per layer) so decoding never reallocates.
+// Every row is left-aligned: row b's tokens sit at cache indices 0 .. length(b)-1, whatever its
+// prompt length, so a batch of prompts of different lengths needs no padding in front and attention
+// masks the tail with key lengths. A step writes n tokens to every row at that row's own length; a
+// right-padded prefill writes the padding too, but it lies past the row's length and the next write
+// overwrites it.
+class DenseKVCache : public KVCache {
+ public:
+  DenseKVCache(const TextConfig& config, int64_t batch, int64_t capacity, at::ScalarType dtype,
+               const at::Device& device);
+
+  int64_t batch() const override { return batch_; }
   int64_t capacity() const { return capacity_; }
   int64_t length(int64_t row) const { return lengths_[row]; }
   at::Tensor lengths() const;  // [B] int64 CPU
 
-  // Writes k/v [B, n, H_kv, D] of `layer` at each row's current length. Returns the layer's keys and
-  // values up to the longest row after the write, [B, max_b(length_b + n), H_kv, D]. InputError when
-  // a row would exceed the capacity (names the row, its length and the capacity).
-  std::pair<at::Tensor, at::Tensor> append(int64_t layer, const at::Tensor& k, const at::Tensor& v);
+  // InputError when a row would exceed the capacity (names the row, its length and the capacity).
+  at::Tensor attend(int64_t layer, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                    AttentionBackend& attention) override;
+  void advance(const std::vector<int64_t>& valid) override;
 
-  // After every layer appended: each row's length grows by valid[b] (≤ n appended).
-  void advance(const std::vector<int64_t>& valid);
-
-  at::Tensor rope_deltas;  // [B] int64 CPU; set by prefill
+  // Row `row`'s keys and values of `layer`, [1, length(row), H_kv, D] views.
+  at::Tensor keys(int64_t layer, int64_t row) const;
+  at::Tensor values(int64_t layer, int64_t row) const;
+  int64_t layers() const { return static_cast<int64_t>(keys_.size()); }
+  int64_t bytes() const;  // of the preallocated blocks
 
  private:
   int64_t batch_, capacity_;

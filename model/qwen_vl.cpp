@@ -104,27 +104,41 @@ at::Tensor QwenVLImpl::logits(const at::Tensor& hidden) const {
   return out.scalar_type() == at::kDouble ? out : out.to(at::kFloat);
 }
 
-at::Tensor QwenVLImpl::prefill(const ModelInput& input, KVCache& cache) {
-  const int64_t batch = input.input_ids.size(0);
+at::Tensor QwenVLImpl::prefill(const ModelInput& input, DenseKVCache& cache, int64_t chunk,
+                               const PrefillProgress& progress) {
+  const int64_t batch = input.input_ids.size(0), seq = input.input_ids.size(1);
   LVRL_ASSERT(cache.batch() == batch, fmt::format("cache of batch {} for {} prompts", cache.batch(), batch));
   for (int64_t row = 0; row < batch; ++row) {
     LVRL_ASSERT(cache.length(row) == 0, fmt::format("prefill into a cache whose row {} is not empty", row));
   }
-  at::Tensor embeds = embed(input.input_ids, video_embeddings(*this, input));
-  at::Tensor positions = this->positions(input).positions;  // [3, B, S] CPU
-  at::Tensor hidden = model->forward(embeds, positions.to(embeds.device()), &cache);
   const std::vector<int64_t> valid = valid_lengths(input);
-  cache.advance(valid);
-  // Each row continues at (its largest position id + 1) from cache index valid[b] on.
-  std::vector<int64_t> deltas(batch);
-  std::vector<at::Tensor> last(batch);
   for (int64_t row = 0; row < batch; ++row) {
     if (valid[row] == 0)
       throw InputError({"", 0, "attention_mask", fmt::format("row {}", row)}, "an empty prompt");
-    deltas[row] = positions.select(1, row).narrow(1, 0, valid[row]).max().item<int64_t>() + 1 - valid[row];
-    last[row] = hidden[row][valid[row] - 1];
   }
-  cache.rope_deltas = at::tensor(deltas, at::kLong);
+  at::Tensor embeds = embed(input.input_ids, video_embeddings(*this, input));  // [B, S, D]
+  at::Tensor positions = this->positions(input).positions;                     // [3, B, S] CPU
+  // Chunks of the prompt go through every layer in turn, each attending to the cached earlier chunks
+  // (a row's padding past its valid tokens is written but never counted).
+  const int64_t step = chunk > 0 ? std::min(chunk, seq) : seq;
+  std::vector<at::Tensor> last(batch);
+  for (int64_t start = 0; start < seq; start += step) {
+    const int64_t n = std::min(step, seq - start);
+    at::Tensor hidden =
+        model->forward(embeds.narrow(1, start, n), positions.narrow(2, start, n).to(embeds.device()), &cache);
+    std::vector<int64_t> chunk_valid(batch);
+    for (int64_t row = 0; row < batch; ++row) {
+      chunk_valid[row] = std::clamp<int64_t>(valid[row] - start, 0, n);
+      if (valid[row] - 1 >= start && valid[row] - 1 < start + n)
+        last[row] = hidden[row][valid[row] - 1 - start];
+    }
+    cache.advance(chunk_valid);
+    if (progress) progress(start + n, seq);
+  }
+  // Each row continues at its largest position id + 1.
+  for (int64_t row = 0; row < batch; ++row) {
+    cache.set_next_position(row, positions.select(1, row).narrow(1, 0, valid[row]).max().item<int64_t>() + 1);
+  }
   return logits(at::stack(last));
 }
 
@@ -133,8 +147,7 @@ at::Tensor QwenVLImpl::decode(const at::Tensor& tokens, KVCache& cache) {
   LVRL_ASSERT(tokens.dim() == 1 && tokens.size(0) == batch,
               fmt::format("decode tokens {} for a cache of batch {}", tokens.sizes(), batch));
   at::Tensor embeds = embed(tokens.view({batch, 1}), at::Tensor());
-  at::Tensor positions = decode_positions(cache.lengths(), cache.rope_deltas, 1).to(embeds.device());
-  at::Tensor hidden = model->forward(embeds, positions, &cache);
+  at::Tensor hidden = model->forward(embeds, cache.next_positions(1).to(embeds.device()), &cache);
   cache.advance(std::vector<int64_t>(batch, 1));
   return logits(hidden.select(1, 0));
 }

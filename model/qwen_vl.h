@@ -15,6 +15,7 @@
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/pimpl.h>
 
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -27,6 +28,8 @@
 #include "model/vision.h"
 
 namespace lvrl::model {
+
+using PrefillProgress = std::function<void(int64_t done, int64_t total)>;
 
 struct ModelInput {
   at::Tensor input_ids;       // [B, S] int64 (CPU or the model's device)
@@ -61,9 +64,13 @@ class QwenVLImpl : public torch::nn::Module {
   at::Tensor logits(const at::Tensor& hidden) const;  // [..., D] → [..., V] float32; for few rows only
 
   // Runs the prompts into `cache` (rows right-padded by attention_mask) and returns the logits of
-  // each row's last valid token, [B, V] float32. The cache must be empty.
-  at::Tensor prefill(const ModelInput& input, KVCache& cache);
-  // One new token per row ([B] int64) → next-token logits [B, V] float32.
+  // each row's last valid token, [B, V] float32. The cache must be empty. chunk > 0: the prompts go
+  // through the model `chunk` tokens at a time (activation memory bounded by the chunk).
+  // progress: called after each pass with (tokens done, total); may be empty.
+  at::Tensor prefill(const ModelInput& input, DenseKVCache& cache, int64_t chunk = 0,
+                     const PrefillProgress& progress = {});
+  // One new token per row ([B] int64; the cache's rows, whichever kind) → next-token logits [B, V]
+  // float32.
   at::Tensor decode(const at::Tensor& tokens, KVCache& cache);
 
   VisionTower visual{nullptr};

@@ -30,15 +30,14 @@ at::Tensor TextAttentionImpl::forward(const at::Tensor& x, const RopeTables& rop
   at::Tensor q = apply_rotary(q_proj(x).view({batch, seq, heads_, head_dim_}), rope.cos, rope.sin);
   at::Tensor k = apply_rotary(k_proj(x).view({batch, seq, kv_heads_, head_dim_}), rope.cos, rope.sin);
   at::Tensor v = v_proj(x).view({batch, seq, kv_heads_, head_dim_});
-  AttentionSpec spec;
-  spec.mask = MaskKind::Causal;
+  at::Tensor out;  // [B, S, H, hd]
   if (cache != nullptr) {
-    // Rows are left-aligned at different lengths: the S new queries of row b sit at cache indices
-    // length_b .. length_b + S - 1 and see keys up to their own index (bottom-right causal).
-    spec.key_lengths = cache->lengths() + seq;
-    std::tie(k, v) = cache->append(layer, k, v);
+    out = cache->attend(layer, q, k, v, attention);
+  } else {
+    AttentionSpec spec;
+    spec.mask = MaskKind::Causal;
+    out = attention.forward(q, k, v, spec).out;
   }
-  at::Tensor out = attention.forward(q, k, v, spec).out;  // [B, S, H, hd]
   return o_proj(out.reshape({batch, seq, heads_ * head_dim_}));
 }
 

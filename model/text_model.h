@@ -24,7 +24,7 @@ class TextAttentionImpl : public torch::nn::Module {
  public:
   explicit TextAttentionImpl(const TextConfig& config);
   // x [B, S, D]; rope tables [B, S, head_dim]. Without a cache: causal over the S tokens. With one:
-  // k/v are appended at each row's length and the S queries attend to the row's cached keys too.
+  // the cache stores k/v and attends the S queries over the row's cached keys too (kv_cache.h).
   at::Tensor forward(const at::Tensor& x, const RopeTables& rope, AttentionBackend& attention, KVCache* cache,
                      int64_t layer);
 
@@ -51,10 +51,11 @@ class TextModelImpl : public torch::nn::Module {
  public:
   explicit TextModelImpl(const TextConfig& config);
   // inputs_embeds [B, S, D], positions [3, B, S] → final-normed hidden states [B, S, D].
-  // With a cache the new tokens are appended (the caller advances the cache afterwards).
+  // With a cache the new tokens are stored in it (the caller advances the cache afterwards).
   at::Tensor forward(const at::Tensor& inputs_embeds, const at::Tensor& positions, KVCache* cache = nullptr);
 
   void set_attention(std::shared_ptr<AttentionBackend> attention) { attention_ = std::move(attention); }
+  const std::shared_ptr<AttentionBackend>& attention() const { return attention_; }
   const TextConfig& config() const { return config_; }
 
   torch::nn::Embedding embed_tokens{nullptr};  // [V, D]
@@ -66,5 +67,22 @@ class TextModelImpl : public torch::nn::Module {
   std::shared_ptr<AttentionBackend> attention_;
 };
 TORCH_MODULE(TextModel);
+
+// Installs an attention backend on a language model for one scope and restores the model's own
+// when it ends (an SP prefill or training step leaves decoding on the local backend).
+class ScopedTextAttention {
+ public:
+  ScopedTextAttention(TextModelImpl& model, std::shared_ptr<AttentionBackend> attention)
+      : model_(model), saved_(model.attention()) {
+    model_.set_attention(std::move(attention));
+  }
+  ~ScopedTextAttention() { model_.set_attention(saved_); }
+  ScopedTextAttention(const ScopedTextAttention&) = delete;
+  ScopedTextAttention& operator=(const ScopedTextAttention&) = delete;
+
+ private:
+  TextModelImpl& model_;
+  std::shared_ptr<AttentionBackend> saved_;
+};
 
 }  // namespace lvrl::model

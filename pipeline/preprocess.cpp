@@ -230,19 +230,8 @@ const char* outcome_name(VideoOutcome outcome) {
   }
 }
 
-PreprocessOptions preprocess_options_from(const Config& config) {
-  PreprocessOptions out;
-  out.dataset = config.get<std::string>("data.path");
-  out.video_dir = config.get<std::string>("data.video_dir");
-  out.max_records = config.get<int64_t>("data.max_samples");
-  if (out.dataset.empty()) {  // checked here, before a checkpoint is loaded for nothing
-    throw InputError({config.source_of("data.path"), 0, "data.path", ""}, "expected the dataset JSONL file");
-  }
-  if (out.video_dir.empty()) {
-    throw InputError({config.source_of("data.video_dir"), 0, "data.video_dir", ""},
-                     "expected the directory the dataset's videos resolve under");
-  }
-  VideoRecipe& recipe = out.recipe;
+VideoRecipe video_recipe_from(const Config& config) {
+  VideoRecipe recipe;
   recipe.selection = config.get<std::string>("preprocess.sampling") == "frames" ? FrameSelection::Count
                                                                                 : FrameSelection::Fps;
   recipe.fps = config.get<double>("preprocess.fps");
@@ -259,6 +248,22 @@ PreprocessOptions preprocess_options_from(const Config& config) {
     const bool config_key = e.key().rfind("preprocess.", 0) == 0 || e.key().rfind("video.", 0) == 0;
     throw InputError({config_key ? config.source_of(e.key()) : "", 0, e.key(), e.value()}, e.problem());
   }
+  return recipe;
+}
+
+PreprocessOptions preprocess_options_from(const Config& config) {
+  PreprocessOptions out;
+  out.dataset = config.get<std::string>("data.path");
+  out.video_dir = config.get<std::string>("data.video_dir");
+  out.max_records = config.get<int64_t>("data.max_samples");
+  if (out.dataset.empty()) {  // checked here, before a checkpoint is loaded for nothing
+    throw InputError({config.source_of("data.path"), 0, "data.path", ""}, "expected the dataset JSONL file");
+  }
+  if (out.video_dir.empty()) {
+    throw InputError({config.source_of("data.video_dir"), 0, "data.video_dir", ""},
+                     "expected the directory the dataset's videos resolve under");
+  }
+  out.recipe = video_recipe_from(config);
   out.decode_threads = static_cast<int>(config.get<int64_t>("preprocess.decode_threads"));
   out.decode_ahead = static_cast<int>(config.get<int64_t>("preprocess.decode_ahead"));
   return out;

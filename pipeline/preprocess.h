@@ -53,6 +53,9 @@ struct PreprocessOptions {
   ProgressOptions progress;
 };
 
+// The video recipe of preprocess.* and video.on_damage (recipe.vision left for the encoder to set);
+// values that disagree are an InputError naming the key and where its value came from.
+VideoRecipe video_recipe_from(const Config& config);
 // preprocess.* and data.*: InputErrors name the key (and the config file or override it came from).
 PreprocessOptions preprocess_options_from(const Config& config);
 

@@ -95,12 +95,16 @@ VisionEncoder load_vision_encoder(const Config& config, int local_rank) {
   return VisionEncoder::load(settings.path, settings.dtype, settings.device);
 }
 
-video::QwenVisionParams VisionEncoder::vision_params() const {
+video::QwenVisionParams vision_params_of(const model::VisionConfig& config) {
   video::QwenVisionParams params;
-  params.patch_size = static_cast<int>(config().patch_size);
-  params.temporal_patch_size = static_cast<int>(config().temporal_patch_size);
-  params.merge_size = static_cast<int>(config().spatial_merge_size);
+  params.patch_size = static_cast<int>(config.patch_size);
+  params.temporal_patch_size = static_cast<int>(config.temporal_patch_size);
+  params.merge_size = static_cast<int>(config.spatial_merge_size);
   return params;
+}
+
+video::QwenVisionParams VisionEncoder::vision_params() const {
+  return vision_params_of(config());
 }
 
 at::Tensor VisionEncoder::encode(const video::PixelPatches& patches) {

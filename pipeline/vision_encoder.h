@@ -50,6 +50,9 @@ class VisionEncoder {
   std::string fingerprint_;
 };
 
+// The patch layout patchify_video must produce for a tower of this config.
+video::QwenVisionParams vision_params_of(const model::VisionConfig& config);
+
 // The `model` section (model/model_config.h): model.path, model.dtype, model.device → the encoder.
 // An empty model.path, an unknown device or a device this build cannot use: InputError naming the key.
 // local_rank ≥ 0 (one of several ranks on this machine): a model.device of `cuda` without an index

@@ -232,23 +232,6 @@ at::Tensor padded_to(const at::Tensor& real, int64_t dim, int64_t length, double
   return full;
 }
 
-// Folds a partial result into the running one, rows of one q chunk:
-//   lse = logaddexp(lse_acc, lse_part),  out = e^(lse_acc − lse)·out_acc + e^(lse_part − lse)·out_part.
-// Rows where both are −inf stay (0, −inf): the exponents are taken against 0 there, never −inf − −inf.
-void merge_partial(at::Tensor out_acc, at::Tensor lse_acc, const at::Tensor& out_part,
-                   const at::Tensor& lse_part) {
-  // out_acc [B, n, h, D] and lse_acc [B, h, n] are views into the accumulators.
-  const at::Tensor part = lse_part.to(lse_acc.scalar_type());
-  at::Tensor top = at::maximum(lse_acc, part);
-  top.masked_fill_(top.isneginf(), 0);
-  const at::Tensor lse = (lse_acc - top).exp_().add_((part - top).exp_()).log_().add_(top);  // [B, h, n]
-  const at::Tensor safe = lse.masked_fill(lse.isneginf(), 0);
-  const at::Tensor keep = (lse_acc - safe).exp_().permute({0, 2, 1}).unsqueeze(-1);  // [B, n, h, 1]
-  const at::Tensor take = (part - safe).exp_().permute({0, 2, 1}).unsqueeze(-1);     // [B, n, h, 1]
-  out_acc.mul_(keep).add_(out_part.to(out_acc.scalar_type()).mul_(take));
-  lse_acc.copy_(lse);
-}
-
 class RingAttention : public torch::autograd::Function<RingAttention> {
  public:
   // q [B, n, h, D], k/v [B, n, h_kv, D] (n = the group's chunk sequence) → {out [B, n, h, D] in q's
@@ -340,8 +323,8 @@ class RingAttention : public torch::autograd::Function<RingAttention> {
           const model::AttentionResult part = model::blockwise_attention_forward(
               q_acc.narrow(1, pair.q_offset, pair.queries), kv_acc[0].narrow(1, pair.k_offset, pair.keys),
               kv_acc[1].narrow(1, pair.k_offset, pair.keys), pair.spec, plan.options);
-          merge_partial(out.narrow(1, pair.q_offset, pair.queries),
-                        lse.narrow(2, pair.q_offset, pair.queries), part.out, part.lse);
+          model::merge_attention_partial(out.narrow(1, pair.q_offset, pair.queries),
+                                         lse.narrow(2, pair.q_offset, pair.queries), part.out, part.lse);
         },
         [] {});
   }

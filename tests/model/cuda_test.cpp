@@ -78,7 +78,7 @@ Outputs run(QwenVL& model, const QwenConfig& config, at::Device device, at::Scal
   prompts.attention_mask = prompts.attention_mask.to(device);
   prompts.pixel_values_videos = pixels;
   prompts.video_grids = {grid};
-  KVCache cache(config.text, 2, seq + 1, dtype, device);
+  DenseKVCache cache(config.text, 2, seq + 1, dtype, device);
   outputs.prefill = model->prefill(prompts, cache);
   outputs.decoded = model->decode(at::tensor(std::vector<int64_t>{7, 11}, at::kLong).to(device), cache);
   return outputs;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "model/qwen_config.h"
+#include "model/qwen_vl.h"
 #include "model/rope.h"
 
 namespace lvrl::testing_model {
@@ -48,6 +49,22 @@ inline at::Tensor video_prompt(const model::QwenConfig& config, const model::Gri
   return at::cat({head, at::full({1}, config.vision_start_token_id, at::kLong),
                   at::full({tokens}, config.video_token_id, at::kLong),
                   at::full({1}, config.vision_end_token_id, at::kLong), tail});
+}
+
+// A micro model with weights large enough that its logits differ clearly between tokens; a function
+// of the seed alone.
+inline model::QwenVL random_model(const model::QwenConfig& config, uint64_t seed, at::ScalarType dtype) {
+  model::QwenVL model(config);
+  model::init_weights(*model, seed);
+  at::NoGradGuard no_grad;
+  at::manual_seed(seed);  // the same model in every process of a multi-rank test
+  for (auto& param : model->parameters()) {
+    if (param.dim() >= 2) param.mul_(10);
+    if (param.dim() == 1)
+      param.add_(at::rand(param.sizes(), at::kFloat).sub_(0.5).mul_(0.2));  // norms and biases
+  }
+  model->to(dtype);
+  return model;
 }
 
 }  // namespace lvrl::testing_model

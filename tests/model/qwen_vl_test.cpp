@@ -19,23 +19,11 @@ namespace lvrl::model {
 namespace {
 
 using testing_model::micro_config;
+using testing_model::random_model;
 using testing_model::video_prompt;
 
 // init_weights' std 0.02 leaves a micro model's signals tiny; scale matrices up so every part of the
 // network contributes measurably to the loss.
-QwenVL random_model(const QwenConfig& config, uint64_t seed, at::ScalarType dtype) {
-  QwenVL model(config);
-  init_weights(*model, seed);
-  at::NoGradGuard no_grad;
-  for (auto& param : model->parameters()) {
-    if (param.dim() >= 2) param.mul_(10);
-    if (param.dim() == 1)
-      param.add_(at::rand(param.sizes(), at::kFloat).sub_(0.5).mul_(0.2));  // norms and biases
-  }
-  model->to(dtype);
-  return model;
-}
-
 TEST(QwenVL, GradientsMatchFiniteDifferencesFloat64) {
   const QwenConfig config = micro_config();
   at::manual_seed(3);
@@ -114,7 +102,7 @@ TEST(QwenVL, CachedGreedyDecodingMatchesRecomputation) {
   prompts.video_grids = {grid};
 
   const int steps = 6;
-  KVCache cache(config.text, 2, seq + steps, at::kFloat, at::kCPU);
+  DenseKVCache cache(config.text, 2, seq + steps, at::kFloat, at::kCPU);
   std::vector<at::Tensor> cached_logits = {model->prefill(prompts, cache)};
   std::vector<std::vector<int64_t>> generated(2);
   for (int step = 0; step < steps; ++step) {
@@ -147,9 +135,10 @@ TEST(QwenVL, CachedGreedyDecodingMatchesRecomputation) {
 
 TEST(QwenVL, KVCacheCapacityIsChecked) {
   const QwenConfig config = micro_config();
-  KVCache cache(config.text, 1, 4, at::kFloat, at::kCPU);
+  DenseKVCache cache(config.text, 1, 4, at::kFloat, at::kCPU);
   at::Tensor k = at::zeros({1, 5, config.text.num_key_value_heads, config.text.head_dim()});
-  EXPECT_THROW(cache.append(0, k, k), InputError);
+  at::Tensor q = at::zeros({1, 5, config.text.num_attention_heads, config.text.head_dim()});
+  EXPECT_THROW(cache.attend(0, q, k, k, *make_blockwise_attention()), InputError);
 }
 
 TEST(QwenVL, VideoEmbeddingCountMustMatchThePadTokens) {
