@@ -31,12 +31,11 @@ RolloutProducer::RolloutProducer(RedisEndpoint endpoint, RolloutStreamOptions op
                                  RedisOptions redis_options)
     : options_(std::move(options)), client_(std::move(endpoint), redis_options) {}
 
-std::string RolloutProducer::publish(const RolloutRecord& record) {
-  LVRL_ASSERT(!record.rollout_id.empty(), "a rollout needs an id: the trainer de-duplicates by it");
+std::string RolloutProducer::publish(const RolloutGroup& group) {
   RedisCommand xadd{"XADD", stream_key(options_), "*"};
-  for (const auto& [name, value] : encode_rollout(record)) xadd.add(name).add(value);
+  for (const auto& [name, value] : encode_rollout(group)) xadd.add(name).add(value);
   // Not idempotent (a resend may store it twice), but at-least-once is the contract: consumers
-  // de-duplicate by rollout id.
+  // de-duplicate by group id.
   return client_.run(xadd, Retry::Idempotent).str();
 }
 
@@ -130,12 +129,12 @@ std::vector<RolloutDelivery> RolloutConsumer::accept(std::vector<Raw> raw, bool 
   if (decoded.empty()) return decoded;
 
   RedisCommand ismember{"SMISMEMBER", done_set_};
-  for (const RolloutDelivery& delivery : decoded) ismember.add(delivery.record.rollout_id);
+  for (const RolloutDelivery& delivery : decoded) ismember.add(delivery.record.group_id);
   RedisReply done = client_.run(ismember, Retry::Idempotent);
   std::vector<RolloutDelivery> out;
   std::set<std::string> batch;
   for (size_t i = 0; i < decoded.size(); ++i) {
-    const std::string& id = decoded[i].record.rollout_id;
+    const std::string& id = decoded[i].record.group_id;
     if (done[i].integer() == 1 || !batch.insert(id).second) {
       LVRL_DEBUG("rollout stream: {} (entry {}) was already used; skipping it", id, decoded[i].entry_id);
       acknowledge(decoded[i].entry_id);
@@ -227,7 +226,7 @@ std::vector<RolloutDelivery> RolloutConsumer::read(size_t count, std::chrono::mi
 void RolloutConsumer::ack(const RolloutDelivery& delivery) {
   client_.run(RedisCommand{"EVAL", kAckScript, "2", stream_, done_set_}
                   .add(delivery.entry_id)
-                  .add(delivery.record.rollout_id)
+                  .add(delivery.record.group_id)
                   .add(options_.group),
               Retry::Idempotent);
   handed_out_.erase(delivery.entry_id);

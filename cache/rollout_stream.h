@@ -1,13 +1,14 @@
 // The rollout queue: a Redis stream on the queue server (noeviction + AOF), read by the trainer
-// through a consumer group.
+// through a consumer group. One entry is one rollout group (a prompt and its G answers,
+// cache/rollout_record.h).
 //
 // Delivery is at-least-once, so every piece is built to tolerate repeats:
 //  - The producer's XADD is not idempotent; after a dropped connection publish() sends it again,
-//    which may store the rollout twice. The consumer de-duplicates by rollout id.
+//    which may store the group twice. The consumer de-duplicates by group id.
 //  - A consumer acknowledges an entry only after the trainer has used it (ack()). ack() adds the
-//    rollout id to the group's done set and XACKs in one Lua script, so "done" and "acknowledged"
-//    never disagree. read() acknowledges and skips entries whose rollout id is already done, and
-//    repeats of one id within a batch.
+//    group id to the consumer group's done set and XACKs in one Lua script, so "done" and
+//    "acknowledged" never disagree. read() acknowledges and skips entries whose group id is already
+//    done, and repeats of one id within a batch.
 //  - On restart a consumer (same name) first re-reads its own pending entries (XREADGROUP from 0),
 //    and so after a reconnect (a lost XREADGROUP reply leaves entries pending for it), skipping
 //    those it has handed out and not yet acknowledged.
@@ -45,14 +46,15 @@ struct RolloutStreamOptions {
 struct RolloutDelivery {
   std::string entry_id;    // the stream entry ("1712345678901-0")
   int64_t deliveries = 1;  // how often Redis has delivered it, this time included
-  RolloutRecord record;
+  RolloutGroup record;     // one prompt and its G answers
 };
 
 class RolloutProducer {
  public:
   RolloutProducer(RedisEndpoint endpoint, RolloutStreamOptions options = {}, RedisOptions redis_options = {});
   // XADD; returns the entry id. Sent again after a dropped connection (the consumer de-duplicates).
-  std::string publish(const RolloutRecord& record);
+  // A group that fails check_rollout_group() is an InputError naming the field; nothing is sent.
+  std::string publish(const RolloutGroup& group);
 
  private:
   RolloutStreamOptions options_;
@@ -65,11 +67,11 @@ class RolloutConsumer {
   RolloutConsumer(RedisEndpoint endpoint, std::string name, RolloutStreamOptions options = {},
                   RedisOptions redis_options = {});
 
-  // Up to `count` rollouts: this consumer's own pending ones first (after a restart), then idle
+  // Up to `count` rollout groups: this consumer's own pending ones first (after a restart), then idle
   // ones claimed from others (at most every claim_idle/4), then new ones, waiting up to `block` for
   // those. Empty when nothing arrived in time. Duplicates and dead letters are handled, not returned.
   std::vector<RolloutDelivery> read(size_t count, std::chrono::milliseconds block);
-  // The trainer has used it: mark its rollout id done and acknowledge the entry.
+  // The trainer has used it: mark its group id done and acknowledge the entry.
   void ack(const RolloutDelivery& delivery);
   // The janitor step: claims entries pending longer than claim_idle (from any consumer) for this
   // one; they come back from the next read(). Returns how many were claimed.

@@ -1,7 +1,8 @@
 // What the cache does with data that is not what it should be: a manifest or a rollout entry with a
-// bad field is an InputError naming that field, and only that error makes an entry "broken" (a
-// miss, deleted) or "undecodable" (dead-lettered). Running out of memory while parsing, or a bug,
-// is not the entry's fault: it must reach the caller and leave the entry alone.
+// bad field (a format-1 rollout entry among them) is an InputError naming that field, and only that
+// error makes an entry "broken" (a miss, deleted) or "undecodable" (dead-lettered). Running out of
+// memory while parsing, or a bug, is not the entry's fault: it must reach the caller and leave the
+// entry alone.
 //
 // Out of memory is injected by this binary's operator new: armed on one thread with an exact
 // allocation size, it throws std::bad_alloc once for that size. The sizes used here (a 200000-byte
@@ -22,6 +23,7 @@
 #include "cache/rollout_stream.h"
 #include "core/error.h"
 #include "redis_test_support.h"
+#include "rollout_groups.h"
 #include "tests/support/expect_error.h"
 
 namespace {
@@ -88,37 +90,95 @@ TEST(ManifestParsing, ABadFieldIsAnInputErrorNamingIt) {
   EXPECT_NE(not_json.find("JSON object"), std::string::npos) << not_json;
 }
 
+template <typename T>
+std::string bytes_of(const std::vector<T>& values) {
+  return std::string(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(T));
+}
+
 TEST(RolloutRecordParsing, ABadFieldIsAnInputErrorNamingIt) {
-  RolloutRecord good;
-  good.rollout_id = "r1";
-  good.token_ids = {1, 2};
-  good.behaviour_logprobs = {-0.5f, -0.25f};
-  const StreamFields fields = encode_rollout(good);
+  const StreamFields fields = encode_rollout(testing::example_group(0));
+  ASSERT_NO_THROW(decode_rollout(fields));
   auto changed = [&](const std::string& name, const std::string& value) {
     StreamFields out = fields;
+    bool found = false;
     for (auto& [field, text] : out) {
-      if (field == name) text = value;
+      if (field == name) {
+        text = value;
+        found = true;
+      }
     }
+    EXPECT_TRUE(found) << name;
     return out;
   };
+  // The example's prompt ids with the first marker replaced by a raw <|video_pad|>.
+  std::vector<int32_t> uncollapsed = testing::example_group(0).prompt_ids;
+  uncollapsed[3] = testing::kVideoPad;
   const std::pair<StreamFields, const char*> bad[] = {
+      {changed("format", "1"), "format"},
+      {changed("format", "two"), "format"},
+      {changed("group", ""), "group"},
       {changed("version", "7x"), "version"},
-      {changed("tokens", "abc"), "tokens"},
-      {changed("reward", "high"), "reward"},
-      {changed("logprobs", std::string(4, '\0')), "logprobs"},  // 1 log-prob for 2 tokens
-      {changed("id", ""), "id"},
+      {changed("prompt_ids", "abc"), "prompt_ids"},  // 3 bytes: not int32s
+      {changed("prompt_ids", bytes_of(uncollapsed)), "prompt_ids"},
+      {changed("prompt_ids", ""), "prompt_ids"},
+      {changed("video_pad", "pad"), "video_pad"},
+      {changed("merge", "0"), "merge"},
+      {changed("grids", "2x4"), "grids"},
+      {changed("grids", "2x4x5,1x2x2"), "grids"},  // w not a multiple of the merge size
+      {changed("grids", "2x4x6"), "grids"},        // one grid for two markers
+      {changed("second_per_grid_ts", "2"), "second_per_grid_ts"},
+      {changed("second_per_grid_ts", "2,zero"), "second_per_grid_ts"},
+      {changed("second_per_grid_ts", "2,-1"), "second_per_grid_ts"},
+      {changed("embedding", ""), "embedding"},
+      {changed("sampling.temperature", "hot"), "sampling.temperature"},
+      {changed("sampling.top_p", "1.5"), "sampling.top_p"},
+      {changed("sampling.min_p", "-0.1"), "sampling.min_p"},
+      {changed("sampling.top_k", "-1"), "sampling.top_k"},
+      {changed("sampling.max_new_tokens", "0"), "sampling.max_new_tokens"},
+      {changed("sampling.max_new_tokens", "6"), "s2.response"},  // sample 2 has 7 tokens
+      {changed("samples", "0"), "samples"},
+      {changed("samples", "4"), "s3.response"},  // a fourth sample that is not there
+      {changed("samples", "2"), "s2.finish"},    // a third sample that should not be (first by name)
+      {changed("s0.response", bytes_of(std::vector<int32_t>{1, 2, -3, 4})), "s0.response"},
+      {changed("s0.logprobs", bytes_of(std::vector<float>{-1})), "s0.logprobs"},  // 1 log-prob, 4 tokens
+      {changed("s1.sampled_logprobs", bytes_of(std::vector<float>{0.5f})), "s1.sampled_logprobs"},
+      {changed("s2.finish", "eos"), "s2.finish"},
+      {changed("s0.reward", "high"), "s0.reward"},
+      {changed("s0.reward.format", "half"), "s0.reward.format"},
+      {changed("s1.seed", "-1"), "s1.seed"},
   };
   for (const auto& [entry, field] : bad) {
     SCOPED_TRACE(field);
     expect_input_error([&] { decode_rollout(entry); }, field);
   }
-  StreamFields unknown = fields;
-  unknown.emplace_back("garbage", "1");
-  expect_input_error([&] { decode_rollout(unknown); }, "garbage");
-  StreamFields no_version = changed("version", "");
-  no_version.erase(
-      std::find_if(no_version.begin(), no_version.end(), [](const auto& f) { return f.first == "version"; }));
-  expect_input_error([&] { decode_rollout(no_version); }, "version");
+  auto with = [&](const std::string& name, const std::string& value) {
+    StreamFields out = fields;
+    out.emplace_back(name, value);
+    return out;
+  };
+  expect_input_error([&] { decode_rollout(with("garbage", "1")); }, "garbage");
+  expect_input_error([&] { decode_rollout(with("s9.reward.accuracy", "1")); }, "s9.reward.accuracy");
+  expect_input_error([&] { decode_rollout(with("group", "g0")); }, "group");  // repeated
+  for (const char* name : {"version", "format", "s1.seed", "sampling.top_k"}) {
+    SCOPED_TRACE(name);
+    StreamFields without = fields;
+    without.erase(
+        std::find_if(without.begin(), without.end(), [&](const auto& f) { return f.first == name; }));
+    expect_input_error([&] { decode_rollout(without); }, name);
+  }
+}
+
+TEST(RolloutRecordParsing, AFormatOneEntryIsRefusedNamingFormat) {
+  // One answer per entry, as format 1 wrote it.
+  const StreamFields format_one = {{"id", "r1"},
+                                   {"prompt", "p0"},
+                                   {"version", "3"},
+                                   {"tokens", bytes_of(std::vector<int32_t>{1, 2})},
+                                   {"logprobs", bytes_of(std::vector<float>{-0.5f, -0.25f})},
+                                   {"reward", "1"},
+                                   {"embedding", ""}};
+  const std::string text = expect_input_error([&] { decode_rollout(format_one); }, "format").what();
+  EXPECT_NE(text.find("format-1"), std::string::npos) << text;
 }
 
 TEST(CacheParseFailures, OutOfMemoryInAManifestReachesTheCallerAndKeepsTheEntry) {
@@ -146,10 +206,9 @@ TEST(CacheParseFailures, OutOfMemoryInARolloutReachesTheCallerAndIsNotDeadLetter
   TestServer server(RedisRole::Queue, "0");
   RolloutStreamOptions options;
   options.max_deliveries = 3;
-  RolloutRecord record;
-  record.rollout_id = "r1";
-  record.extra[std::string(kLongName, 'x')] = "v";
-  RolloutProducer(server.endpoint(), options, quick_options()).publish(record);
+  RolloutGroup group = testing::example_group(1);
+  group.extra[std::string(kLongName, 'x')] = "v";
+  RolloutProducer(server.endpoint(), options, quick_options()).publish(group);
 
   RolloutConsumer consumer(server.endpoint(), "trainer-0", options, quick_options());
   fail_allocation_of = kLongName + 1;  // decode_rollout's copy of the extra field's name

@@ -1,7 +1,7 @@
-// The rollout queue and the weight channel on a private queue server (noeviction + AOF): records
-// survive encoding, a consumer that dies before XACK has its entries redelivered to another and
-// each rollout is used exactly once after de-duplication, poison entries are dead-lettered, and
-// weight versions only go up and wake waiters.
+// The rollout queue and the weight channel on a private queue server (noeviction + AOF): groups
+// travel intact, a consumer that dies before XACK has its entries redelivered to another and each
+// group is used exactly once after de-duplication (by group id), poison entries (a format-1 entry
+// among them) are dead-lettered, and weight versions only go up and wake waiters.
 #include "cache/rollout_stream.h"
 
 #include <gtest/gtest.h>
@@ -12,6 +12,7 @@
 #include "cache/weight_channel.h"
 #include "core/error.h"
 #include "redis_test_support.h"
+#include "rollout_groups.h"
 
 namespace lvrl::cache {
 namespace {
@@ -19,28 +20,8 @@ using std::chrono::milliseconds;
 using testing::quick_options;
 using testing::TestServer;
 
-RolloutRecord record(int i) {
-  RolloutRecord r;
-  r.rollout_id = "r" + std::to_string(i);
-  r.prompt_id = "p" + std::to_string(i / 4);
-  r.policy_version = 7;
-  r.token_ids = {151644, 0, -1, i};
-  r.behaviour_logprobs = {-0.25f, -1e-8f, -30.5f, -0.0f};
-  r.rewards = {{"accuracy", 1}, {"format", 0.5}};
-  r.reward = 1.5 + i;
-  r.embedding_key = "emb1-00ff";
-  r.extra = {{"answer", "<answer>B</answer>"}};
-  return r;
-}
-
-TEST(RolloutRecord, EncodesAndDecodesExactly) {
-  RolloutRecord original = record(3);
-  original.reward = 0.1 + 0.2;  // needs all 17 digits
-  EXPECT_EQ(decode_rollout(encode_rollout(original)), original);
-  StreamFields fields = encode_rollout(original);
-  fields.erase(fields.begin());  // no id
-  EXPECT_THROW(decode_rollout(fields), std::runtime_error);
-  EXPECT_THROW(decode_rollout({{"id", "x"}, {"version", "1"}, {"tokens", "abc"}}), std::runtime_error);
+RolloutGroup record(int i) {
+  return testing::example_group(i);
 }
 
 class RolloutStreamTest : public ::testing::Test {
@@ -73,13 +54,26 @@ TEST_F(RolloutStreamTest, PublishReadAck) {
   EXPECT_EQ(length(), 0);  // acknowledged entries are deleted
 }
 
+TEST_F(RolloutStreamTest, PublishRefusesAnInconsistentGroupAndSendsNothing) {
+  RolloutProducer producer(server_.endpoint(), options(), quick_options());
+  RolloutGroup group = record(0);
+  group.samples[1].logprobs.push_back(-1);  // 2 log-probs for 1 token
+  try {
+    producer.publish(group);
+    ADD_FAILURE() << "published an inconsistent group";
+  } catch (const InputError& e) {
+    EXPECT_EQ(e.key(), "s1.logprobs") << e.what();
+  }
+  EXPECT_EQ(length(), 0);
+}
+
 TEST_F(RolloutStreamTest, ConsumerKilledBeforeAckIsRedeliveredAndUsedExactlyOnce) {
   RolloutProducer producer(server_.endpoint(), options(), quick_options());
   for (int i = 0; i < 8; ++i) producer.publish(record(i));
-  producer.publish(record(2));  // a resent XADD: the same rollout twice in the stream
+  producer.publish(record(2));  // a resent XADD: the same group twice in the stream
   std::map<std::string, int> used;
   {
-    // Consumer A takes three rollouts and dies before using them (its connection closes, its
+    // Consumer A takes three groups and dies before using them (its connection closes, its
     // entries stay pending in the group, as for a killed process).
     RolloutConsumer a(server_.endpoint(), "trainer-a", options(), quick_options());
     ASSERT_EQ(a.read(3, milliseconds(100)).size(), 3u);
@@ -89,19 +83,19 @@ TEST_F(RolloutStreamTest, ConsumerKilledBeforeAckIsRedeliveredAndUsedExactlyOnce
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
   while (used.size() < 8 && std::chrono::steady_clock::now() < deadline) {
     for (const RolloutDelivery& delivery : b.read(4, milliseconds(50))) {
-      ++used[delivery.record.rollout_id];
-      deliveries[delivery.record.rollout_id] = delivery.deliveries;
-      EXPECT_EQ(delivery.record, record(std::stoi(delivery.record.rollout_id.substr(1))));
+      ++used[delivery.record.group_id];
+      deliveries[delivery.record.group_id] = delivery.deliveries;
+      EXPECT_EQ(delivery.record, record(std::stoi(delivery.record.group_id.substr(1))));
       b.ack(delivery);
     }
   }
   ASSERT_EQ(used.size(), 8u);
   for (const auto& [id, times] : used) EXPECT_EQ(times, 1) << id;
-  // A's entries reach B after claim_idle; r2 may come first as its duplicate entry (then A's copy
+  // A's entries reach B after claim_idle; g2 may come first as its duplicate entry (then A's copy
   // is skipped as already used).
-  EXPECT_EQ(deliveries["r0"], 2);
-  EXPECT_EQ(deliveries["r1"], 2);
-  EXPECT_EQ(deliveries["r3"], 1);
+  EXPECT_EQ(deliveries["g0"], 2);
+  EXPECT_EQ(deliveries["g1"], 2);
+  EXPECT_EQ(deliveries["g3"], 1);
   EXPECT_TRUE(b.read(4, milliseconds(300)).empty());
   EXPECT_EQ(length(), 0);
   RedisReply pending =
@@ -120,18 +114,21 @@ TEST_F(RolloutStreamTest, RestartedConsumerReadsItsOwnPendingFirst) {
   RolloutConsumer after(server_.endpoint(), "trainer-0", options(), quick_options());
   std::vector<RolloutDelivery> first = after.read(10, milliseconds(100));
   ASSERT_EQ(first.size(), 2u);
-  EXPECT_EQ(first[0].record.rollout_id, "r0");
-  EXPECT_EQ(first[1].record.rollout_id, "r1");
+  EXPECT_EQ(first[0].record.group_id, "g0");
+  EXPECT_EQ(first[1].record.group_id, "g1");
   EXPECT_EQ(first[0].deliveries, 2);
   std::vector<RolloutDelivery> next = after.read(10, milliseconds(100));
   ASSERT_EQ(next.size(), 1u);
-  EXPECT_EQ(next[0].record.rollout_id, "r2");
+  EXPECT_EQ(next[0].record.group_id, "g2");
 }
 
 TEST_F(RolloutStreamTest, PoisonEntriesGoToTheDeadLetterStream) {
   RolloutProducer producer(server_.endpoint(), options(), quick_options());
   producer.publish(record(0));
-  raw_.run(RedisCommand{"XADD", "lvrl:default:rollouts", "*", "garbage", "1"}, Retry::Never);
+  // A format-1 entry (one answer, no format field), as an older producer wrote it.
+  raw_.run(RedisCommand{"XADD", "lvrl:default:rollouts", "*", "id", "r9", "prompt", "p0", "version", "1",
+                        "tokens", "", "logprobs", "", "reward", "1", "embedding", ""},
+           Retry::Never);
   for (int restart = 0; restart < 3; ++restart) {  // delivered 1, 2, 3 times, never acknowledged
     RolloutConsumer crashing(server_.endpoint(), "trainer-0", options(), quick_options());
     std::vector<RolloutDelivery> got = crashing.read(10, milliseconds(50));
@@ -147,7 +144,7 @@ TEST_F(RolloutStreamTest, PoisonEntriesGoToTheDeadLetterStream) {
   for (size_t i = 0; i < dead.size(); ++i) {
     for (size_t f = 0; f < dead[i][1].size(); ++f) all += dead[i][1][f].str() + " ";
   }
-  EXPECT_NE(all.find("undecodable: 'garbage': not a field of a rollout"), std::string::npos) << all;
+  EXPECT_NE(all.find("undecodable: 'format': missing: a format-1 rollout entry"), std::string::npos) << all;
   EXPECT_NE(all.find("delivered 4 times (the limit is 3)"), std::string::npos) << all;
   EXPECT_EQ(length(), 0);
 }
