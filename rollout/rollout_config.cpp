@@ -13,7 +13,8 @@ const RegisterConfigSection rollout_section(
          ConfigKey::integer("top_k", 0, "keep the k most likely tokens; 0 = all").range(0, 1e9),
          ConfigKey::number("top_p", 1.0, "keep the smallest set of tokens whose probability reaches p")
              .range(0, 1),
-         ConfigKey::number("min_p", 0.0, "drop tokens less likely than min_p × the most likely one").range(0, 1),
+         ConfigKey::number("min_p", 0.0, "drop tokens less likely than min_p × the most likely one")
+             .range(0, 1),
          ConfigKey::integer("max_new_tokens", 1024, "answer length limit (finish reason `length`)")
              .range(1, 1e9),
          ConfigKey::integer("seed", 0, "seed of the first request; request i uses seed + i").range(0, 9e18),
