@@ -1,9 +1,9 @@
 // Chunked log-softmax gather with a recomputing backward.
 //
 // Forward, per chunk of rows: z = (h Wᵀ)/T in the accumulation dtype, lse = logsumexp(z),
-// out = z[target] − lse. Only lse [N] is kept. Backward, per chunk: recompute z, p = exp(z − lse),
-// g_z = g·(onehot(target) − p)/T, then dh = g_z W and dW += g_zᵀ h. Peak extra memory is one chunk's
-// [chunk, V] logits in each direction.
+// out = z[target] − lse (logprobs_from_logits_in_place, which the sampler shares). Only lse [N] is kept.
+// Backward, per chunk: recompute z, p = exp(z − lse), g_z = g·(onehot(target) − p)/T, then dh = g_z W and dW
+// += g_zᵀ h. Peak extra memory is one chunk's [chunk, V] logits in each direction.
 #include "model/token_logprobs.h"
 
 #include <ATen/ATen.h>
@@ -33,12 +33,11 @@ class ChunkedLogprobs : public torch::autograd::Function<ChunkedLogprobs> {
     at::Tensor weight_acc = weight.to(acc);
     for (int64_t start = 0; start < rows; start += chunk) {
       const int64_t n = std::min(chunk, rows - start);
-      at::Tensor z = at::matmul(hidden.narrow(0, start, n).to(acc), weight_acc.t());  // [n, V]
-      if (temperature != 1.0) z.div_(temperature);
-      at::Tensor chunk_lse = at::logsumexp(z, -1);
-      lse.narrow(0, start, n).copy_(chunk_lse);
+      at::Tensor z = at::matmul(hidden.narrow(0, start, n).to(acc), weight_acc.t());  // [n, V] logits
+      at::Tensor chunk_lse;
       out.narrow(0, start, n)
-          .copy_(z.gather(1, targets.narrow(0, start, n).unsqueeze(1)).squeeze(1) - chunk_lse);
+          .copy_(logprobs_from_logits_in_place(z, targets.narrow(0, start, n), temperature, &chunk_lse));
+      lse.narrow(0, start, n).copy_(chunk_lse);
     }
     ctx->save_for_backward({hidden, weight, targets, lse});
     ctx->saved_data["temperature"] = temperature;
@@ -79,6 +78,26 @@ class ChunkedLogprobs : public torch::autograd::Function<ChunkedLogprobs> {
 };
 
 }  // namespace
+
+at::Tensor logprobs_from_logits_in_place(at::Tensor& logits, const at::Tensor& targets, double temperature,
+                                         at::Tensor* lse) {
+  LVRL_ASSERT(logits.dim() == 2 && targets.dim() == 1 && targets.size(0) == logits.size(0) &&
+                  (logits.scalar_type() == at::kFloat || logits.scalar_type() == at::kDouble),
+              fmt::format("logprobs_from_logits(logits {} {}, targets {})", logits.sizes(),
+                          logits.scalar_type(), targets.sizes()));
+  LVRL_ASSERT(temperature > 0, fmt::format("temperature {}", temperature));
+  if (temperature != 1.0) logits.div_(temperature);
+  at::Tensor row_lse = at::logsumexp(logits, -1);  // [N]
+  at::Tensor out = logits.gather(1, targets.to(logits.device()).unsqueeze(1)).squeeze(1) - row_lse;
+  if (lse != nullptr) *lse = row_lse;
+  return out;
+}
+
+at::Tensor logprobs_from_logits(const at::Tensor& logits, const at::Tensor& targets, double temperature) {
+  at::Tensor z = logits.to(accumulation_dtype(logits));
+  if (temperature != 1.0 && z.is_same(logits)) z = z.clone();  // the division below is in place
+  return logprobs_from_logits_in_place(z, targets, temperature);
+}
 
 at::Tensor token_logprobs(const at::Tensor& hidden, const at::Tensor& weight, const at::Tensor& targets,
                           const LogprobOptions& options) {
