@@ -114,8 +114,8 @@ at::Tensor SharedPrefixKVCache::attend(int64_t layer, const at::Tensor& q, const
   const int64_t batch = this->batch(), n = q.size(1);
   LVRL_ASSERT(layer >= 0 && layer < layers_ && q.dim() == 4 && q.size(0) == batch && k.size(0) == batch &&
                   k.sizes() == v.sizes() && k.size(1) == n,
-              fmt::format("attend layer {}: q {} k {} v {} over {} rows", layer, q.sizes(), k.sizes(), v.sizes(),
-                          batch));
+              fmt::format("attend layer {}: q {} k {} v {} over {} rows", layer, q.sizes(), k.sizes(),
+                          v.sizes(), batch));
   LVRL_ASSERT(placement_.ranks == 1 || n == 1,
               fmt::format("{} new tokens per row under a {}-rank placement (decode steps only)", n,
                           placement_.ranks));
@@ -142,7 +142,8 @@ at::Tensor SharedPrefixKVCache::attend(int64_t layer, const at::Tensor& q, const
   own_spec.key_lengths = at::tensor(key_lengths, at::kLong);
   AttentionResult own;
   if (longest > 0) {
-    own = attention.forward(q, keys_[layer].narrow(1, 0, longest), values_[layer].narrow(1, 0, longest), own_spec);
+    own = attention.forward(q, keys_[layer].narrow(1, 0, longest), values_[layer].narrow(1, 0, longest),
+                            own_spec);
   } else {  // no row has a token here yet (a rank's first step under SP)
     own.out = at::zeros_like(q);
     own.lse = at::full({batch, q.size(2), n}, -INFINITY,

@@ -56,8 +56,8 @@ class SharedPrefixKVCache : public KVCache {
   using Combine = std::function<void(at::Tensor& out, at::Tensor& lse)>;
 
   // capacity: new tokens a row may have (max_new_tokens); a rank keeps ⌈capacity / ranks⌉ of them.
-  SharedPrefixKVCache(const TextConfig& config, int64_t capacity, at::ScalarType dtype, const at::Device& device,
-                      TokenPlacement placement = {}, Combine combine = {});
+  SharedPrefixKVCache(const TextConfig& config, int64_t capacity, at::ScalarType dtype,
+                      const at::Device& device, TokenPlacement placement = {}, Combine combine = {});
 
   // `count` new rows continuing `prefix` (at its next position), appended after the current rows;
   // returns the first new row's index.

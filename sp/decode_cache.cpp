@@ -66,8 +66,8 @@ model::PrefilledPrompt prefill_prompt_sharded(model::QwenVLImpl& model, const mo
   }
   LVRL_ASSERT(owner >= 0, fmt::format("no rank holds token {} of {}", seq - 1, seq));
   const int64_t vocab = model.lm_head_weight().size(0);
-  at::Tensor logits = at::empty({vocab}, hidden.options().dtype(
-                                              hidden.scalar_type() == at::kDouble ? at::kDouble : at::kFloat));
+  at::Tensor logits = at::empty(
+      {vocab}, hidden.options().dtype(hidden.scalar_type() == at::kDouble ? at::kDouble : at::kFloat));
   if (rank == owner) {
     const int64_t local = (indices == seq - 1).nonzero().item<int64_t>();
     logits.copy_(model.logits(hidden[0][local]));

@@ -1,6 +1,8 @@
 // The shared-prefix KV cache and chunked prefill against recomputing every sequence from scratch
 // (model->hidden_states over prompt + answer so far, no cache) and against G independent prefills.
 // fp32 micro model; tolerance 1e-5 relative on logits (the bound the rollout issue sets).
+#include "model/prefix_kv_cache.h"
+
 #include <ATen/ATen.h>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
@@ -9,7 +11,6 @@
 
 #include "core/error.h"
 #include "core/tensor_compare.h"
-#include "model/prefix_kv_cache.h"
 #include "model/qwen_vl.h"
 #include "tests/model/micro_model.h"
 
@@ -98,7 +99,8 @@ TEST(SharedPrefixKVCache, RowsLeaveAndJoinARunningBatch) {
   const QwenConfig config = micro_config(/*tied=*/true);
   QwenVL model = random_model(config, 43, at::kFloat);
   at::NoGradGuard no_grad;
-  std::vector<Prompt> prompts = {video_prompt_of(config, 2, 4, 1), {at::randint(1, 150, {7}, at::kLong)},
+  std::vector<Prompt> prompts = {video_prompt_of(config, 2, 4, 1),
+                                 {at::randint(1, 150, {7}, at::kLong)},
                                  video_prompt_of(config, 6, 1, 2)};
   SharedPrefixKVCache cache(config.text, 8, at::kFloat, at::kCPU);
   struct Row {

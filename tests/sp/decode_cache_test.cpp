@@ -4,6 +4,8 @@
 // Teacher-forced (every rank feeds the same fixed tokens): log-probs within 1e-5 of a single-process
 // recomputation without any cache. Greedy: the tokens equal one rank's greedy tokens wherever the
 // top-2 margin exceeds 1e-4 (the first step below it ends the comparison of that row). fp32.
+#include "sp/decode_cache.h"
+
 #include <ATen/ATen.h>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
@@ -14,7 +16,6 @@
 #include "model/prefix_kv_cache.h"
 #include "model/qwen_vl.h"
 #include "model/token_logprobs.h"
-#include "sp/decode_cache.h"
 #include "tests/model/micro_model.h"
 #include "tests/support/multi_rank.h"
 
@@ -40,8 +41,8 @@ Prompts make_prompts(model::QwenVLImpl& model) {
     model::ModelInput input;
     input.input_ids = testing_model::video_prompt(config, grid, 3 + 4 * p, 5 - 2 * p, 9 + p).unsqueeze(0);
     at::manual_seed(20 + p);
-    input.video_embeds = at::randn({grid[0] * grid[1] * grid[2] / config.vision.merge_units(),
-                                    config.text.hidden_size});
+    input.video_embeds =
+        at::randn({grid[0] * grid[1] * grid[2] / config.vision.merge_units(), config.text.hidden_size});
     input.video_grids = {grid};
     prompts.inputs.push_back(input);
   }
@@ -133,9 +134,10 @@ TEST(SpDecodeWorker, MatchesOneRank) {
   const at::Tensor forced = sharded_run([&](model::KVCache& cache, const std::vector<at::Tensor>& logits) {
     return teacher_forced(*model, prompts, cache, logits);
   });
-  const auto [tokens, margins] = sharded_run([&](model::KVCache& cache, const std::vector<at::Tensor>& logits) {
-    return greedy(*model, cache, logits);
-  });
+  const auto [tokens, margins] =
+      sharded_run([&](model::KVCache& cache, const std::vector<at::Tensor>& logits) {
+        return greedy(*model, cache, logits);
+      });
 
   const double logprob_error = (forced - reference).abs().max().item<double>();
   EXPECT_LE(logprob_error, kLogprobTolerance);
@@ -149,7 +151,8 @@ TEST(SpDecodeWorker, MatchesOneRank) {
     }
   }
   EXPECT_GE(compared, 4 * kSteps / 2);  // a comparison that checks next to nothing would pass vacuously
-  test::write_result(fmt::format("max |Δ logprob| {:.3g}, {} greedy tokens compared", logprob_error, compared));
+  test::write_result(
+      fmt::format("max |Δ logprob| {:.3g}, {} greedy tokens compared", logprob_error, compared));
 }
 
 struct DecodeCase {
@@ -170,7 +173,9 @@ TEST_P(SpDecode, MatchesOneRank) {
 INSTANTIATE_TEST_SUITE_P(Modes, SpDecode,
                          ::testing::Values(DecodeCase{"ulysses", 2}, DecodeCase{"ring", 2},
                                            DecodeCase{"ulysses", 3}, DecodeCase{"ring", 3}),
-                         [](const auto& info) { return fmt::format("{}_{}", info.param.mode, info.param.ranks); });
+                         [](const auto& info) {
+                           return fmt::format("{}_{}", info.param.mode, info.param.ranks);
+                         });
 
 }  // namespace
 }  // namespace lvrl::sp
