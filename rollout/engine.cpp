@@ -39,8 +39,9 @@ EngineOptions EngineOptions::from_config(const Config& config) {
 Engine::Engine(model::QwenVL model, model::Tokenizer tokenizer, EngineOptions options,
                std::shared_ptr<sp::Mesh> mesh)
     : model_(std::move(model)), tokenizer_(std::move(tokenizer)), options_(options), mesh_(std::move(mesh)) {
-  LVRL_ASSERT(options_.max_batch_rows > 0 && options_.prefill_chunk > 0,
-              fmt::format("engine of {} rows, prefill chunk {}", options_.max_batch_rows, options_.prefill_chunk));
+  LVRL_ASSERT(
+      options_.max_batch_rows > 0 && options_.prefill_chunk > 0,
+      fmt::format("engine of {} rows, prefill chunk {}", options_.max_batch_rows, options_.prefill_chunk));
   if (mesh_ && mesh_->sp_size() == 1) mesh_ = nullptr;
   const at::Tensor weight = model_->lm_head_weight();
   allowed_ = sampling_token_mask(tokenizer_, weight.size(0)).to(weight.device());
@@ -65,10 +66,11 @@ bool Engine::leader() const {
 void Engine::submit(GenerationRequest request) {
   const std::string who = fmt::format("request {}", request.id);
   if (request.n < 1 || request.n > options_.max_batch_rows) {
-    throw InputError({"", 0, "rollout.n", std::to_string(request.n)},
-                     fmt::format("{} asks for {} answers; the engine decodes 1 to rollout.max_batch_rows = {} "
-                                 "together",
-                                 who, request.n, options_.max_batch_rows));
+    throw InputError(
+        {"", 0, "rollout.n", std::to_string(request.n)},
+        fmt::format("{} asks for {} answers; the engine decodes 1 to rollout.max_batch_rows = {} "
+                    "together",
+                    who, request.n, options_.max_batch_rows));
   }
   const at::Tensor& ids = request.prompt.input_ids;
   if (!ids.defined() || ids.dim() != 2 || ids.size(0) != 1 || ids.size(1) == 0) {

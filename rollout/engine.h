@@ -42,14 +42,15 @@ namespace lvrl::rollout {
 
 struct GenerationRequest {
   std::string id;
-  model::ModelInput prompt;  // one prompt: input_ids [1, S]; video rows as video_embeds (or pixels on one rank)
-  SamplingParams sampling;   // answer i draws with its own generator, seeded sampling.seed + i
-  int64_t n = 1;             // answers (G)
+  model::ModelInput
+      prompt;  // one prompt: input_ids [1, S]; video rows as video_embeds (or pixels on one rank)
+  SamplingParams sampling;  // answer i draws with its own generator, seeded sampling.seed + i
+  int64_t n = 1;            // answers (G)
 };
 
 struct GeneratedAnswer {
-  std::vector<int64_t> token_ids;    // [T]
-  std::vector<float> logprobs;       // [T] under softmax(logits / temperature), the full vocabulary
+  std::vector<int64_t> token_ids;       // [T]
+  std::vector<float> logprobs;          // [T] under softmax(logits / temperature), the full vocabulary
   std::vector<float> sampled_logprobs;  // [T] under the truncated distribution sampled from
   FinishReason finish = FinishReason::None;
   uint64_t seed = 0;

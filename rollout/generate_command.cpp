@@ -102,10 +102,11 @@ Video video_from_cache(const GenerateArgs& args, const model::QwenVLImpl& model)
   const int64_t rows = grid[0] * grid[1] * grid[2] / model.config().vision.merge_units();
   const at::Tensor& tensor = entry->tensor;
   if (tensor.dim() != 2 || tensor.size(0) != rows || tensor.size(1) != model.config().text.hidden_size) {
-    throw InputError({"", 0, "--embedding-key", args.embedding_key},
-                     fmt::format("the entry holds rows {}; this model's prompt needs [{}, {}] for grid ({}, {}, {})",
-                                 fmt::join(tensor.sizes(), "x"), rows, model.config().text.hidden_size, grid[0],
-                                 grid[1], grid[2]));
+    throw InputError(
+        {"", 0, "--embedding-key", args.embedding_key},
+        fmt::format("the entry holds rows {}; this model's prompt needs [{}, {}] for grid ({}, {}, {})",
+                    fmt::join(tensor.sizes(), "x"), rows, model.config().text.hidden_size, grid[0], grid[1],
+                    grid[2]));
   }
   return {tensor, grid, facts.second_per_grid_t};
 }
@@ -119,7 +120,8 @@ Video video_from_file(const GenerateArgs& args, const Config& config, model::Qwe
   pipeline::warn_if_damaged(args.video, video, recipe);
   const at::Tensor pixels = video.patches.pixel_values.to(model.lm_head_weight().device());
   const std::vector<model::GridTHW> grids = {video.patches.grid_thw};
-  at::Tensor rows = mesh ? sp::encode_video_sharded(model, pixels, grids, *mesh) : model.encode_video(pixels, grids);
+  at::Tensor rows =
+      mesh ? sp::encode_video_sharded(model, pixels, grids, *mesh) : model.encode_video(pixels, grids);
   return {rows, video.patches.grid_thw, 2.0 / video.pick.sample_fps};
 }
 
@@ -131,13 +133,15 @@ int run_generate_rank(const GenerateArgs& args, const std::shared_ptr<sp::Mesh>&
   const model::Tokenizer tokenizer = model::Tokenizer::load(settings.path);
   at::NoGradGuard no_grad;
 
-  const Video video = args.video.empty() ? video_from_cache(args, *model) : video_from_file(args, config, *model, mesh);
+  const Video video =
+      args.video.empty() ? video_from_cache(args, *model) : video_from_file(args, config, *model, mesh);
   model::PromptRequest prompt;
   prompt.question = args.question;
   prompt.options = args.options;
   prompt.grid_thw = video.grid;
-  const model::VideoPrompt rendered = model::render_prompt(tokenizer, prompt, model::PromptOptions::from_config(config),
-                                                           model->config().vision.spatial_merge_size);
+  const model::VideoPrompt rendered =
+      model::render_prompt(tokenizer, prompt, model::PromptOptions::from_config(config),
+                           model->config().vision.spatial_merge_size);
   GenerationRequest request;
   request.id = "generate";
   request.n = config.get<int64_t>("rollout.n");
@@ -180,12 +184,14 @@ int run_generate_rank(const GenerateArgs& args, const std::shared_ptr<sp::Mesh>&
 
 int run_generate(const GenerateArgs& args) {
   if (args.video.empty() == args.embedding_key.empty()) {
-    throw InputError({"", 0, "--video", args.video}, "give either --video FILE or --embedding-key KEY --cache-url URL");
+    throw InputError({"", 0, "--video", args.video},
+                     "give either --video FILE or --embedding-key KEY --cache-url URL");
   }
   if (!args.embedding_key.empty() && args.cache_url.empty()) {
     throw InputError({"", 0, "--cache-url", ""}, "--embedding-key needs the cache's --cache-url");
   }
-  if (args.nproc < 1) throw InputError({"", 0, "--nproc", std::to_string(args.nproc)}, "expected 1 or more ranks");
+  if (args.nproc < 1)
+    throw InputError({"", 0, "--nproc", std::to_string(args.nproc)}, "expected 1 or more ranks");
   if (args.nproc == 1) return run_generate_rank(args, nullptr);
   const char* world = std::getenv("WORLD_SIZE");
   if (world == nullptr) {  // the launcher: start the ranks and wait for them
@@ -210,21 +216,25 @@ int run_generate(const GenerateArgs& args) {
 }
 
 const RegisterCommand generate_command(
-    "generate", "Sample answers to one question about one video, one JSON line per answer", [](CLI::App& app) {
+    "generate", "Sample answers to one question about one video, one JSON line per answer",
+    [](CLI::App& app) {
       auto args = std::make_shared<GenerateArgs>();
       app.add_option("--model", args->model_dir, "checkpoint directory (config.json, safetensors, tokenizer)")
           ->required();
-      app.add_option("--config", args->config_path, "run config (YAML) for rollout.*, prompt.*, preprocess.*");
+      app.add_option("--config", args->config_path,
+                     "run config (YAML) for rollout.*, prompt.*, preprocess.*");
       app.add_option("--video", args->video, "video file (decoded and encoded here)");
       app.add_option("--embedding-key", args->embedding_key, "the video's entry in the embedding cache");
       app.add_option("--cache-url", args->cache_url, "the embedding cache (redis://… or unix://…)");
       app.add_option("--question", args->question, "the question")->required();
       app.add_option("--option", args->options, "an answer option, \"A. …\" (repeat for each)");
       app.add_option("--n", args->n, "answers to sample (rollout.n)");
-      app.add_option("--temperature", args->temperature, "softmax temperature; 0 = greedy (rollout.temperature)");
+      app.add_option("--temperature", args->temperature,
+                     "softmax temperature; 0 = greedy (rollout.temperature)");
       app.add_option("--top-p", args->top_p, "nucleus mass (rollout.top_p)");
       app.add_option("--top-k", args->top_k, "keep the k most likely tokens (rollout.top_k)");
-      app.add_option("--max-new-tokens", args->max_new_tokens, "answer length limit (rollout.max_new_tokens)");
+      app.add_option("--max-new-tokens", args->max_new_tokens,
+                     "answer length limit (rollout.max_new_tokens)");
       app.add_option("--seed", args->seed, "seed of the first answer; answer i uses seed + i (rollout.seed)");
       app.add_option("--nproc", args->nproc, "sequence-parallel ranks")->capture_default_str();
       return [args] { return run_generate(*args); };

@@ -41,7 +41,8 @@ inline model::ModelInput video_question(const model::QwenVLImpl& model, const st
   request.grid_thw = {frames, 4, 4};
   const model::VideoPrompt prompt = model::render_prompt(tokenizer(), request, model::PromptOptions{});
   model::ModelInput input;
-  input.input_ids = at::tensor(std::vector<int64_t>(prompt.ids.begin(), prompt.ids.end()), at::kLong).unsqueeze(0);
+  input.input_ids =
+      at::tensor(std::vector<int64_t>(prompt.ids.begin(), prompt.ids.end()), at::kLong).unsqueeze(0);
   at::Generator generator = at::detail::createCPUGenerator(seed);
   input.video_embeds = at::randn({prompt.video_tokens, model.config().text.hidden_size}, generator,
                                  at::TensorOptions().dtype(at::kFloat));

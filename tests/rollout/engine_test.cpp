@@ -4,6 +4,8 @@
 // (`tiny`) / 1e-4 (`small`), and greedy answers must be the argmax of the recomputed logits
 // wherever the top-2 margin exceeds 1e-4. Batching, seeds, the token mask and weight swaps are
 // checked against the engine run one request at a time.
+#include "rollout/engine.h"
+
 #include <ATen/ATen.h>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
@@ -14,7 +16,6 @@
 
 #include "core/error.h"
 #include "model/token_logprobs.h"
-#include "rollout/engine.h"
 #include "tests/rollout/engine_support.h"
 
 namespace lvrl::rollout {
@@ -62,14 +63,18 @@ at::Tensor text_only(at::Tensor logits) {
   const int64_t vocab = static_cast<int64_t>(tokenizer().vocab_size());
   logits = logits.clone();
   logits.narrow(0, vocab, logits.size(0) - vocab).fill_(-INFINITY);
-  for (const char* name : {"<|video_pad|>", "<|image_pad|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>"}) {
+  for (const char* name :
+       {"<|video_pad|>", "<|image_pad|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>"}) {
     logits[tokenizer().id_of(name)] = -INFINITY;
   }
   return logits;
 }
 
 double max_logprob_difference(const GeneratedAnswer& answer, const at::Tensor& recomputed) {
-  return (at::tensor(answer.logprobs, at::kFloat).to(at::kDouble) - recomputed.to(at::kDouble)).abs().max().item<double>();
+  return (at::tensor(answer.logprobs, at::kFloat).to(at::kDouble) - recomputed.to(at::kDouble))
+      .abs()
+      .max()
+      .item<double>();
 }
 
 // Greedy with the cache, three video prompts of different lengths in one batch (prefilled in chunks
@@ -83,9 +88,10 @@ TEST(Engine, GreedyWithTheCacheEqualsRecomputation) {
   std::vector<GenerationRequest> requests;
   const int64_t frames[] = {1, 3, 6};
   for (int i = 0; i < 3; ++i) {
-    requests.push_back(request_of(fmt::format("q{}", i),
-                                  video_question(*model, std::string(1 + 20 * i, 'x') + " happens?", frames[i], i),
-                                  /*temperature=*/0, /*max_new_tokens=*/12, 0));
+    requests.push_back(
+        request_of(fmt::format("q{}", i),
+                   video_question(*model, std::string(1 + 20 * i, 'x') + " happens?", frames[i], i),
+                   /*temperature=*/0, /*max_new_tokens=*/12, 0));
   }
   const std::vector<GenerationRequest> prompts = requests;
   const std::vector<GenerationResult> results = engine.generate(requests);
@@ -148,8 +154,9 @@ TEST(Engine, ASeedReproducesARowAloneOrAmongOthers) {
 
   std::vector<GenerationRequest> crowd;
   for (int i = 0; i < 5; ++i) {
-    crowd.push_back(request_of(fmt::format("other{}", i), video_question(*model, std::string(i + 1, 'y'), 1 + i, 10 + i),
-                               0.5 + 0.2 * i, 4 + 3 * i, 1000 + i, 1 + i % 2));
+    crowd.push_back(request_of(fmt::format("other{}", i),
+                               video_question(*model, std::string(i + 1, 'y'), 1 + i, 10 + i), 0.5 + 0.2 * i,
+                               4 + 3 * i, 1000 + i, 1 + i % 2));
     crowd.back().sampling.top_k = i * 7;
   }
   crowd.insert(crowd.begin() + 2, lone);
@@ -174,7 +181,8 @@ TEST(Engine, NeverSamplesVisionPlaceholdersOrPaddedRows) {
   at::NoGradGuard no_grad;
   const at::Tensor weight = model->lm_head_weight();
   std::vector<int64_t> banned;
-  for (const char* name : {"<|video_pad|>", "<|image_pad|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>"}) {
+  for (const char* name :
+       {"<|video_pad|>", "<|image_pad|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>"}) {
     banned.push_back(tokenizer().id_of(name));
   }
   const int64_t vocab = static_cast<int64_t>(tokenizer().vocab_size());
@@ -185,13 +193,15 @@ TEST(Engine, NeverSamplesVisionPlaceholdersOrPaddedRows) {
   weight.copy_(direction.unsqueeze(0).expand_as(weight) * 0.01);
   for (int64_t id : banned) weight[id].copy_(direction * 50);
   Engine engine(model, tokenizer(), EngineOptions{});
-  std::vector<GenerationRequest> requests = {request_of("greedy", video_question(*model, "?", 1, 1), 0, 16, 0),
-                                             request_of("sampled", video_question(*model, "?", 1, 1), 1.0, 16, 5, 4)};
+  std::vector<GenerationRequest> requests = {
+      request_of("greedy", video_question(*model, "?", 1, 1), 0, 16, 0),
+      request_of("sampled", video_question(*model, "?", 1, 1), 1.0, 16, 5, 4)};
   const std::set<int64_t> banned_set(banned.begin(), banned.end());
   for (const GenerationResult& result : engine.generate(requests)) {
     for (const GeneratedAnswer& answer : result.answers) {
       ASSERT_FALSE(answer.token_ids.empty()) << result.id;
-      for (int64_t id : answer.token_ids) EXPECT_EQ(banned_set.count(id), 0u) << result.id << " sampled " << id;
+      for (int64_t id : answer.token_ids)
+        EXPECT_EQ(banned_set.count(id), 0u) << result.id << " sampled " << id;
     }
   }
 }
@@ -204,8 +214,9 @@ TEST(Engine, RowsLeaveAndRequestsJoinTheRunningBatch) {
   at::NoGradGuard no_grad;
   std::vector<GenerationRequest> requests;
   for (int i = 0; i < 3; ++i) {
-    requests.push_back(request_of(fmt::format("r{}", i), video_question(*model, std::string(i + 2, 'z'), 1 + i, i),
-                                  0.9, 5 + 6 * i, 40 + i, 2));
+    requests.push_back(request_of(fmt::format("r{}", i),
+                                  video_question(*model, std::string(i + 2, 'z'), 1 + i, i), 0.9, 5 + 6 * i,
+                                  40 + i, 2));
   }
   EngineOptions options;
   options.max_batch_rows = 4;

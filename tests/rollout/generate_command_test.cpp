@@ -63,9 +63,9 @@ class GenerateCommand : public ::testing::Test {
   }
 
   static std::vector<std::string> base(const std::vector<std::string>& extra) {
-    std::vector<std::string> args = {"generate",   "--model",    model_dir_,  "--config",
-                                     config_,      "--question", "What moves?", "--option",
-                                     "A. a square", "--option",  "B. nothing"};
+    std::vector<std::string> args = {"generate",    "--model",    model_dir_,    "--config",
+                                     config_,       "--question", "What moves?", "--option",
+                                     "A. a square", "--option",   "B. nothing"};
     args.insert(args.end(), extra.begin(), extra.end());
     return args;
   }
@@ -107,9 +107,9 @@ TEST_F(GenerateCommand, AVideoAndItsCacheEntryGiveTheSameAnswer) {
                                 .dump()
                          << "\n";
   const std::string url = server.endpoint().url();
-  const test::ProcessResult pre =
-      test::run_lvrl({"preprocess", "--config", config_, "data.path=" + dataset, "data.video_dir=" + tv::video_dir(),
-                      "model.path=" + model_dir_, "redis.cache_url=" + url});
+  const test::ProcessResult pre = test::run_lvrl({"preprocess", "--config", config_, "data.path=" + dataset,
+                                                  "data.video_dir=" + tv::video_dir(),
+                                                  "model.path=" + model_dir_, "redis.cache_url=" + url});
   ASSERT_EQ(pre.exit_code, 0) << pre.output;
   // The key derived independently of the command: the video's bytes, the recipe, the tower's weights.
   const Config config = Config::load(config_);
@@ -119,8 +119,8 @@ TEST_F(GenerateCommand, AVideoAndItsCacheEntryGiveTheSameAnswer) {
   const std::string key = pipeline::video_embedding_key(hash_file(video_), recipe, encoder.fingerprint());
 
   const std::vector<std::string> greedy = {"--n", "1", "--temperature", "0", "--max-new-tokens", "8"};
-  std::vector<std::string> from_file = base({"--video", video_}), from_cache = base({"--embedding-key", key,
-                                                                                      "--cache-url", url});
+  std::vector<std::string> from_file = base({"--video", video_}),
+                           from_cache = base({"--embedding-key", key, "--cache-url", url});
   from_file.insert(from_file.end(), greedy.begin(), greedy.end());
   from_cache.insert(from_cache.end(), greedy.begin(), greedy.end());
   const test::ProcessResult file_run = test::run_lvrl(from_file), cache_run = test::run_lvrl(from_cache);
@@ -132,13 +132,15 @@ TEST_F(GenerateCommand, AVideoAndItsCacheEntryGiveTheSameAnswer) {
   ASSERT_EQ(b.size(), 1u);
   EXPECT_EQ(a[0]["token_ids"], b[0]["token_ids"]);
 
-  const test::ProcessResult missing = test::run_lvrl(base({"--embedding-key", key + "x", "--cache-url", url}));
+  const test::ProcessResult missing =
+      test::run_lvrl(base({"--embedding-key", key + "x", "--cache-url", url}));
   EXPECT_EQ(missing.exit_code, 2);
   EXPECT_NE(missing.output.find("--embedding-key"), std::string::npos) << missing.output;
 }
 
 TEST_F(GenerateCommand, TwoSequenceParallelRanksGiveOneRanksAnswers) {
-  const std::vector<std::string> args = {"--video", video_, "--n", "2", "--temperature", "0", "--max-new-tokens", "8"};
+  const std::vector<std::string> args = {"--video",          video_, "--n", "2", "--temperature", "0",
+                                         "--max-new-tokens", "8"};
   const test::ProcessResult one = test::run_lvrl(base(args));
   std::vector<std::string> two_args = base(args);
   two_args.insert(two_args.end(), {"--nproc", "2"});
@@ -153,7 +155,8 @@ TEST_F(GenerateCommand, TwoSequenceParallelRanksGiveOneRanksAnswers) {
   ASSERT_EQ(b.size(), 2u) << two.output;
   for (size_t i = 0; i < 2; ++i) {
     EXPECT_EQ(a[i]["token_ids"], b[i]["token_ids"]);
-    const auto x = a[i]["logprobs"].get<std::vector<double>>(), y = b[i]["logprobs"].get<std::vector<double>>();
+    const auto x = a[i]["logprobs"].get<std::vector<double>>(),
+               y = b[i]["logprobs"].get<std::vector<double>>();
     ASSERT_EQ(x.size(), y.size());
     for (size_t t = 0; t < x.size(); ++t) EXPECT_NEAR(x[t], y[t], 1e-5) << "answer " << i << " token " << t;
   }
