@@ -22,14 +22,16 @@ cache::RolloutGroup to_rollout_group(const GenerationRequest& request, const Gen
 
   const at::Tensor ids = request.prompt.input_ids.to(at::kCPU).to(at::kInt).contiguous();  // [1, S]
   const std::vector<int32_t> prompt(ids.data_ptr<int32_t>(), ids.data_ptr<int32_t>() + ids.numel());
-  std::vector<std::array<int64_t, 3>> grids(request.prompt.video_grids.begin(), request.prompt.video_grids.end());
+  std::vector<std::array<int64_t, 3>> grids(request.prompt.video_grids.begin(),
+                                            request.prompt.video_grids.end());
   cache::store_prompt(group, prompt, static_cast<int32_t>(config.video_token_id), std::move(grids),
                       config.vision.spatial_merge_size);
   group.second_per_grid_ts = request.prompt.second_per_grid_ts;
   if (group.second_per_grid_ts.empty()) group.second_per_grid_ts.assign(group.video_grids.size(), 1.0);
 
   const SamplingParams& sampling = request.sampling;
-  group.sampling = {sampling.temperature, sampling.top_p, sampling.min_p, sampling.top_k, sampling.max_new_tokens};
+  group.sampling = {sampling.temperature, sampling.top_p, sampling.min_p, sampling.top_k,
+                    sampling.max_new_tokens};
   for (const GeneratedAnswer& answer : result.answers) {
     LVRL_ASSERT(answer.logprobs.size() == answer.token_ids.size(),
                 "an answer without log-probs (a rank other than 0 under SP?)");

@@ -14,8 +14,8 @@
 namespace lvrl::rollout {
 
 struct GroupContext {
-  std::string group_id;       // unique per group (the trainer de-duplicates by it)
-  std::string prompt_id;      // the dataset record
+  std::string group_id;   // unique per group (the trainer de-duplicates by it)
+  std::string prompt_id;  // the dataset record
   int64_t policy_version = 0;
   std::string embedding_key;  // the video rows' cache key ("" without video)
   std::map<std::string, std::string> extra;
