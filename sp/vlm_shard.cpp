@@ -106,7 +106,7 @@ at::Tensor encode_video_sharded(model::QwenVLImpl& model, const at::Tensor& pixe
 
 ShardedSequence shard_sequence(model::QwenVLImpl& model, const model::ModelInput& input,
                                const at::Tensor& video_embeds, const at::Tensor& loss_mask, const Mesh& mesh,
-                               SpMode mode) {
+                               SpMode mode, const at::Tensor& video_row_start) {
   const at::Tensor ids = input.input_ids.to(at::kCPU);
   const int64_t batch = ids.size(0), seq = ids.size(1);
   LVRL_ASSERT(loss_mask.sizes() == ids.sizes(),
@@ -127,16 +127,31 @@ ShardedSequence shard_sequence(model::QwenVLImpl& model, const model::ModelInput
         .copy_(loss_mask.to(at::kCPU).to(at::kBool).narrow(1, 1, seq - 1) & valid.narrow(1, 1, seq - 1) &
                valid.narrow(1, 0, seq - 1));
   }
-  // Video rows fill the <|video_pad|> positions in row-major order over the batch.
+  // Video rows fill the <|video_pad|> positions: in row-major order over the batch, or from each
+  // row's own start (rows sharing one copy).
   at::Tensor is_video = ids == model.config().video_token_id;
-  const int64_t video_tokens = is_video.sum().item<int64_t>();
   const int64_t rows = video_embeds.defined() ? video_embeds.size(0) : 0;
-  if (video_tokens != rows) {
-    throw InputError(
-        {"", 0, "video_embeds", std::to_string(rows)},
-        fmt::format("the input has {} <|video_pad|> tokens but {} video embedding rows", video_tokens, rows));
+  at::Tensor video_row;  // [B, S] the embedding row of each pad position
+  if (video_row_start.defined()) {
+    LVRL_ASSERT(video_row_start.dim() == 1 && video_row_start.size(0) == batch,
+                fmt::format("video_row_start {} for {} rows", video_row_start.sizes(), batch));
+    video_row =
+        is_video.to(at::kLong).cumsum(1) - 1 + video_row_start.to(at::kCPU).to(at::kLong).unsqueeze(1);
+    const at::Tensor used = video_row.masked_select(is_video);
+    if (used.numel() > 0 && (used.min().item<int64_t>() < 0 || used.max().item<int64_t>() >= rows)) {
+      throw InputError({"", 0, "video_embeds", std::to_string(rows)},
+                       fmt::format("the rows' <|video_pad|> tokens reach embedding rows {}..{} of {}",
+                                   used.min().item<int64_t>(), used.max().item<int64_t>(), rows));
+    }
+  } else {
+    const int64_t video_tokens = is_video.sum().item<int64_t>();
+    if (video_tokens != rows) {
+      throw InputError({"", 0, "video_embeds", std::to_string(rows)},
+                       fmt::format("the input has {} <|video_pad|> tokens but {} video embedding rows",
+                                   video_tokens, rows));
+    }
+    video_row = (is_video.reshape(-1).to(at::kLong).cumsum(0) - 1).reshape({batch, seq});
   }
-  at::Tensor video_row = (is_video.reshape(-1).to(at::kLong).cumsum(0) - 1).reshape({batch, seq});
 
   const at::Device device = model.model->embed_tokens->weight.device();
   at::Tensor local_ids = shard(ids, 1, out.layout, rank).to(device);

@@ -60,12 +60,15 @@ struct ShardedSequence {
   at::Tensor loss_mask;  // [B, l] bool: the position's next-token prediction is scored
 };
 
-// input: full sequences [B, S] (right-padded rows via attention_mask); video_embeds [Σ tokens, D]
-// for the <|video_pad|> positions (from encode_video_sharded, or the cache); loss_mask [B, S] bool
-// marks the *tokens* to be scored (a token at j is predicted at position j−1; j = 0 cannot be).
+// input: full sequences [B, S] (right-padded rows via attention_mask); video_embeds [N, D] for the
+// <|video_pad|> positions (from encode_video_sharded, or the cache); loss_mask [B, S] bool marks the
+// *tokens* to be scored (a token at j is predicted at position j−1; j = 0 cannot be).
+// video_row_start [B] int64 (optional): row b's pads take video_embeds rows video_row_start[b],
+// video_row_start[b] + 1, …, so rows of one prompt (G answers) share one copy of its video rows.
+// Undefined: the pads of all rows take consecutive rows in row-major order (N = Σ pads).
 ShardedSequence shard_sequence(model::QwenVLImpl& model, const model::ModelInput& input,
                                const at::Tensor& video_embeds, const at::Tensor& loss_mask, const Mesh& mesh,
-                               SpMode mode);
+                               SpMode mode, const at::Tensor& video_row_start = {});
 
 // Installs `attention` (with the shard's layout) as the model's text attention, runs the language
 // model on this rank's shard and returns the log-probs of the targets at this rank's positions,
