@@ -9,6 +9,7 @@
 #include "core/checkpoint.h"
 #include "core/dtype_name.h"
 #include "core/error.h"
+#include "core/hash.h"
 #include "core/log.h"
 #include "core/tensor_format.h"
 
@@ -33,7 +34,14 @@ std::string canonical_tensor_name(const std::string& name) {
   return name;
 }
 
-void load_weights(QwenVLImpl& model, const safetensors::TensorMap& tensors, const std::string& source) {
+namespace {
+bool is_visual(const std::string& name) {
+  return name.rfind("visual.", 0) == 0;
+}
+
+// Copies into the parameters `part` selects; a tensor of another part is refused like an unknown one.
+void load_part(QwenVLImpl& model, const safetensors::TensorMap& tensors, const std::string& source,
+               bool language_only) {
   std::map<std::string, std::pair<std::string, at::Tensor>> by_name;  // canonical → (stored name, tensor)
   for (const auto& [name, tensor] : tensors) {
     auto [it, fresh] = by_name.emplace(canonical_tensor_name(name), std::make_pair(name, tensor));
@@ -46,6 +54,7 @@ void load_weights(QwenVLImpl& model, const safetensors::TensorMap& tensors, cons
   std::set<std::string> used;
   for (auto& item : model.named_parameters()) {
     const std::string& name = item.key();
+    if (language_only && is_visual(name)) continue;
     auto found = by_name.find(name);
     if (found == by_name.end()) {
       throw InputError({source, 0, name, ""}, "missing from the checkpoint");
@@ -72,9 +81,38 @@ void load_weights(QwenVLImpl& model, const safetensors::TensorMap& tensors, cons
           {source, 0, entry.first, ""},
           "differs from model.embed_tokens.weight but the config ties them (tie_word_embeddings)");
     }
+    if (language_only && is_visual(name)) {
+      throw InputError({source, 0, entry.first, ""},
+                       "is a vision-tower tensor; language-model weights never carry the frozen tower");
+    }
     throw InputError({source, 0, entry.first, ""},
                      "is not a tensor of this model (Qwen2.5-VL with this config)");
   }
+}
+}  // namespace
+
+void load_weights(QwenVLImpl& model, const safetensors::TensorMap& tensors, const std::string& source) {
+  load_part(model, tensors, source, /*language_only=*/false);
+}
+
+void load_language_weights(QwenVLImpl& model, const safetensors::TensorMap& tensors,
+                           const std::string& source) {
+  load_part(model, tensors, source, /*language_only=*/true);
+}
+
+safetensors::TensorMap language_state_dict(const QwenVLImpl& model, c10::optional<at::ScalarType> dtype) {
+  safetensors::TensorMap out = state_dict(model, dtype);
+  for (auto it = out.begin(); it != out.end();) it = is_visual(it->first) ? out.erase(it) : std::next(it);
+  return out;
+}
+
+void load_published_weights(QwenVLImpl& model, const std::string& path, const std::string& checksum) {
+  const std::string actual = hash_file(path).hex();
+  if (actual != checksum) {
+    throw InputError({path, 0, "checksum", actual},
+                     fmt::format("the published weights were announced with checksum {}", checksum));
+  }
+  load_language_weights(model, safetensors::load(path), path);
 }
 
 safetensors::TensorMap state_dict(const QwenVLImpl& model, c10::optional<at::ScalarType> dtype) {

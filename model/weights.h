@@ -23,9 +23,21 @@ std::string canonical_tensor_name(const std::string& name);
 // Copies `tensors` into the model's parameters. `source` names the checkpoint in errors
 // (InputError with key = the tensor name: missing, unexpected, wrong shape, non-float dtype).
 void load_weights(QwenVLImpl& model, const safetensors::TensorMap& tensors, const std::string& source);
+// The language model alone (model.*, lm_head.*): every such parameter must be present; visual.*
+// tensors are refused and the vision tower is left untouched. What a trainer publishes each step
+// and a running rollout model swaps in.
+void load_language_weights(QwenVLImpl& model, const safetensors::TensorMap& tensors,
+                           const std::string& source);
+// A published weight file (safetensors of language_state_dict) whose xxh128 must equal `checksum`
+// (InputError naming the file otherwise), loaded with load_language_weights.
+void load_published_weights(QwenVLImpl& model, const std::string& path, const std::string& checksum);
 // The parameters under their checkpoint names (hub layout), converted to `dtype` (undefined = as is).
 safetensors::TensorMap state_dict(const QwenVLImpl& model,
                                   c10::optional<at::ScalarType> dtype = c10::nullopt);
+
+// state_dict without visual.*.
+safetensors::TensorMap language_state_dict(const QwenVLImpl& model,
+                                           c10::optional<at::ScalarType> dtype = c10::nullopt);
 
 // DIR/config.json + weights → a model in `dtype` on `device`.
 QwenVL load_model(const std::string& dir, at::ScalarType dtype, const at::Device& device);

@@ -39,9 +39,9 @@ namespace {
 // scored token's values at the position that predicts it (index j − 1 for token j).
 struct MicroBatch {
   model::ModelInput input;
-  at::Tensor video_rows;       // [N, D] each distinct video once
-  at::Tensor video_row_start;  // [B] int64
-  at::Tensor scored;           // [B, S] bool, by token
+  at::Tensor video_rows;                                           // [N, D] each distinct video once
+  at::Tensor video_row_start;                                      // [B] int64
+  at::Tensor scored;                                               // [B, S] bool, by token
   at::Tensor old_logprobs, sampled_logprobs, advantages, weights;  // [B, S] float64, by position
 };
 
@@ -60,8 +60,8 @@ double weight_of(const TrainSequence& sequence, const GradientOptions& options, 
   return 0;
 }
 
-MicroBatch assemble(const TrainBatch& batch, const std::vector<int64_t>& members, const GradientOptions& options,
-                    int64_t tokens, int64_t sequences) {
+MicroBatch assemble(const TrainBatch& batch, const std::vector<int64_t>& members,
+                    const GradientOptions& options, int64_t tokens, int64_t sequences) {
   const auto rows = static_cast<int64_t>(members.size());
   int64_t longest = 0;
   for (int64_t i : members) longest = std::max(longest, batch.sequences[i].length());
@@ -97,7 +97,9 @@ MicroBatch assemble(const TrainBatch& batch, const std::vector<int64_t>& members
     mb.scored[b].narrow(0, first, count).fill_(true);
     // Token j is predicted at position j − 1.
     mb.old_logprobs[b].narrow(0, first - 1, count).copy_(at::tensor(sequence.old_logprobs).to(at::kDouble));
-    mb.sampled_logprobs[b].narrow(0, first - 1, count).copy_(at::tensor(sequence.sampled_logprobs).to(at::kDouble));
+    mb.sampled_logprobs[b]
+        .narrow(0, first - 1, count)
+        .copy_(at::tensor(sequence.sampled_logprobs).to(at::kDouble));
     mb.advantages[b].narrow(0, first - 1, count).fill_(sequence.advantage);
     mb.weights[b].narrow(0, first - 1, count).fill_(weight_of(sequence, options, tokens, sequences));
   }
@@ -136,9 +138,10 @@ GradientResult accumulate_gradients(model::QwenVLImpl& model, const TrainBatch& 
   at::Tensor total = at::zeros({1}, at::kDouble);
   for (const std::vector<int64_t>& members : plan_micro_batches(local, options.micro_batch_tokens)) {
     MicroBatch mb = assemble(local, members, options, result.tokens, result.sequences);
-    const at::Tensor video_rows = mb.video_rows.defined() ? mb.video_rows.to(weight.device(), dtype) : at::Tensor();
-    sp::ShardedSequence shard =
-        sp::shard_sequence(model, mb.input, video_rows, mb.scored, *mesh, options.sp_mode, mb.video_row_start);
+    const at::Tensor video_rows =
+        mb.video_rows.defined() ? mb.video_rows.to(weight.device(), dtype) : at::Tensor();
+    sp::ShardedSequence shard = sp::shard_sequence(model, mb.input, video_rows, mb.scored, *mesh,
+                                                   options.sp_mode, mb.video_row_start);
     const int rank = mesh->sp_rank();
     auto local_values = [&](const at::Tensor& full) {
       return sp::shard(full, 1, shard.layout, rank, 0).to(weight.device(), dtype);
@@ -150,7 +153,8 @@ GradientResult accumulate_gradients(model::QwenVLImpl& model, const TrainBatch& 
     tokens.advantages = local_values(mb.advantages);
     tokens.mask = shard.loss_mask;
     const at::Tensor weights = local_values(mb.weights);
-    const at::Tensor micro_loss = (loss(tokens) * weights).masked_fill(shard.loss_mask.logical_not(), 0).sum();
+    const at::Tensor micro_loss =
+        (loss(tokens) * weights).masked_fill(shard.loss_mask.logical_not(), 0).sum();
     micro_loss.backward();
     total += micro_loss.detach().to(at::kCPU, at::kDouble);
     ++result.micro_batches;

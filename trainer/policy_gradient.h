@@ -48,7 +48,7 @@ struct GradientOptions {
   int64_t micro_batch_tokens = 16384;
   sp::SpMode sp_mode = sp::SpMode::Ulysses;
   Aggregation aggregation = Aggregation::TokenMean;
-  double aggregation_constant = 1024;  // C of Aggregation::Constant
+  double aggregation_constant = 1024;                        // C of Aggregation::Constant
   static GradientOptions from_config(const Config& config);  // trainer.*, sp.mode
 };
 

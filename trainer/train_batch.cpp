@@ -29,9 +29,11 @@ TrainBatch batch_from_groups(const std::vector<cache::RolloutGroup>& groups,
     }
     int64_t video = -1;
     if (!group.video_grids.empty()) {
-      LVRL_ASSERT(group.video_grids.size() == 1, fmt::format("group {}: one video per prompt", group.group_id));
+      LVRL_ASSERT(group.video_grids.size() == 1,
+                  fmt::format("group {}: one video per prompt", group.group_id));
       const model::GridTHW grid = group.video_grids[0];
-      const int64_t rows = grid[0] * grid[1] * grid[2] / (group.spatial_merge_size * group.spatial_merge_size);
+      const int64_t rows =
+          grid[0] * grid[1] * grid[2] / (group.spatial_merge_size * group.spatial_merge_size);
       if (!video_rows[g].defined() || video_rows[g].dim() != 2 || video_rows[g].size(0) != rows) {
         throw InputError({"", 0, "embedding", group.embedding_key},
                          fmt::format("group {}: the video rows do not match its grid ({} rows expected)",
@@ -62,7 +64,8 @@ TrainBatch dp_share(const TrainBatch& batch, int dp_rank, int dp_size) {
   TrainBatch share;
   share.temperature = batch.temperature;
   std::vector<int64_t> video_index(batch.videos.size(), -1);
-  for (size_t i = static_cast<size_t>(dp_rank); i < batch.sequences.size(); i += static_cast<size_t>(dp_size)) {
+  for (size_t i = static_cast<size_t>(dp_rank); i < batch.sequences.size();
+       i += static_cast<size_t>(dp_size)) {
     TrainSequence sequence = batch.sequences[i];
     if (sequence.video >= 0) {
       int64_t& mapped = video_index[sequence.video];

@@ -4,6 +4,8 @@
 // (float64). The reference runs every answer alone through model->hidden_states and
 // token_logprobs, weights its tokens by hand (token-mean or seq-mean-token-mean over the whole step)
 // and backpropagates — none of the sharding, micro-batching or shared video rows under test.
+#include "trainer/policy_gradient.h"
+
 #include <ATen/ATen.h>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
@@ -15,7 +17,6 @@
 #include "sp/mesh.h"
 #include "tests/model/micro_model.h"
 #include "tests/support/multi_rank.h"
-#include "trainer/policy_gradient.h"
 
 namespace lvrl::trainer {
 namespace {
@@ -39,11 +40,13 @@ TrainBatch make_batch(const model::QwenConfig& config) {
       const int64_t answer = 3 + 4 * i + group;
       sequence.ids.assign(prompt.data_ptr<int64_t>(), prompt.data_ptr<int64_t>() + prompt.numel());
       const at::Tensor response = at::randint(1, 150, {answer}, at::kLong);
-      sequence.ids.insert(sequence.ids.end(), response.data_ptr<int64_t>(), response.data_ptr<int64_t>() + answer);
+      sequence.ids.insert(sequence.ids.end(), response.data_ptr<int64_t>(),
+                          response.data_ptr<int64_t>() + answer);
       sequence.response_start = prompt.numel();
       sequence.video = group == 0 ? 0 : -1;
       const at::Tensor old = -at::rand({answer}, at::kDouble) * 3 - 1;
-      for (int64_t t = 0; t < answer; ++t) sequence.old_logprobs.push_back(static_cast<float>(old[t].item<double>()));
+      for (int64_t t = 0; t < answer; ++t)
+        sequence.old_logprobs.push_back(static_cast<float>(old[t].item<double>()));
       sequence.sampled_logprobs = sequence.old_logprobs;
       sequence.advantage = (i - 1.0) * (group == 0 ? 1.0 : -0.5);
       sequence.group = group;
@@ -86,8 +89,9 @@ double reference_step(model::QwenVLImpl& model, const TrainBatch& batch, Aggrega
                                                 input.input_ids[0].narrow(0, first, count), options);
     at::Tensor old = at::tensor(sequence.old_logprobs).to(at::kDouble);
     at::Tensor terms = ppo_terms(logprobs, old, at::full({count}, sequence.advantage, at::kDouble));
-    const double weight = aggregation == Aggregation::TokenMean ? 1.0 / static_cast<double>(tokens)
-                                                                : 1.0 / (sequences * static_cast<double>(count));
+    const double weight = aggregation == Aggregation::TokenMean
+                              ? 1.0 / static_cast<double>(tokens)
+                              : 1.0 / (sequences * static_cast<double>(count));
     total = total + terms.sum() * weight;
   }
   total.backward();
@@ -126,7 +130,8 @@ TEST(PolicyGradientWorker, MatchesOneDevice) {
   EXPECT_GE(result.micro_batches, 2);
   double worst = 0;
   for (const auto& [name, expected] : reference) {
-    const double error = (model->named_parameters()[name].grad() - expected).abs().max().item<double>() / norm;
+    const double error =
+        (model->named_parameters()[name].grad() - expected).abs().max().item<double>() / norm;
     EXPECT_LE(error, 1e-10) << name;
     worst = std::max(worst, error);
   }
@@ -157,7 +162,8 @@ TEST_P(PolicyGradient, MatchesOneDevice) {
 INSTANTIATE_TEST_SUITE_P(Layouts, PolicyGradient,
                          ::testing::Values(LayoutCase{"one_rank", 1, 1, 1, "ulysses", "token_mean"},
                                            LayoutCase{"sp2_zigzag", 2, 2, 1, "zigzag", "token_mean"},
-                                           LayoutCase{"sp2_ulysses", 2, 2, 2, "ulysses", "seq_mean_token_mean"},
+                                           LayoutCase{"sp2_ulysses", 2, 2, 2, "ulysses",
+                                                      "seq_mean_token_mean"},
                                            LayoutCase{"sp4_hybrid_2x2", 4, 4, 2, "hybrid", "token_mean"},
                                            LayoutCase{"dp2", 2, 1, 1, "ulysses", "seq_mean_token_mean"}),
                          [](const auto& info) { return std::string(info.param.name); });
