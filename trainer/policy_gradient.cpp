@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/tensor_format.h"
 #include "model/text_model.h"
 #include "sp/comm.h"
 #include "sp/sp_attention.h"
@@ -108,12 +109,32 @@ MicroBatch assemble(const TrainBatch& batch, const std::vector<int64_t>& members
   return mb;
 }
 
+// Debug builds: every SP rank of a group must hold the same parameters (they are updated from the
+// same summed gradients); a rank that drifted would silently train another model.
+void expect_identical_parameters(const model::QwenVLImpl& model, const sp::Mesh& mesh) {
+#ifndef NDEBUG
+  at::Tensor sums = at::zeros({1, 2}, at::kDouble);
+  for (const auto& param : model.parameters()) {
+    const at::Tensor values = param.detach().to(at::kCPU, at::kDouble);
+    sums[0][0] += values.sum();
+    sums[0][1] += values.abs().sum();
+  }
+  const at::Tensor all = sp::all_gather_cat(mesh.sp(), sums, 0);  // [SP, 2]
+  LVRL_ASSERT(at::equal(all, sums.expand_as(all)),
+              fmt::format("SP rank {} holds other parameters than its group: {}", mesh.sp_rank(), all));
+#else
+  (void)model;
+  (void)mesh;
+#endif
+}
+
 }  // namespace
 
 GradientResult accumulate_gradients(model::QwenVLImpl& model, const TrainBatch& local,
                                     const std::shared_ptr<sp::Mesh>& mesh, const GradientOptions& options,
                                     const TokenLoss& loss) {
   GradientResult result;
+  expect_identical_parameters(model, *mesh);
   // The whole step's counts, before any backward.
   at::Tensor counts = at::zeros({2}, at::kLong);
   for (const TrainSequence& sequence : local.sequences) {
