@@ -16,7 +16,8 @@ const RegisterConfigSection trainer_section(
          ConfigKey::string("ratio", "token", "importance ratio per token (PPO) or per sequence (GSPO)")
              .choices({"token", "sequence"}),
          ConfigKey::number("clip_low", 0.2, "PPO clip ε_low: ratio ≥ 1 − ε_low").range(0, 1),
-         ConfigKey::number("clip_high", 0.3, "PPO clip ε_high (clip-higher): ratio ≤ 1 + ε_high").range(0, 100),
+         ConfigKey::number("clip_high", 0.3, "PPO clip ε_high (clip-higher): ratio ≤ 1 + ε_high")
+             .range(0, 100),
          ConfigKey::number("dual_clip", 3.0, "dual-clip c for negative advantages (0 = off; else > 1)")
              .range(0, 1e6),
          ConfigKey::number("entropy_coef", 0.0, "entropy bonus coefficient").range(0, 100),
@@ -31,10 +32,12 @@ const RegisterConfigSection trainer_section(
          ConfigKey::integer("ppo_epochs", 1, "passes over a rollout batch").range(1, 1000),
          ConfigKey::integer("ppo_mini_batches", 1, "mini-batches per rollout batch (one optimizer step each)")
              .range(1, 1e6),
-         ConfigKey::string("old_logprobs", "behaviour",
-                           "π_old: the record's behaviour log-probs, or a recompute pass before the first update")
+         ConfigKey::string(
+             "old_logprobs", "behaviour",
+             "π_old: the record's behaviour log-probs, or a recompute pass before the first update")
              .choices({"behaviour", "recompute"}),
-         ConfigKey::integer("rollout_batch", 8, "prompts per step (each with rollout.n answers)").range(1, 1e6),
+         ConfigKey::integer("rollout_batch", 8, "prompts per step (each with rollout.n answers)")
+             .range(1, 1e6),
          ConfigKey::integer("micro_batch_tokens", 16384, "tokens per forward/backward (gradients accumulate)")
              .range(1, 1e12),
          ConfigKey::boolean("recompute", true, "recompute each decoder layer's activations in backward"),
@@ -52,7 +55,8 @@ const RegisterConfigSection trainer_section(
          ConfigKey::integer("save_every", 50, "checkpoint every N steps (0 = only on stop and at the end)")
              .range(0, 1e12),
          ConfigKey::integer("keep_checkpoints", 3, "newest checkpoints kept").range(1, 1e6),
-         ConfigKey::string("resume", "auto", "auto (the newest valid checkpoint of run.dir), never, or a PATH"),
+         ConfigKey::string("resume", "auto",
+                           "auto (the newest valid checkpoint of run.dir), never, or a PATH"),
          ConfigKey::integer("val_every", 0, "evaluate every N steps (0 = never)").range(0, 1e12),
      }});
 
@@ -63,7 +67,8 @@ const RegisterConfigSection kl_section(
          ConfigKey::number("coef", 1e-2, "β").range(0, 100),
          ConfigKey::string("estimator", "k3", "k1 (log-ratio), k2 (½ log-ratio²), k3 (low variance, clamped)")
              .choices({"k1", "k2", "k3"}),
-         ConfigKey::string("mode", "loss", "a loss term, or subtracted from the reward").choices({"loss", "reward"}),
+         ConfigKey::string("mode", "loss", "a loss term, or subtracted from the reward")
+             .choices({"loss", "reward"}),
      }});
 
 const RegisterConfigSection dynamic_sampling_section(
@@ -71,7 +76,8 @@ const RegisterConfigSection dynamic_sampling_section(
      "DAPO dynamic sampling: groups whose rewards are all equal carry no signal",
      {
          ConfigKey::boolean("enabled", false, "drop all-equal groups and wait for more"),
-         ConfigKey::integer("max_rounds", 3, "rounds of waiting for more groups before training on what is there")
+         ConfigKey::integer("max_rounds", 3,
+                            "rounds of waiting for more groups before training on what is there")
              .range(1, 1e6),
      }});
 
