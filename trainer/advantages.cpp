@@ -14,6 +14,7 @@ namespace lvrl::trainer {
 namespace {
 
 struct GroupStats {
+  at::Tensor index;      // [N] int64: group_index on the rewards' device
   at::Tensor count;      // [K] float64
   at::Tensor mean;       // [K] float64
   at::Tensor deviation;  // [N] float64: r_i − r̄_g
@@ -28,6 +29,7 @@ GroupStats group_stats(const at::Tensor& rewards, const at::Tensor& group_index)
   at::Tensor r = rewards.detach().to(at::kDouble);
   at::Tensor index = group_index.to(r.device(), at::kLong);
   GroupStats stats;
+  stats.index = index;
   if (r.numel() == 0) {
     stats.deviation = r;
     stats.all_equal = at::zeros({0}, r.options().dtype(at::kBool));
@@ -81,16 +83,15 @@ at::Tensor grpo_advantages(const at::Tensor& rewards, const at::Tensor& group_in
   GroupStats stats = group_stats(rewards, group_index);
   if (stats.deviation.numel() == 0) return stats.deviation;
   at::Tensor advantage = stats.deviation;
-  if (divide_by_std) advantage = advantage / (stats.variance.sqrt().index_select(0, group_index.to(at::kLong)
-                                                                                       .to(advantage.device())) +
-                                             kGrpoStdEpsilon);
+  if (divide_by_std)
+    advantage = advantage / (stats.variance.sqrt().index_select(0, stats.index) + kGrpoStdEpsilon);
   return at::where(stats.all_equal, at::zeros_like(advantage), advantage);
 }
 
 at::Tensor rloo_advantages(const at::Tensor& rewards, const at::Tensor& group_index) {
   GroupStats stats = group_stats(rewards, group_index);
   if (stats.deviation.numel() == 0) return stats.deviation;
-  at::Tensor count = stats.count.index_select(0, group_index.to(at::kLong).to(stats.deviation.device()));
+  at::Tensor count = stats.count.index_select(0, stats.index);
   at::Tensor advantage = stats.deviation * count / (count - 1).clamp_min(1);
   return at::where(stats.all_equal, at::zeros_like(advantage), advantage);
 }
@@ -111,7 +112,8 @@ MaskedMoments& MaskedMoments::operator+=(const MaskedMoments& other) {
 
 MaskedMoments masked_moments(const at::Tensor& values, const at::Tensor& mask) {
   at::Tensor x = values.detach().to(at::kDouble);
-  at::Tensor selected = mask.defined() ? mask.to(x.device(), at::kBool) : at::ones_like(x, x.options().dtype(at::kBool));
+  at::Tensor selected =
+      mask.defined() ? mask.to(x.device(), at::kBool) : at::ones_like(x, x.options().dtype(at::kBool));
   LVRL_ASSERT(selected.sizes() == x.sizes(), "masked_moments: values and mask must have one shape");
   x = at::where(selected, x, at::zeros({}, x.options()));
   at::Tensor sums = at::stack({x.sum(), (x * x).sum(), selected.sum().to(at::kDouble)}).cpu();

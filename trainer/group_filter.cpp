@@ -26,10 +26,12 @@ bool rewards_all_equal(const std::vector<double>& rewards) {
 
 DynamicSamplingFilter::DynamicSamplingFilter(DynamicSamplingOptions options, int64_t wanted_groups)
     : options_(options), wanted_(wanted_groups) {
-  LVRL_ASSERT(wanted_groups >= 1 && options.max_rounds >= 1, "DynamicSamplingFilter: wanted ≥ 1, max_rounds ≥ 1");
+  LVRL_ASSERT(wanted_groups >= 1 && options.max_rounds >= 1,
+              "DynamicSamplingFilter: wanted ≥ 1, max_rounds ≥ 1");
 }
 
-DynamicSamplingFilter::Round DynamicSamplingFilter::offer(const std::vector<std::vector<double>>& group_rewards) {
+DynamicSamplingFilter::Round DynamicSamplingFilter::offer(
+    const std::vector<std::vector<double>>& group_rewards) {
   LVRL_ASSERT(wait_for_more(), "DynamicSamplingFilter::offer: the step already has what it waits for");
   ++rounds_;
   Round round;
@@ -75,17 +77,21 @@ double OverlongOptions::shaping(int64_t length, bool truncated) const {
   return penalty * static_cast<double>(start - length) / static_cast<double>(buffer);
 }
 
-at::Tensor apply_overlong_shaping(const OverlongOptions& options, const at::Tensor& rewards, const at::Tensor& lengths,
-                                  const at::Tensor& truncated) {
-  LVRL_ASSERT(rewards.dim() == 1 && lengths.sizes() == rewards.sizes(), "apply_overlong_shaping: rewards, lengths [N]");
-  LVRL_ASSERT(!truncated.defined() || truncated.sizes() == rewards.sizes(), "apply_overlong_shaping: truncated [N]");
+at::Tensor apply_overlong_shaping(const OverlongOptions& options, const at::Tensor& rewards,
+                                  const at::Tensor& lengths, const at::Tensor& truncated) {
+  LVRL_ASSERT(rewards.dim() == 1 && lengths.sizes() == rewards.sizes(),
+              "apply_overlong_shaping: rewards, lengths [N]");
+  LVRL_ASSERT(!truncated.defined() || truncated.sizes() == rewards.sizes(),
+              "apply_overlong_shaping: truncated [N]");
   at::Tensor length = lengths.to(at::kCPU, at::kLong).contiguous();
-  at::Tensor cut = truncated.defined() ? truncated.to(at::kCPU, at::kBool).contiguous() : at::zeros_like(length, at::kBool);
+  at::Tensor cut = truncated.defined() ? truncated.to(at::kCPU, at::kBool).contiguous()
+                                       : at::zeros_like(length, at::kBool);
   at::Tensor shaping = at::empty({rewards.size(0)}, at::kDouble);
   const int64_t* length_data = length.data_ptr<int64_t>();
   const bool* cut_data = cut.data_ptr<bool>();
   double* shaping_data = shaping.data_ptr<double>();
-  for (int64_t i = 0; i < rewards.size(0); ++i) shaping_data[i] = options.shaping(length_data[i], cut_data[i]);
+  for (int64_t i = 0; i < rewards.size(0); ++i)
+    shaping_data[i] = options.shaping(length_data[i], cut_data[i]);
   return rewards.detach().to(at::kDouble) + shaping.to(rewards.device());
 }
 

@@ -88,7 +88,7 @@ struct OverlongOptions {
 
 // rewards [N] float, lengths [N] int (answer tokens), truncated [N] bool (undefined = none) →
 // rewards + shaping, [N] float64.
-at::Tensor apply_overlong_shaping(const OverlongOptions& options, const at::Tensor& rewards, const at::Tensor& lengths,
-                                  const at::Tensor& truncated = {});
+at::Tensor apply_overlong_shaping(const OverlongOptions& options, const at::Tensor& rewards,
+                                  const at::Tensor& lengths, const at::Tensor& truncated = {});
 
 }  // namespace lvrl::trainer

@@ -12,7 +12,9 @@ KlOptions KlOptions::from_config(const Config& config) {
   KlOptions options;
   options.coef = config.get<double>("trainer.kl.coef");
   const std::string& estimator = config.get<std::string>("trainer.kl.estimator");
-  options.estimator = estimator == "k1" ? KlEstimator::K1 : estimator == "k2" ? KlEstimator::K2 : KlEstimator::K3;
+  options.estimator = estimator == "k1"   ? KlEstimator::K1
+                      : estimator == "k2" ? KlEstimator::K2
+                                          : KlEstimator::K3;
   options.mode = config.get<std::string>("trainer.kl.mode") == "reward" ? KlMode::Reward : KlMode::Loss;
   return options;
 }

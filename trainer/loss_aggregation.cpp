@@ -32,7 +32,8 @@ StepNormaliser count_step_normaliser(const at::Tensor& mask) {
 }
 
 at::Tensor aggregate_loss(const LossAggregationOptions& options, const at::Tensor& per_token,
-                          const at::Tensor& mask, const StepNormaliser& step, const at::Tensor& sequence_tokens) {
+                          const at::Tensor& mask, const StepNormaliser& step,
+                          const at::Tensor& sequence_tokens) {
   LVRL_ASSERT(per_token.dim() == 2 && per_token.sizes() == mask.sizes() && mask.scalar_type() == at::kBool,
               "aggregate_loss: per_token and mask must be [B, T], the mask bool");
   const at::Tensor zero = at::zeros({}, per_token.options());
@@ -45,9 +46,11 @@ at::Tensor aggregate_loss(const LossAggregationOptions& options, const at::Tenso
       divisor = step.tokens;
       break;
     case LossAggregation::SeqMeanTokenMean: {
-      at::Tensor lengths = sequence_tokens.defined() ? sequence_tokens.to(per_token.device(), per_token.scalar_type())
-                                                     : mask.sum(1).to(per_token.scalar_type());  // [B]
-      LVRL_ASSERT(lengths.dim() == 1 && lengths.size(0) == mask.size(0), "aggregate_loss: sequence_tokens [B]");
+      at::Tensor lengths = sequence_tokens.defined()
+                               ? sequence_tokens.to(per_token.device(), per_token.scalar_type())
+                               : mask.sum(1).to(per_token.scalar_type());  // [B]
+      LVRL_ASSERT(lengths.dim() == 1 && lengths.size(0) == mask.size(0),
+                  "aggregate_loss: sequence_tokens [B]");
       at::Tensor row_sums = masked.sum(1);
       numerator = at::where(lengths > 0, row_sums / lengths.clamp_min(1), at::zeros_like(row_sums)).sum();
       divisor = step.answers;
@@ -64,7 +67,8 @@ at::Tensor aggregate_loss(const LossAggregationOptions& options, const at::Tenso
   }
   if (divisor <= 0) {
     // A step without answer tokens: nothing to learn; the micro-batch must be empty as well.
-    LVRL_ASSERT(!mask.any().item<bool>(), "aggregate_loss: the step normaliser is 0 but this micro-batch has tokens");
+    LVRL_ASSERT(!mask.any().item<bool>(),
+                "aggregate_loss: the step normaliser is 0 but this micro-batch has tokens");
     return numerator * 0.0;
   }
   return numerator / divisor;

@@ -18,14 +18,16 @@ constexpr double kLogRatioClamp = 20.0;
 
 void check_same_shape(const at::Tensor& tensor, const at::Tensor& mask, const char* name) {
   LVRL_ASSERT(tensor.defined(), fmt::format("policy_loss: {} is needed by the options", name));
-  LVRL_ASSERT(tensor.sizes() == mask.sizes(), fmt::format("policy_loss: {} must be [B, T] like the mask", name));
+  LVRL_ASSERT(tensor.sizes() == mask.sizes(),
+              fmt::format("policy_loss: {} must be [B, T] like the mask", name));
 }
 
 }  // namespace
 
 PolicyLossOptions PolicyLossOptions::from_config(const Config& config) {
   PolicyLossOptions options;
-  options.ratio = config.get<std::string>("trainer.ratio") == "sequence" ? RatioLevel::Sequence : RatioLevel::Token;
+  options.ratio =
+      config.get<std::string>("trainer.ratio") == "sequence" ? RatioLevel::Sequence : RatioLevel::Token;
   options.clip_low = config.get<double>("trainer.clip_low");
   options.clip_high = config.get<double>("trainer.clip_high");
   options.dual_clip = config.get<double>("trainer.dual_clip");
@@ -33,9 +35,9 @@ PolicyLossOptions PolicyLossOptions::from_config(const Config& config) {
   options.tis_cap = config.get<double>("trainer.tis_cap");
   options.kl = KlOptions::from_config(config);
   if (options.dual_clip > 0 && options.dual_clip <= 1) {
-    throw InputError({config.source_of("trainer.dual_clip"), 0, "trainer.dual_clip",
-                      fmt::format("{}", options.dual_clip)},
-                     "expected 0 (off) or a bound c > 1 on the loss of negative advantages");
+    throw InputError(
+        {config.source_of("trainer.dual_clip"), 0, "trainer.dual_clip", fmt::format("{}", options.dual_clip)},
+        "expected 0 (off) or a bound c > 1 on the loss of negative advantages");
   }
   return options;
 }
@@ -47,8 +49,8 @@ PolicyLossStats& PolicyLossStats::operator+=(const PolicyLossStats& other) {
 }
 
 at::Tensor PolicyLossStats::packed() const {
-  return at::tensor(std::vector<double>{tokens, clipped_low, clipped_high, dual_clipped, tis_capped, pg_loss_sum,
-                                        ratio_sum, ppo_kl_sum, kl_sum, entropy_sum},
+  return at::tensor(std::vector<double>{tokens, clipped_low, clipped_high, dual_clipped, tis_capped,
+                                        pg_loss_sum, ratio_sum, ppo_kl_sum, kl_sum, entropy_sum},
                     at::kDouble);
 }
 
@@ -99,7 +101,8 @@ PolicyLossTerms policy_loss(const PolicyLossOptions& options, const PolicyLossIn
       sequence_log_ratio = token_log_ratio.detach().sum(1) / lengths;
     }
     at::Tensor safe_logprobs = at::where(mask, logprobs, zero);
-    log_ratio = at::where(mask, safe_logprobs - safe_logprobs.detach() + sequence_log_ratio.unsqueeze(1), zero);
+    log_ratio =
+        at::where(mask, safe_logprobs - safe_logprobs.detach() + sequence_log_ratio.unsqueeze(1), zero);
   }
   at::Tensor ratio = log_ratio.clamp(-kLogRatioClamp, kLogRatioClamp).exp();  // [B, T]
   at::Tensor clipped_ratio = ratio.clamp(1.0 - options.clip_low, 1.0 + options.clip_high);
@@ -115,7 +118,8 @@ PolicyLossTerms policy_loss(const PolicyLossOptions& options, const PolicyLossIn
   if (options.tis_cap > 0) {
     check_same_shape(inputs.behaviour_logprobs, mask, "behaviour_logprobs");
     at::Tensor behaviour = inputs.behaviour_logprobs.detach().to(float_options.dtype());
-    at::Tensor weight = at::where(mask, old_logprobs - behaviour, zero).clamp(-kLogRatioClamp, kLogRatioClamp).exp();
+    at::Tensor weight =
+        at::where(mask, old_logprobs - behaviour, zero).clamp(-kLogRatioClamp, kLogRatioClamp).exp();
     tis_capped = (weight > options.tis_cap) & mask;
     pg = pg * weight.clamp_max(options.tis_cap);
   }
@@ -142,7 +146,9 @@ PolicyLossTerms policy_loss(const PolicyLossOptions& options, const PolicyLossIn
 
   // One device-to-host copy for every statistic.
   auto count = [&](const at::Tensor& flags) { return (flags & mask).sum().to(at::kDouble); };
-  auto total = [&](const at::Tensor& values) { return at::where(mask, values.detach(), zero).sum().to(at::kDouble); };
+  auto total = [&](const at::Tensor& values) {
+    return at::where(mask, values.detach(), zero).sum().to(at::kDouble);
+  };
   const at::Tensor none = at::zeros({}, float_options.dtype(at::kDouble));
   at::Tensor sums = at::stack({
       mask.sum().to(at::kDouble),

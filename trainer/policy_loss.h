@@ -62,19 +62,19 @@ struct PolicyLossInputs {
 // `tokens`.
 struct PolicyLossStats {
   double tokens = 0;
-  double clipped_low = 0;    // Â < 0 and ρ < 1 − ε_low (clip active, no gradient)
-  double clipped_high = 0;   // Â > 0 and ρ > 1 + ε_high (clip active, no gradient)
-  double dual_clipped = 0;   // Â < 0 and the dual clip bound the loss
-  double tis_capped = 0;     // TIS weight hit the cap
-  double pg_loss_sum = 0;    // Σ pg_t (after TIS)
-  double ratio_sum = 0;      // Σ ρ_t
-  double ppo_kl_sum = 0;     // Σ (log π_old − log π_θ)
-  double kl_sum = 0;         // Σ kl_t to the reference (0 when KL is not a loss)
-  double entropy_sum = 0;    // Σ H_t (0 when no entropy given)
+  double clipped_low = 0;   // Â < 0 and ρ < 1 − ε_low (clip active, no gradient)
+  double clipped_high = 0;  // Â > 0 and ρ > 1 + ε_high (clip active, no gradient)
+  double dual_clipped = 0;  // Â < 0 and the dual clip bound the loss
+  double tis_capped = 0;    // TIS weight hit the cap
+  double pg_loss_sum = 0;   // Σ pg_t (after TIS)
+  double ratio_sum = 0;     // Σ ρ_t
+  double ppo_kl_sum = 0;    // Σ (log π_old − log π_θ)
+  double kl_sum = 0;        // Σ kl_t to the reference (0 when KL is not a loss)
+  double entropy_sum = 0;   // Σ H_t (0 when no entropy given)
 
   static constexpr int kFields = 10;
   PolicyLossStats& operator+=(const PolicyLossStats& other);
-  at::Tensor packed() const;                                 // [kFields] float64, for one all-reduce
+  at::Tensor packed() const;                                  // [kFields] float64, for one all-reduce
   static PolicyLossStats unpacked(const at::Tensor& packed);  // inverse of packed()
   double mean(double sum) const { return tokens > 0 ? sum / tokens : 0.0; }
 };

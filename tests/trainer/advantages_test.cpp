@@ -17,8 +17,12 @@ namespace {
 
 constexpr double kTolerance = 1e-9;
 
-at::Tensor doubles(const std::vector<double>& values) { return at::tensor(values, at::kDouble); }
-at::Tensor longs(const std::vector<int64_t>& values) { return at::tensor(values, at::kLong); }
+at::Tensor doubles(const std::vector<double>& values) {
+  return at::tensor(values, at::kDouble);
+}
+at::Tensor longs(const std::vector<int64_t>& values) {
+  return at::tensor(values, at::kLong);
+}
 
 void expect_values(const at::Tensor& actual, const std::vector<double>& expected, const char* what) {
   at::Tensor values = actual.to(at::kDouble).contiguous().view({-1});
@@ -83,7 +87,8 @@ TEST(Advantages, AllEqualGroupsAndSingleAnswersGiveExactlyZero) {
 TEST(Advantages, FloatRewardsAndTheDispatcher) {
   AdvantageOptions options;
   options.estimator = AdvantageEstimator::Rloo;
-  expect_values(sequence_advantages(options, at::tensor(std::vector<float>{1, 0}), at::tensor(std::vector<int32_t>{5, 5})),
+  expect_values(sequence_advantages(options, at::tensor(std::vector<float>{1, 0}),
+                                    at::tensor(std::vector<int32_t>{5, 5})),
                 {1, -1}, "rloo, float rewards, sparse ids");
 }
 
@@ -96,7 +101,8 @@ TEST(Advantages, ReinforcePlusPlusPutsKlInTheRewardAndWhitensTokens) {
   const at::Tensor rewards = doubles({1, 0});
   const at::Tensor kl = doubles({0.1, 0.2, 0.3, 99, 0.5, -0.1, 7, 7}).view({2, 4});
   const at::Tensor mask = at::tensor(std::vector<uint8_t>{1, 1, 1, 0, 1, 1, 0, 0}).to(at::kBool).view({2, 4});
-  expect_values(reinforce_pp_returns(rewards, kl, mask, 0.1), {0.94, 0.95, 0.97, 0, -0.04, 0.01, 0, 0}, "returns");
+  expect_values(reinforce_pp_returns(rewards, kl, mask, 0.1), {0.94, 0.95, 0.97, 0, -0.04, 0.01, 0, 0},
+                "returns");
   const double s = std::sqrt(0.28173 + 1e-8);
   auto w = [&](double x) { return (x - 0.566) / s; };
   expect_values(reinforce_pp_advantages(rewards, kl, mask, 0.1),
@@ -142,7 +148,8 @@ TEST(Advantages, OptionsFromConfig) {
   EXPECT_TRUE(dr.per_token());
   EXPECT_EQ(AdvantageOptions::from_config(Config::parse("", "t", {"trainer.advantage=rloo"})).estimator,
             AdvantageEstimator::Rloo);
-  EXPECT_EQ(AdvantageOptions::from_config(Config::parse("", "t", {"trainer.advantage=reinforce_baseline"})).estimator,
+  EXPECT_EQ(AdvantageOptions::from_config(Config::parse("", "t", {"trainer.advantage=reinforce_baseline"}))
+                .estimator,
             AdvantageEstimator::ReinforceBaseline);
 }
 

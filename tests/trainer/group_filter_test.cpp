@@ -16,7 +16,9 @@ namespace {
 
 using Indices = std::vector<size_t>;
 
-DynamicSamplingOptions enabled(int64_t max_rounds) { return {true, max_rounds}; }
+DynamicSamplingOptions enabled(int64_t max_rounds) {
+  return {true, max_rounds};
+}
 
 TEST(DynamicSampling, AllEqualGroupsAreDroppedAndTheStepWaitsUpToMaxRounds) {
   DynamicSamplingFilter filter(enabled(3), 3);
@@ -84,7 +86,8 @@ TEST(OverlongShaping, DapoLinearRampThenFullPenalty) {
   // ((L − B) − |y|) / B = (15 − |y|) / 5 in (15, 20]; −1 past L or when truncated.
   const std::vector<Row> table = {{1, false, 0},     {10, false, 0},    {15, false, 0},  {16, false, -0.2},
                                   {18, false, -0.6}, {20, false, -1.0}, {21, false, -1}, {17, true, -1}};
-  for (const Row& r : table) EXPECT_NEAR(options.shaping(r.length, r.truncated), r.expected, 1e-12) << r.length;
+  for (const Row& r : table)
+    EXPECT_NEAR(options.shaping(r.length, r.truncated), r.expected, 1e-12) << r.length;
   OverlongOptions half{20, 5, 0.5};
   EXPECT_NEAR(half.shaping(18, false), -0.3, 1e-12);
   EXPECT_NEAR(half.shaping(20, true), -0.5, 1e-12);
@@ -98,14 +101,15 @@ TEST(OverlongShaping, AppliedToRewards) {
                                              at::tensor(std::vector<int64_t>{18, 10, 20}),
                                              at::tensor(std::vector<uint8_t>{0, 0, 1}).to(at::kBool));
   const std::vector<double> expected = {1.0 - 0.6, 0.5, 0.9 - 1.0};
-  for (int64_t i = 0; i < 3; ++i) EXPECT_NEAR(shaped[i].item<double>(), expected[i], 1e-7) << i;  // float32 input
+  for (int64_t i = 0; i < 3; ++i)
+    EXPECT_NEAR(shaped[i].item<double>(), expected[i], 1e-7) << i;  // float32 input
 }
 
 TEST(GroupFilter, OptionsFromConfig) {
-  Config config = Config::parse("", "test.yaml",
-                                {"trainer.dynamic_sampling.enabled=true", "trainer.dynamic_sampling.max_rounds=5",
-                                 "trainer.overlong.buffer=64", "trainer.overlong.penalty=0.5",
-                                 "rollout.max_new_tokens=512"});
+  Config config = Config::parse(
+      "", "test.yaml",
+      {"trainer.dynamic_sampling.enabled=true", "trainer.dynamic_sampling.max_rounds=5",
+       "trainer.overlong.buffer=64", "trainer.overlong.penalty=0.5", "rollout.max_new_tokens=512"});
   DynamicSamplingOptions sampling = DynamicSamplingOptions::from_config(config);
   EXPECT_TRUE(sampling.enabled);
   EXPECT_EQ(sampling.max_rounds, 5);

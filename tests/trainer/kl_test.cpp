@@ -51,7 +51,7 @@ TEST(Kl, K2IsHalfTheSquaredLogRatio) {  // k2 = δ²/2; ∂/∂log π_θ = −δ
   expect_values_and_gradient(KlEstimator::K2, {0.125, 0.5, 0, 0}, {0.5, -1, 0, 0});
 }
 
-TEST(Kl, K3IsTheLowVarianceEstimator) {  // k3 = e^δ − δ − 1; ∂/∂log π_θ = 1 − e^δ
+TEST(Kl, K3IsTheLowVarianceEstimator) {      // k3 = e^δ − δ − 1; ∂/∂log π_θ = 1 − e^δ
   const double e_half = 0.6065306597126334;  // e^−0.5
   const double e = 2.718281828459045;
   expect_values_and_gradient(KlEstimator::K3, {e_half + 0.5 - 1, e - 2, 0, 0}, {1 - e_half, 1 - e, 0, 0});
@@ -74,8 +74,8 @@ TEST(Kl, OptionsFromConfig) {
   EXPECT_DOUBLE_EQ(defaults.coef, 1e-2);
   EXPECT_EQ(defaults.estimator, KlEstimator::K3);
   EXPECT_TRUE(defaults.as_loss());
-  KlOptions reward = KlOptions::from_config(
-      Config::parse("", "test.yaml", {"trainer.kl.estimator=k1", "trainer.kl.mode=reward", "trainer.kl.coef=0.05"}));
+  KlOptions reward = KlOptions::from_config(Config::parse(
+      "", "test.yaml", {"trainer.kl.estimator=k1", "trainer.kl.mode=reward", "trainer.kl.coef=0.05"}));
   EXPECT_EQ(reward.estimator, KlEstimator::K1);
   EXPECT_TRUE(reward.in_reward());
   EXPECT_FALSE(reward.as_loss());

@@ -37,10 +37,10 @@ struct ModeCase {
 };
 
 const std::vector<ModeCase> kModes = {
-    {LossAggregation::TokenMean, (1 + 2 + 3 + 4) / 4.0, "token_mean"},                // 2.5
+    {LossAggregation::TokenMean, (1 + 2 + 3 + 4) / 4.0, "token_mean"},                    // 2.5
     {LossAggregation::SeqMeanTokenMean, (6 / 3.0 + 4 / 1.0) / 2, "seq_mean_token_mean"},  // 3
-    {LossAggregation::SeqMeanTokenSum, 10 / 2.0, "seq_mean_token_sum"},               // 5
-    {LossAggregation::Constant, 10 / (8.0 * 2), "constant"},                          // 0.625
+    {LossAggregation::SeqMeanTokenSum, 10 / 2.0, "seq_mean_token_sum"},                   // 5
+    {LossAggregation::Constant, 10 / (8.0 * 2), "constant"},                              // 0.625
 };
 
 TEST(LossAggregation, EachModeOnOneDevice) {
@@ -48,7 +48,8 @@ TEST(LossAggregation, EachModeOnOneDevice) {
   EXPECT_DOUBLE_EQ(step.tokens, 4);
   EXPECT_DOUBLE_EQ(step.answers, 2);
   for (const ModeCase& c : kModes) {
-    EXPECT_NEAR(aggregate_loss(mode(c.mode), losses(), answer_mask(), step).item<double>(), c.expected, kTolerance)
+    EXPECT_NEAR(aggregate_loss(mode(c.mode), losses(), answer_mask(), step).item<double>(), c.expected,
+                kTolerance)
         << c.name;
   }
 }
@@ -63,8 +64,10 @@ TEST(LossAggregation, MicroBatchesAndSpShardsSumToTheSingleDeviceLoss) {
     bool counts_answers;
   };
   const std::vector<Piece> pieces = {
-      {l.narrow(0, 0, 1).narrow(1, 0, 2), m.narrow(0, 0, 1).narrow(1, 0, 2), at::tensor(std::vector<double>{3}), true},
-      {l.narrow(0, 0, 1).narrow(1, 2, 2), m.narrow(0, 0, 1).narrow(1, 2, 2), at::tensor(std::vector<double>{3}), false},
+      {l.narrow(0, 0, 1).narrow(1, 0, 2), m.narrow(0, 0, 1).narrow(1, 0, 2),
+       at::tensor(std::vector<double>{3}), true},
+      {l.narrow(0, 0, 1).narrow(1, 2, 2), m.narrow(0, 0, 1).narrow(1, 2, 2),
+       at::tensor(std::vector<double>{3}), false},
       {l.narrow(0, 1, 1), m.narrow(0, 1, 1), at::tensor(std::vector<double>{1}), true},
   };
   StepNormaliser step;
@@ -87,10 +90,12 @@ TEST(LossAggregation, MicroBatchesAndSpShardsSumToTheSingleDeviceLoss) {
 TEST(LossAggregation, GradientsAreTheModesWeights) {
   // seq_mean_token_mean: ∂/∂l_t = 1 / (n_b · N_answers): row 0 tokens 1/6, row 1 1/2, masked 0.
   at::Tensor l = losses().requires_grad_();
-  aggregate_loss(mode(LossAggregation::SeqMeanTokenMean), l, answer_mask(), count_step_normaliser(answer_mask()))
+  aggregate_loss(mode(LossAggregation::SeqMeanTokenMean), l, answer_mask(),
+                 count_step_normaliser(answer_mask()))
       .backward();
   const std::vector<double> expected = {1 / 6.0, 1 / 6.0, 1 / 6.0, 0, 0.5, 0, 0, 0};
-  for (int64_t i = 0; i < 8; ++i) EXPECT_NEAR(l.grad().view({-1})[i].item<double>(), expected[i], kTolerance) << i;
+  for (int64_t i = 0; i < 8; ++i)
+    EXPECT_NEAR(l.grad().view({-1})[i].item<double>(), expected[i], kTolerance) << i;
 }
 
 TEST(LossAggregation, AStepWithoutTokensIsZero) {
@@ -111,10 +116,13 @@ TEST(LossAggregation, OptionsFromConfig) {
   EXPECT_EQ(constant.mode, LossAggregation::Constant);
   EXPECT_DOUBLE_EQ(constant.constant, 2048);
   EXPECT_EQ(
-      LossAggregationOptions::from_config(Config::parse("", "t", {"trainer.loss_agg=seq_mean_token_mean"})).mode,
+      LossAggregationOptions::from_config(Config::parse("", "t", {"trainer.loss_agg=seq_mean_token_mean"}))
+          .mode,
       LossAggregation::SeqMeanTokenMean);
-  EXPECT_EQ(LossAggregationOptions::from_config(Config::parse("", "t", {"trainer.loss_agg=seq_mean_token_sum"})).mode,
-            LossAggregation::SeqMeanTokenSum);
+  EXPECT_EQ(
+      LossAggregationOptions::from_config(Config::parse("", "t", {"trainer.loss_agg=seq_mean_token_sum"}))
+          .mode,
+      LossAggregation::SeqMeanTokenSum);
 }
 
 }  // namespace

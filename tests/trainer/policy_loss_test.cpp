@@ -29,7 +29,8 @@ struct TokenCase {
 };
 
 // The four inputs every case needs; the optional ones stay undefined.
-PolicyLossInputs inputs_of(at::Tensor logprobs, at::Tensor old_logprobs, at::Tensor advantages, at::Tensor mask) {
+PolicyLossInputs inputs_of(at::Tensor logprobs, at::Tensor old_logprobs, at::Tensor advantages,
+                           at::Tensor mask) {
   PolicyLossInputs inputs;
   inputs.logprobs = std::move(logprobs);
   inputs.old_logprobs = std::move(old_logprobs);
@@ -85,7 +86,8 @@ void expect_table(const PolicyLossOptions& options, const std::vector<TokenCase>
   for (int64_t t = 0; t < n; ++t) {
     const TokenCase& c = table[t];
     EXPECT_NEAR(terms.per_token[0][t].item<double>(), c.loss, kTolerance) << c.region << " ρ=" << c.ratio;
-    EXPECT_NEAR(batch.logprobs.grad()[0][t].item<double>(), c.gradient, kTolerance) << c.region << " ρ=" << c.ratio;
+    EXPECT_NEAR(batch.logprobs.grad()[0][t].item<double>(), c.gradient, kTolerance)
+        << c.region << " ρ=" << c.ratio;
   }
   EXPECT_EQ(terms.per_token[0][n].item<double>(), 0.0);
   EXPECT_EQ(batch.logprobs.grad()[0][n].item<double>(), 0.0);
@@ -127,7 +129,8 @@ TEST(PolicyLoss, ClipStatisticsCountAnswerTokens) {
   EXPECT_NEAR(stats.ratio_sum, 1.1 + 1.5 + 0.5 + 4 + 4, kTolerance);
   // pg: −1.1, −1.28, 0.8, 3, 1.5
   EXPECT_NEAR(stats.pg_loss_sum, -1.1 - 1.28 + 0.8 + 3 + 1.5, kTolerance);
-  EXPECT_NEAR(stats.ppo_kl_sum, -(std::log(1.1) + std::log(1.5) + std::log(0.5) + 2 * std::log(4.0)), kTolerance);
+  EXPECT_NEAR(stats.ppo_kl_sum, -(std::log(1.1) + std::log(1.5) + std::log(0.5) + 2 * std::log(4.0)),
+              kTolerance);
   PolicyLossStats twice = stats;
   twice += stats;
   EXPECT_DOUBLE_EQ(twice.tokens, 10);
@@ -136,12 +139,15 @@ TEST(PolicyLoss, ClipStatisticsCountAnswerTokens) {
 
 TEST(PolicyLoss, AdvantagesPerAnswerBroadcastOverTokens) {
   // [B] advantages: row 0 Â = 1 (ρ 1.1 and 1.5), row 1 Â = −1 (ρ 0.5, then a masked token).
-  at::Tensor logprobs = at::log(at::tensor(std::vector<double>{1.1, 1.5, 0.5, 1.0})).view({2, 2}).requires_grad_();
+  at::Tensor logprobs =
+      at::log(at::tensor(std::vector<double>{1.1, 1.5, 0.5, 1.0})).view({2, 2}).requires_grad_();
   at::Tensor mask = at::tensor(std::vector<uint8_t>{1, 1, 1, 0}).to(at::kBool).view({2, 2});
-  PolicyLossInputs inputs = inputs_of(logprobs, at::zeros({2, 2}, at::kDouble), at::tensor(std::vector<double>{1, -1}), mask);
+  PolicyLossInputs inputs =
+      inputs_of(logprobs, at::zeros({2, 2}, at::kDouble), at::tensor(std::vector<double>{1, -1}), mask);
   PolicyLossTerms terms = policy_loss(dapo_options(3.0), inputs);
   const std::vector<double> expected = {-1.1, -1.28, 0.8, 0};
-  for (int64_t i = 0; i < 4; ++i) EXPECT_NEAR(terms.per_token.view({-1})[i].item<double>(), expected[i], kTolerance);
+  for (int64_t i = 0; i < 4; ++i)
+    EXPECT_NEAR(terms.per_token.view({-1})[i].item<double>(), expected[i], kTolerance);
 }
 
 TEST(PolicyLoss, TruncatedImportanceSamplingWeightsByTheCappedBehaviourRatio) {
@@ -182,7 +188,8 @@ TEST(PolicyLoss, KlLossTermAndEntropyBonus) {
   for (int64_t t = 0; t < 2; ++t) {
     const double k3 = std::exp(deltas[t]) - deltas[t] - 1;
     EXPECT_NEAR(terms.per_token[0][t].item<double>(), -1.1 + 0.1 * k3 - 0.01 * entropies[t], kTolerance);
-    EXPECT_NEAR(batch.logprobs.grad()[0][t].item<double>(), -1.1 + 0.1 * (1 - std::exp(deltas[t])), kTolerance);
+    EXPECT_NEAR(batch.logprobs.grad()[0][t].item<double>(), -1.1 + 0.1 * (1 - std::exp(deltas[t])),
+                kTolerance);
     EXPECT_NEAR(entropy.grad()[0][t].item<double>(), -0.01, kTolerance);
   }
   EXPECT_EQ(entropy.grad()[0][2].item<double>(), 0.0);
@@ -242,7 +249,8 @@ TEST(PolicyLoss, GspoGradientWithSeqMeanTokenMeanIsTheSequenceObjectives) {
 TEST(PolicyLoss, Float32Inputs) {
   // The same region table in float32 (tolerance 1e-5): ρ 1.5, Â = 1 clipped; ρ 1.1 unclipped.
   at::Tensor logprobs = at::log(at::tensor(std::vector<float>{1.5f, 1.1f})).view({1, 2}).requires_grad_();
-  PolicyLossInputs inputs = inputs_of(logprobs, at::zeros({1, 2}), at::ones({1, 2}), at::ones({1, 2}, at::kBool));
+  PolicyLossInputs inputs =
+      inputs_of(logprobs, at::zeros({1, 2}), at::ones({1, 2}), at::ones({1, 2}, at::kBool));
   PolicyLossTerms terms = policy_loss(dapo_options(3.0), inputs);
   terms.per_token.sum().backward();
   EXPECT_EQ(terms.per_token.scalar_type(), at::kFloat);
@@ -260,9 +268,10 @@ TEST(PolicyLoss, OptionsFromConfig) {
   EXPECT_DOUBLE_EQ(defaults.dual_clip, 3.0);
   EXPECT_DOUBLE_EQ(defaults.tis_cap, 0.0);
   EXPECT_TRUE(defaults.kl.as_loss());
-  PolicyLossOptions gspo = PolicyLossOptions::from_config(Config::parse(
-      "", "test.yaml",
-      {"trainer.ratio=sequence", "trainer.clip_high=0.28", "trainer.tis_cap=2", "trainer.entropy_coef=0.001"}));
+  PolicyLossOptions gspo =
+      PolicyLossOptions::from_config(Config::parse("", "test.yaml",
+                                                   {"trainer.ratio=sequence", "trainer.clip_high=0.28",
+                                                    "trainer.tis_cap=2", "trainer.entropy_coef=0.001"}));
   EXPECT_EQ(gspo.ratio, RatioLevel::Sequence);
   EXPECT_DOUBLE_EQ(gspo.clip_high, 0.28);
   EXPECT_DOUBLE_EQ(gspo.tis_cap, 2.0);
