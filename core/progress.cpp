@@ -157,6 +157,11 @@ void Progress::finish() {
   print_line(true);
 }
 
+void Progress::set_detail(std::string detail) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  detail_ = std::move(detail);
+}
+
 double Progress::elapsed_s(Clock::time_point now) const {
   return std::chrono::duration<double>(now - start_).count();
 }
@@ -171,6 +176,7 @@ void Progress::print_line(bool final_line) {
     std::string line;
     for (int width = kTerminalBarWidth;; width = std::max(0, width - 10)) {
       line = format_progress(label_, done, total_, elapsed, unit_, width);
+      if (!detail_.empty()) line += ", " + detail_;
       if (line.size() <= columns || width == 0) break;
     }
     if (line.size() > columns) line.resize(columns);
@@ -180,6 +186,7 @@ void Progress::print_line(bool final_line) {
   } else {
     // Log lines: no bar, they are read (and grepped) one by one.
     out = format_progress(label_, done, total_, elapsed, unit_, 0);
+    if (!detail_.empty()) out += ", " + detail_;
   }
   if (final_line || !tty_) out += '\n';
   std::fwrite(out.data(), 1, out.size(), stream_);

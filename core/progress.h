@@ -8,6 +8,9 @@
 //   Progress progress("preprocess", videos.size(), "video");
 //   for (...) { ...; progress.advance(); }   // thread-safe; cheap enough for hot loops
 //   progress.finish();                       // or let the destructor print the final line
+//
+// A loop with more to say than its rate (the trainer's reward, KL, seconds per step) sets a detail
+// text that every later line carries after the standard part: progress.set_detail("reward 0.53").
 #pragma once
 
 #include <atomic>
@@ -45,6 +48,9 @@ class Progress {
   // Prints the final line (ending in '\n'); later calls do nothing. Thread-safe.
   void finish();
 
+  // Text appended (after ", ") to every line printed from now on; "" for none. Thread-safe.
+  void set_detail(std::string detail);
+
   int64_t done() const { return done_.load(std::memory_order_relaxed); }
   int64_t total() const { return total_; }
   bool tty() const { return tty_; }
@@ -71,6 +77,7 @@ class Progress {
   std::mutex mutex_;  // guards everything below and the writes to stream_
   Clock::time_point last_check_;
   Clock::time_point last_print_;
+  std::string detail_;
   size_t last_line_length_ = 0;  // terminal only: to blank what a shorter redraw leaves behind
   bool finished_ = false;
 };

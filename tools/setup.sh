@@ -20,6 +20,7 @@ LVRL_PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   clang-format-14 clang-tidy-14
   python3-av
+  protobuf-compiler libprotobuf-dev gnuplot-nox
 )
 
 lvrl_log() { printf '[setup] %s\n' "$*" >&2; }
