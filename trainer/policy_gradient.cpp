@@ -16,21 +16,11 @@
 
 namespace lvrl::trainer {
 
-Aggregation parse_aggregation(const std::string& name) {
-  if (name == "token_mean") return Aggregation::TokenMean;
-  if (name == "seq_mean_token_mean") return Aggregation::SeqMeanTokenMean;
-  if (name == "seq_mean_token_sum") return Aggregation::SeqMeanTokenSum;
-  if (name == "constant") return Aggregation::Constant;
-  throw InputError({"", 0, "trainer.loss_agg", name},
-                   "expected token_mean, seq_mean_token_mean, seq_mean_token_sum or constant");
-}
-
 GradientOptions GradientOptions::from_config(const Config& config) {
   GradientOptions options;
   options.micro_batch_tokens = config.get<int64_t>("trainer.micro_batch_tokens");
   options.sp_mode = sp::parse_sp_mode(config.get<std::string>("sp.mode"));
-  options.aggregation = parse_aggregation(config.get<std::string>("trainer.loss_agg"));
-  options.aggregation_constant = config.get<double>("trainer.loss_agg_constant");
+  options.aggregation = LossAggregationOptions::from_config(config);
   return options;
 }
 
@@ -40,29 +30,14 @@ namespace {
 // scored token's values at the position that predicts it (index j − 1 for token j).
 struct MicroBatch {
   model::ModelInput input;
-  at::Tensor video_rows;                                           // [N, D] each distinct video once
-  at::Tensor video_row_start;                                      // [B] int64
-  at::Tensor scored;                                               // [B, S] bool, by token
-  at::Tensor old_logprobs, sampled_logprobs, advantages, weights;  // [B, S] float64, by position
+  at::Tensor video_rows;                                  // [N, D] each distinct video once
+  at::Tensor video_row_start;                             // [B] int64
+  at::Tensor scored;                                      // [B, S] bool, by token
+  at::Tensor old_logprobs, sampled_logprobs, advantages;  // [B, S] float64, by position
+  at::Tensor response_tokens;                             // [B] each answer's token count
 };
 
-double weight_of(const TrainSequence& sequence, const GradientOptions& options, int64_t tokens,
-                 int64_t sequences) {
-  switch (options.aggregation) {
-    case Aggregation::TokenMean:
-      return 1.0 / static_cast<double>(tokens);
-    case Aggregation::SeqMeanTokenMean:
-      return 1.0 / (static_cast<double>(sequences) * static_cast<double>(sequence.response_tokens()));
-    case Aggregation::SeqMeanTokenSum:
-      return 1.0 / static_cast<double>(sequences);
-    case Aggregation::Constant:
-      return 1.0 / options.aggregation_constant;
-  }
-  return 0;
-}
-
-MicroBatch assemble(const TrainBatch& batch, const std::vector<int64_t>& members,
-                    const GradientOptions& options, int64_t tokens, int64_t sequences) {
+MicroBatch assemble(const TrainBatch& batch, const std::vector<int64_t>& members) {
   const auto rows = static_cast<int64_t>(members.size());
   int64_t longest = 0;
   for (int64_t i : members) longest = std::max(longest, batch.sequences[i].length());
@@ -70,7 +45,8 @@ MicroBatch assemble(const TrainBatch& batch, const std::vector<int64_t>& members
   mb.input.input_ids = at::zeros({rows, longest}, at::kLong);
   mb.input.attention_mask = at::zeros({rows, longest}, at::kLong);
   mb.scored = at::zeros({rows, longest}, at::kBool);
-  for (at::Tensor* values : {&mb.old_logprobs, &mb.sampled_logprobs, &mb.advantages, &mb.weights}) {
+  mb.response_tokens = at::zeros({rows}, at::kLong);
+  for (at::Tensor* values : {&mb.old_logprobs, &mb.sampled_logprobs, &mb.advantages}) {
     *values = at::zeros({rows, longest}, at::kDouble);
   }
   std::map<int64_t, int64_t> video_offset;  // batch video → first row in video_rows
@@ -102,7 +78,7 @@ MicroBatch assemble(const TrainBatch& batch, const std::vector<int64_t>& members
         .narrow(0, first - 1, count)
         .copy_(at::tensor(sequence.sampled_logprobs).to(at::kDouble));
     mb.advantages[b].narrow(0, first - 1, count).fill_(sequence.advantage);
-    mb.weights[b].narrow(0, first - 1, count).fill_(weight_of(sequence, options, tokens, sequences));
+    mb.response_tokens[b] = count;
   }
   if (!videos.empty()) mb.video_rows = at::cat(videos);
   mb.video_row_start = at::tensor(starts, at::kLong);
@@ -158,7 +134,7 @@ GradientResult accumulate_gradients(model::QwenVLImpl& model, const TrainBatch& 
   logprob_options.temperature = local.temperature;
   at::Tensor total = at::zeros({1}, at::kDouble);
   for (const std::vector<int64_t>& members : plan_micro_batches(local, options.micro_batch_tokens)) {
-    MicroBatch mb = assemble(local, members, options, result.tokens, result.sequences);
+    MicroBatch mb = assemble(local, members);
     const at::Tensor video_rows =
         mb.video_rows.defined() ? mb.video_rows.to(weight.device(), dtype) : at::Tensor();
     sp::ShardedSequence shard = sp::shard_sequence(model, mb.input, video_rows, mb.scored, *mesh,
@@ -173,9 +149,9 @@ GradientResult accumulate_gradients(model::QwenVLImpl& model, const TrainBatch& 
     tokens.sampled_logprobs = local_values(mb.sampled_logprobs);
     tokens.advantages = local_values(mb.advantages);
     tokens.mask = shard.loss_mask;
-    const at::Tensor weights = local_values(mb.weights);
-    const at::Tensor micro_loss =
-        (loss(tokens) * weights).masked_fill(shard.loss_mask.logical_not(), 0).sum();
+    const StepNormaliser step{static_cast<double>(result.tokens), static_cast<double>(result.sequences)};
+    const at::Tensor micro_loss = aggregate_loss(options.aggregation, loss(tokens), shard.loss_mask, step,
+                                                 mb.response_tokens.to(weight.device()));
     micro_loss.backward();
     total += micro_loss.detach().to(at::kCPU, at::kDouble);
     ++result.micro_batches;

@@ -2,11 +2,10 @@
 // (docs/trainer.md#the-step).
 //
 // How the layout disappears:
-//  - Token and sequence counts of the whole optimizer step are all-reduced over the data-parallel
-//    ranks before the first backward, and every response token gets its aggregation weight from
-//    them (token-mean: 1/N_tokens; seq-mean-token-mean: 1/(N_seqs·T_i); seq-mean-token-sum: 1/N_seqs;
-//    constant: 1/C). The step's loss is then Σ_t w_t·ℓ_t over every token of every rank, a plain sum
-//    that splits over micro-batches, SP shards and DP ranks without changing.
+//  - Token and answer counts of the whole optimizer step are all-reduced over the data-parallel
+//    ranks before the first backward, and every micro-batch's loss is aggregated against them
+//    (trainer/loss_aggregation.h), so the step's loss is a plain sum that splits over micro-batches,
+//    SP shards and DP ranks without changing.
 //  - Each micro-batch runs the whole decoder under SP (sp::shard_sequence: positions and the label
 //    shift decided on the whole sequence, then split); per-token values (π_old, advantages,
 //    weights) are shifted to the position that predicts their token and sharded the same way.
@@ -25,6 +24,7 @@
 #include "model/qwen_vl.h"
 #include "sp/layout.h"
 #include "sp/mesh.h"
+#include "trainer/loss_aggregation.h"
 #include "trainer/train_batch.h"
 
 namespace lvrl::trainer {
@@ -41,14 +41,10 @@ struct TokenBatch {
 // ℓ [B, l] per token (entries where mask is false are ignored).
 using TokenLoss = std::function<at::Tensor(const TokenBatch&)>;
 
-enum class Aggregation { TokenMean, SeqMeanTokenMean, SeqMeanTokenSum, Constant };
-Aggregation parse_aggregation(const std::string& name);  // trainer.loss_agg values
-
 struct GradientOptions {
   int64_t micro_batch_tokens = 16384;
   sp::SpMode sp_mode = sp::SpMode::Ulysses;
-  Aggregation aggregation = Aggregation::TokenMean;
-  double aggregation_constant = 1024;                        // C of Aggregation::Constant
+  LossAggregationOptions aggregation;
   static GradientOptions from_config(const Config& config);  // trainer.*, sp.mode
 };
 

@@ -20,7 +20,8 @@ WeightPublisher::WeightPublisher(std::string weights_dir, std::shared_ptr<cache:
   LVRL_ASSERT(keep_ >= 1, fmt::format("keep {} weight versions", keep_));
   std::error_code error;
   fs::create_directories(dir_, error);
-  if (error) throw InputError({dir_, 0, "run.dir", dir_}, "cannot create the weights directory: " + error.message());
+  if (error)
+    throw InputError({dir_, 0, "run.dir", dir_}, "cannot create the weights directory: " + error.message());
 }
 
 std::string WeightPublisher::path_of(int64_t version) const {
@@ -29,7 +30,8 @@ std::string WeightPublisher::path_of(int64_t version) const {
 
 cache::WeightVersion WeightPublisher::publish(const model::QwenVLImpl& model, int64_t version) {
   const std::string path = path_of(version);
-  safetensors::save(path, model::language_state_dict(model), {{"format", "pt"}, {"version", std::to_string(version)}});
+  safetensors::save(path, model::language_state_dict(model),
+                    {{"format", "pt"}, {"version", std::to_string(version)}});
   cache::WeightVersion announced{version, fs::absolute(path).string(), hash_file(path).hex(), 0};
   if (channel_) channel_->publish(announced);
   prune(version);

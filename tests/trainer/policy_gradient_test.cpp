@@ -68,7 +68,7 @@ const TokenLoss kLoss = [](const TokenBatch& tokens) {
 };
 
 // The single-device step, written directly.
-double reference_step(model::QwenVLImpl& model, const TrainBatch& batch, Aggregation aggregation) {
+double reference_step(model::QwenVLImpl& model, const TrainBatch& batch, bool token_mean) {
   int64_t tokens = 0;
   for (const auto& sequence : batch.sequences) tokens += sequence.response_tokens();
   const auto sequences = static_cast<double>(batch.sequences.size());
@@ -89,9 +89,8 @@ double reference_step(model::QwenVLImpl& model, const TrainBatch& batch, Aggrega
                                                 input.input_ids[0].narrow(0, first, count), options);
     at::Tensor old = at::tensor(sequence.old_logprobs).to(at::kDouble);
     at::Tensor terms = ppo_terms(logprobs, old, at::full({count}, sequence.advantage, at::kDouble));
-    const double weight = aggregation == Aggregation::TokenMean
-                              ? 1.0 / static_cast<double>(tokens)
-                              : 1.0 / (sequences * static_cast<double>(count));
+    const double weight =
+        token_mean ? 1.0 / static_cast<double>(tokens) : 1.0 / (sequences * static_cast<double>(count));
     total = total + terms.sum() * weight;
   }
   total.backward();
@@ -102,13 +101,13 @@ TEST(PolicyGradientWorker, MatchesOneDevice) {
   LVRL_RANK_WORKER_ONLY();
   const int sp_size = test::worker_env_int("SP_SIZE"), ulysses = test::worker_env_int("SP_U");
   const sp::SpMode mode = sp::parse_sp_mode(test::worker_env("SP_MODE"));
-  const Aggregation aggregation = parse_aggregation(test::worker_env("AGGREGATION"));
+  const bool token_mean = test::worker_env("AGGREGATION") == "token_mean";
   auto mesh = sp::Mesh::create(sp::DistributedEnv::from_environment(), {sp_size, ulysses, sp_size / ulysses},
                                c10::kCPU);
   model::QwenVL model = testing_model::random_model(testing_model::micro_config(), 19, at::kDouble);
   const TrainBatch batch = make_batch(model->config());
 
-  const double reference_loss = reference_step(*model, batch, aggregation);
+  const double reference_loss = reference_step(*model, batch, token_mean);
   std::map<std::string, at::Tensor> reference;
   double norm = 0;
   for (auto& item : model->named_parameters()) {
@@ -122,7 +121,7 @@ TEST(PolicyGradientWorker, MatchesOneDevice) {
   GradientOptions options;
   options.micro_batch_tokens = 40;  // several micro-batches
   options.sp_mode = mode;
-  options.aggregation = aggregation;
+  options.aggregation.mode = token_mean ? LossAggregation::TokenMean : LossAggregation::SeqMeanTokenMean;
   const GradientResult result =
       accumulate_gradients(*model, dp_share(batch, mesh->dp_rank(), mesh->dp_size()), mesh, options, kLoss);
   EXPECT_NEAR(result.loss, reference_loss, 1e-10 * std::abs(reference_loss));

@@ -1,6 +1,8 @@
 // Weight publishing: the trainer's language weights reach a running rollout model exactly, the
 // vision tower untouched; the announcement on the weight channel names the file and its checksum;
 // a corrupted file, or one carrying vision-tower tensors, is refused; old versions are pruned.
+#include "trainer/weight_publisher.h"
+
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
@@ -14,7 +16,6 @@
 #include "model/weights.h"
 #include "tests/cache/redis_test_support.h"
 #include "tests/model/micro_model.h"
-#include "trainer/weight_publisher.h"
 
 namespace lvrl::trainer {
 namespace {
