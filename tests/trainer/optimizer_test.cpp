@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/config.h"
 #include "core/tensor_compare.h"
 #include "sp/mesh.h"
 #include "tests/support/expect_error.h"
@@ -176,6 +177,33 @@ TEST(AdamW, RefusesAStateThatDoesNotFit) {
   auto no_step = good;
   no_step.erase("step");
   test::expect_input_error([&] { optimizer.import_state(no_step, "opt.safetensors"); }, "step");
+}
+
+TEST(OptimizerOptions, ReadsTheTrainerKeys) {
+  const OptimizerOptions defaults = OptimizerOptions::from_config(Config::parse("", "run.yaml"));
+  EXPECT_EQ(defaults.lr, 1e-6);  // docs/trainer.md#defaults-seen-in-long-rl
+  EXPECT_EQ(defaults.weight_decay, 1e-2);
+  EXPECT_EQ(defaults.beta1, 0.9);
+  EXPECT_EQ(defaults.beta2, 0.999);
+  EXPECT_EQ(defaults.schedule, LrSchedule::Constant);
+  EXPECT_EQ(defaults.grad_clip, 1.0);
+  const OptimizerOptions options = OptimizerOptions::from_config(
+      Config::parse("trainer:\n  lr: 3e-5\n  betas: [0.8, 0.95]\n  schedule: cosine\n  warmup_steps: 7\n"
+                    "  min_lr_ratio: 0.1\n  steps: 40\n  eps: 1e-6\n  grad_clip: 0\n",
+                    "run.yaml"));
+  EXPECT_EQ(options.lr, 3e-5);
+  EXPECT_EQ(options.beta1, 0.8);
+  EXPECT_EQ(options.beta2, 0.95);
+  EXPECT_EQ(options.schedule, LrSchedule::Cosine);
+  EXPECT_EQ(options.warmup_steps, 7);
+  EXPECT_EQ(options.min_lr_ratio, 0.1);
+  EXPECT_EQ(options.steps, 40);
+  EXPECT_EQ(options.eps, 1e-6);
+  EXPECT_EQ(options.grad_clip, 0.0);
+  const InputError error = test::expect_input_error(
+      [] { OptimizerOptions::from_config(Config::parse("trainer:\n  betas: [0.9]\n", "run.yaml")); },
+      "trainer.betas");
+  EXPECT_NE(error.file().find("run.yaml"), std::string::npos) << error.what();
 }
 
 // lr 2e-3, 4 warmup steps, 12 steps, cosine to 0.1 · lr; values worked by hand:
