@@ -48,19 +48,23 @@ class RecomputedLayer : public torch::autograd::Function<RecomputedLayer> {
     LVRL_ASSERT(static_cast<int64_t>(parameters.size()) == parameter_count,
                 "a decoder layer's trainable parameters changed between forward and backward");
 
+    const bool input_needs_grad = ctx->needs_input_grad(0);
     at::AutoGradMode grad_mode(true);
-    at::Tensor x = saved[0].detach().requires_grad_(true);  // [B, S, D]
+    at::Tensor x = saved[0].detach().requires_grad_(input_needs_grad);  // [B, S, D]
     const RopeTables rope{saved[1], saved[2]};
     at::Tensor out = call->layer->forward(x, rope, *call->attention, nullptr, call->layer_index);
 
-    std::vector<at::Tensor> inputs{x};
+    std::vector<at::Tensor> inputs;
+    if (input_needs_grad) inputs.push_back(x);
     inputs.insert(inputs.end(), parameters.begin(), parameters.end());
     torch::autograd::variable_list grads =
         torch::autograd::grad({out}, inputs, {grad_outputs[0]},
                               /*retain_graph=*/false,
                               /*create_graph=*/false, /*allow_unused=*/true);
     // One gradient per forward input: x, each parameter, then none for rope and the call.
-    torch::autograd::variable_list result(grads.begin(), grads.end());
+    torch::autograd::variable_list result;
+    if (!input_needs_grad) result.emplace_back();
+    result.insert(result.end(), grads.begin(), grads.end());
     result.emplace_back();
     result.emplace_back();
     return result;

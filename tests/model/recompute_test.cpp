@@ -59,19 +59,19 @@ void expect_same_pass(const Pass& on, const Pass& off, at::ScalarType dtype) {
 }
 
 // The language model alone on embeddings that require grad (as video embeddings do), text positions.
-Pass text_model_pass(at::ScalarType dtype, bool recompute) {
+Pass text_model_pass(at::ScalarType dtype, bool recompute, bool input_requires_grad = true) {
   QwenVL model = testing_model::random_model(testing_model::micro_config(), 7, dtype);
   model->model->set_recompute(recompute);
   at::Generator generator = at::detail::createCPUGenerator(3);
   const int64_t batch = 2, seq = 9;
   at::Tensor embeds = at::randn({batch, seq, model->config().text.hidden_size}, generator, at::kDouble)
                           .to(dtype)
-                          .requires_grad_(true);  // [B, S, D]
+                          .requires_grad_(input_requires_grad);  // [B, S, D]
   at::Tensor positions = at::arange(seq, at::kLong).view({1, 1, seq}).expand({3, batch, seq}).contiguous();
   at::Tensor hidden = model->model->forward(embeds, positions);
   projected_loss(hidden, 5).backward();
   Pass pass{hidden.detach(), collect_grads(*model->model, "embed_tokens.weight")};
-  pass.grads["input"] = embeds.grad().clone();
+  if (input_requires_grad) pass.grads["input"] = embeds.grad().clone();
   return pass;
 }
 
@@ -100,6 +100,13 @@ class Recompute : public ::testing::TestWithParam<at::ScalarType> {};
 TEST_P(Recompute, TextModelMatchesThePlainForward) {
   const Pass off = text_model_pass(GetParam(), false);
   const Pass on = text_model_pass(GetParam(), true);
+  expect_same_pass(on, off, GetParam());
+}
+
+// The first layer's input needs no gradient: the layers' parameters must still get theirs.
+TEST_P(Recompute, TextModelOnFrozenInputsMatchesThePlainForward) {
+  const Pass off = text_model_pass(GetParam(), false, false);
+  const Pass on = text_model_pass(GetParam(), true, false);
   expect_same_pass(on, off, GetParam());
 }
 
