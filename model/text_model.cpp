@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "core/tensor_format.h"
+#include "model/recompute.h"
 
 namespace lvrl::model {
 
@@ -70,8 +71,14 @@ at::Tensor TextModelImpl::forward(const at::Tensor& inputs_embeds, const at::Ten
               fmt::format("inputs_embeds {} with positions {}", inputs_embeds.sizes(), positions.sizes()));
   RopeTables rope = mrope_tables(config_, positions, inputs_embeds.scalar_type(), inputs_embeds.device());
   at::Tensor x = inputs_embeds;
+  const bool recompute = recompute_ && cache == nullptr && at::GradMode::is_enabled();
   for (size_t i = 0; i < layers->size(); ++i) {
-    x = layers[i]->as<DecoderLayer>()->forward(x, rope, *attention_, cache, static_cast<int64_t>(i));
+    const auto index = static_cast<int64_t>(i);
+    if (recompute) {
+      x = recompute_decoder_layer(DecoderLayer(layers->ptr<DecoderLayerImpl>(i)), x, rope, attention_, index);
+    } else {
+      x = layers[i]->as<DecoderLayer>()->forward(x, rope, *attention_, cache, index);
+    }
   }
   return norm(x);
 }

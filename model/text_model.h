@@ -57,6 +57,10 @@ class TextModelImpl : public torch::nn::Module {
   void set_attention(std::shared_ptr<AttentionBackend> attention) { attention_ = std::move(attention); }
   const std::shared_ptr<AttentionBackend>& attention() const { return attention_; }
   const TextConfig& config() const { return config_; }
+  // Activation recompute (model/recompute.h): when on, a forward with grad enabled and no cache
+  // keeps only each layer's input and reruns the layer in backward. Off by default.
+  void set_recompute(bool recompute) { recompute_ = recompute; }
+  bool recompute() const { return recompute_; }
 
   torch::nn::Embedding embed_tokens{nullptr};  // [V, D]
   torch::nn::ModuleList layers{nullptr};       // of DecoderLayer
@@ -65,6 +69,7 @@ class TextModelImpl : public torch::nn::Module {
  private:
   TextConfig config_;
   std::shared_ptr<AttentionBackend> attention_;
+  bool recompute_ = false;
 };
 TORCH_MODULE(TextModel);
 

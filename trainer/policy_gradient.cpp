@@ -21,6 +21,7 @@ GradientOptions GradientOptions::from_config(const Config& config) {
   options.micro_batch_tokens = config.get<int64_t>("trainer.micro_batch_tokens");
   options.sp_mode = sp::parse_sp_mode(config.get<std::string>("sp.mode"));
   options.aggregation = LossAggregationOptions::from_config(config);
+  options.recompute = config.get<bool>("trainer.recompute");
   return options;
 }
 
@@ -130,6 +131,8 @@ GradientResult accumulate_gradients(model::QwenVLImpl& model, const TrainBatch& 
   const at::ScalarType dtype = weight.scalar_type();
   auto attention = std::make_shared<sp::SequenceParallelAttention>(mesh, options.sp_mode);
   model::ScopedTextAttention scope(*model.model, attention);
+  const bool recompute_before = model.model->recompute();
+  model.model->set_recompute(options.recompute);
   model::LogprobOptions logprob_options;
   logprob_options.temperature = local.temperature;
   at::Tensor total = at::zeros({1}, at::kDouble);
@@ -156,6 +159,7 @@ GradientResult accumulate_gradients(model::QwenVLImpl& model, const TrainBatch& 
     total += micro_loss.detach().to(at::kCPU, at::kDouble);
     ++result.micro_batches;
   }
+  model.model->set_recompute(recompute_before);
   // Every rank's contribution: SP ranks saw their tokens, DP ranks their sequences. The vision tower
   // is frozen (its rows come from the cache) and is skipped.
   for (auto& item : model.named_parameters()) {

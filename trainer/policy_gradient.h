@@ -45,6 +45,7 @@ struct GradientOptions {
   int64_t micro_batch_tokens = 16384;
   sp::SpMode sp_mode = sp::SpMode::Ulysses;
   LossAggregationOptions aggregation;
+  bool recompute = true;  // recompute each decoder layer's activations in backward (trainer.recompute)
   static GradientOptions from_config(const Config& config);  // trainer.*, sp.mode
 };
 
