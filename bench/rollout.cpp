@@ -178,6 +178,15 @@ std::string blas_core() {
   return name != nullptr ? std::string(name()) : std::string();
 }
 
+// The environment variables that move CPU figures (bench/model_forward.cpp), as a shell prefix.
+std::string environment_prefix() {
+  std::string prefix;
+  for (const char* name : {"OPENBLAS_CORETYPE", "OMP_WAIT_POLICY", "OMP_NUM_THREADS", "GLIBC_TUNABLES"}) {
+    if (const char* value = std::getenv(name)) prefix += fmt::format("{}={} ", name, value);
+  }
+  return prefix;
+}
+
 template <typename Work>
 double best_time(int repeat, Work&& work) {
   double best = kInfinity;
@@ -774,7 +783,7 @@ int main(int argc, char** argv) {
     if (options.threads != defaults.threads) flags += fmt::format(" --threads {}", options.threads);
     const std::string section = fmt::format(
         "## rollout\n\n"
-        "`build/bench/bench_rollout{} --results bench/RESULTS.md`, {}, {}, {} cores, commit {}, "
+        "`{}build/bench/bench_rollout{} --results bench/RESULTS.md`, {}, {}, {} cores, commit {}, "
         "`at::set_num_threads({})` for the engine and every anchor, OpenBLAS kernels {}; load average {} "
         "before, {} after; the whole run took {:.0f} s.\n\n"
         "{}. Every measurement (engine runs and anchors) is taken once per round, {} rounds after a warm-up; "
@@ -784,10 +793,10 @@ int main(int argc, char** argv) {
         "Where a decode step goes, outside the engine (rows continuing the same prefill in a "
         "`SharedPrefixKVCache`, greedy `sample_tokens`; mean of {} steps, best round):\n\n{}\n{}\n\nResults: "
         "{}.\n",
-        flags, lvrl::bench::utc_now(), lvrl::bench::cpu_model(), cores, commit.empty() ? "unknown" : commit,
-        options.threads, blas_core().empty() ? "none" : blas_core(), load_before, load_after, total_s,
-        setup_text, options.rounds, table, std::max<int64_t>(options.tokens, 4), split_table, details,
-        correct ? "verified" : "WRONG");
+        environment_prefix(), flags, lvrl::bench::utc_now(), lvrl::bench::cpu_model(), cores,
+        commit.empty() ? "unknown" : commit, options.threads, blas_core().empty() ? "none" : blas_core(),
+        load_before, load_after, total_s, setup_text, options.rounds, table,
+        std::max<int64_t>(options.tokens, 4), split_table, details, correct ? "verified" : "WRONG");
     lvrl::bench::replace_results_section(options.results, "## rollout", section);
     fmt::print("wrote {}\n", options.results);
   }
