@@ -204,7 +204,7 @@ struct InferRun {
 InferRun run_infer(QwenVLImpl& model, const at::Tensor& ids, int64_t steps) {
   at::NoGradGuard no_grad;
   InferRun run;
-  KVCache cache(model.config().text, 1, ids.size(1) + steps, at::kFloat, at::kCPU);
+  DenseKVCache cache(model.config().text, 1, ids.size(1) + steps, at::kFloat, at::kCPU);
   Clock::time_point start = Clock::now();
   at::Tensor logits = model.prefill(text_input(ids), cache);  // [1, V]
   run.prefill_s = seconds_since(start);
