@@ -2,6 +2,10 @@
 // bench/RESULTS.md (rewritten in place, other benchmarks' sections kept).
 #pragma once
 
+#include <dlfcn.h>
+#include <fmt/format.h>
+
+#include <cstdlib>
 #include <ctime>
 #include <fstream>
 #include <iterator>
@@ -49,6 +53,25 @@ inline void replace_results_section(const std::string& path, const std::string& 
     text = text.substr(0, begin + 1) + section + (end == std::string::npos ? "" : text.substr(end));
   }
   std::ofstream(path) << text;
+}
+
+// The OpenBLAS kernel set in use ("Prescott", "SkylakeX", ...), or "" when no OpenBLAS is loaded. Debian's
+// OpenBLAS 0.3.21 does not know recent Xeons (family 6 model 207) and falls back to its SSE3 Prescott
+// kernels, 5x slower at SGEMM; OPENBLAS_CORETYPE=SkylakeX in the environment (read when the library
+// loads, so before the process starts) selects the AVX-512 ones.
+inline std::string blas_core() {
+  using CoreName = char* (*)();
+  auto* name = reinterpret_cast<CoreName>(::dlsym(RTLD_DEFAULT, "openblas_get_corename"));
+  return name != nullptr ? std::string(name()) : std::string();
+}
+
+// The environment variables that change CPU figures, as a shell prefix ("" when none is set).
+inline std::string environment_prefix() {
+  std::string prefix;
+  for (const char* name : {"OPENBLAS_CORETYPE", "OMP_WAIT_POLICY", "OMP_NUM_THREADS", "GLIBC_TUNABLES"}) {
+    if (const char* value = std::getenv(name)) prefix += fmt::format("{}={} ", name, value);
+  }
+  return prefix;
 }
 
 }  // namespace lvrl::bench

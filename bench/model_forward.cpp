@@ -101,28 +101,9 @@ double mem_available_gib() {
   return 0;
 }
 
-// The OpenBLAS kernel set in use ("Prescott", "SkylakeX", ...), or "" when no OpenBLAS is loaded. Debian's
-// OpenBLAS 0.3.21 does not know recent Xeons (family 6 model 207) and falls back to its SSE3 Prescott
-// kernels, 5x slower at SGEMM; OPENBLAS_CORETYPE=SkylakeX in the environment (read when the library
-// loads, so before the process starts) selects the AVX-512 ones.
-std::string blas_core() {
-  using CoreName = char* (*)();
-  auto* name = reinterpret_cast<CoreName>(::dlsym(RTLD_DEFAULT, "openblas_get_corename"));
-  return name != nullptr ? std::string(name()) : std::string();
-}
-
-// The environment variables that change the figures, as a shell prefix ("" when none is set).
-std::string environment_prefix() {
-  std::string prefix;
-  for (const char* name : {"OPENBLAS_CORETYPE", "OMP_WAIT_POLICY", "OMP_NUM_THREADS", "GLIBC_TUNABLES"}) {
-    if (const char* value = std::getenv(name)) prefix += fmt::format("{}={} ", name, value);
-  }
-  return prefix;
-}
-
 // The settings that move CPU figures most on this kind of machine, each measured in the environment
-// sensitivity runs: OpenBLAS kernels (see blas_core), OpenMP workers that sleep instead of spinning
-// (a spinning worker waiting for a descheduled one stalls every parallel op on a loaded machine),
+// sensitivity runs: OpenBLAS kernels (see bench_report.h blas_core), OpenMP workers that sleep instead of
+// spinning (a spinning worker waiting for a descheduled one stalls every parallel op on a loaded machine),
 // and glibc keeping freed large blocks instead of unmapping them (every [rows, 151936] logits chunk
 // is a fresh mmap otherwise, page faults and zeroing included).
 struct Setting {
@@ -254,7 +235,7 @@ int run_child(const Case& c, int threads, const std::string& out_prefix) {
   const at::Tensor warmup_ids = c.warmup_full ? ids : make_ids(std::min(c.length, kWarmupTokens));
   json report = {{"case", c.name()}, {"threads", at::get_num_threads()}};
   report["rss_start_mib"] = status_mib("VmRSS");
-  report["blas_core"] = blas_core();
+  report["blas_core"] = lvrl::bench::blas_core();
   lvrl::safetensors::TensorMap tensors;
   if (c.phase == "infer") {
     model->eval();
@@ -509,7 +490,7 @@ int main(int argc, char** argv) {
   const fs::path dir = work->path();
   const std::string load_before = lvrl::bench::first_line("/proc/loadavg");
   const Clock::time_point bench_start = Clock::now();
-  const std::string core = blas_core(), environment = environment_prefix();
+  const std::string core = lvrl::bench::blas_core(), environment = lvrl::bench::environment_prefix();
   fmt::print(
       "bench_model_forward: {} threads, {}, OpenBLAS kernels {}, memory budget for the naive anchor {:.1f} "
       "GiB{}{}\n",

@@ -171,22 +171,6 @@ std::string find_tokenizer(const Options& options) {
   return out.substr(out.rfind('\n') == std::string::npos ? 0 : out.rfind('\n') + 1);
 }
 
-// The OpenBLAS kernel set in use, or "" without OpenBLAS (see bench/model_forward.cpp).
-std::string blas_core() {
-  using CoreName = char* (*)();
-  auto* name = reinterpret_cast<CoreName>(::dlsym(RTLD_DEFAULT, "openblas_get_corename"));
-  return name != nullptr ? std::string(name()) : std::string();
-}
-
-// The environment variables that move CPU figures (bench/model_forward.cpp), as a shell prefix.
-std::string environment_prefix() {
-  std::string prefix;
-  for (const char* name : {"OPENBLAS_CORETYPE", "OMP_WAIT_POLICY", "OMP_NUM_THREADS", "GLIBC_TUNABLES"}) {
-    if (const char* value = std::getenv(name)) prefix += fmt::format("{}={} ", name, value);
-  }
-  return prefix;
-}
-
 template <typename Work>
 double best_time(int repeat, Work&& work) {
   double best = kInfinity;
@@ -769,7 +753,7 @@ int main(int argc, char** argv) {
                  {"load_after", load_after},
                  {"total_s", total_s},
                  {"commit", commit},
-                 {"blas_core", blas_core()}});
+                 {"blas_core", lvrl::bench::blas_core()}});
 
   if (!options.results.empty()) {
     const Options defaults;
@@ -793,10 +777,11 @@ int main(int argc, char** argv) {
         "Where a decode step goes, outside the engine (rows continuing the same prefill in a "
         "`SharedPrefixKVCache`, greedy `sample_tokens`; mean of {} steps, best round):\n\n{}\n{}\n\nResults: "
         "{}.\n",
-        environment_prefix(), flags, lvrl::bench::utc_now(), lvrl::bench::cpu_model(), cores,
-        commit.empty() ? "unknown" : commit, options.threads, blas_core().empty() ? "none" : blas_core(),
-        load_before, load_after, total_s, setup_text, options.rounds, table,
-        std::max<int64_t>(options.tokens, 4), split_table, details, correct ? "verified" : "WRONG");
+        lvrl::bench::environment_prefix(), flags, lvrl::bench::utc_now(), lvrl::bench::cpu_model(), cores,
+        commit.empty() ? "unknown" : commit, options.threads,
+        lvrl::bench::blas_core().empty() ? "none" : lvrl::bench::blas_core(), load_before, load_after,
+        total_s, setup_text, options.rounds, table, std::max<int64_t>(options.tokens, 4), split_table,
+        details, correct ? "verified" : "WRONG");
     lvrl::bench::replace_results_section(options.results, "## rollout", section);
     fmt::print("wrote {}\n", options.results);
   }
