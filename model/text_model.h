@@ -90,4 +90,20 @@ class ScopedTextAttention {
   std::shared_ptr<AttentionBackend> saved_;
 };
 
+// Sets activation recompute for one scope (a training step) and restores the earlier setting when
+// it ends, on an exception too.
+class ScopedRecompute {
+ public:
+  ScopedRecompute(TextModelImpl& model, bool recompute) : model_(model), saved_(model.recompute()) {
+    model_.set_recompute(recompute);
+  }
+  ~ScopedRecompute() { model_.set_recompute(saved_); }
+  ScopedRecompute(const ScopedRecompute&) = delete;
+  ScopedRecompute& operator=(const ScopedRecompute&) = delete;
+
+ private:
+  TextModelImpl& model_;
+  bool saved_;
+};
+
 }  // namespace lvrl::model

@@ -58,6 +58,13 @@ inline constexpr const char* kForwardBackward = "timing_s/forward_backward";
 inline constexpr const char* kOptimizer = "timing_s/optimizer";
 inline constexpr const char* kPublishWeights = "timing_s/publish";
 
+// Seconds getting the step's video rows (cache reads, encodes on a miss).
+inline constexpr const char* kTimingVideo = "timing_s/video";
+
+// SFT: the step's mean cross-entropy per target token, and the target tokens of the step.
+inline constexpr const char* kSftLoss = "sft/loss";
+inline constexpr const char* kSftTokens = "sft/tokens";
+
 // Rollout records dropped because their policy version was too old.
 inline constexpr const char* kStaleRecordsDropped = "rollout/stale_dropped";
 // |p_rollout - p_trainer| over response tokens (verl's names): how far the generation engine's

@@ -13,6 +13,7 @@
 #include "sp/comm.h"
 #include "sp/sp_attention.h"
 #include "sp/vlm_shard.h"
+#include "trainer/micro_batch.h"
 
 namespace lvrl::trainer {
 
@@ -26,65 +27,6 @@ GradientOptions GradientOptions::from_config(const Config& config) {
 }
 
 namespace {
-
-// A micro-batch as full sequences [B, S]: the model input, which tokens are scored, and each
-// scored token's values at the position that predicts it (index j − 1 for token j).
-struct MicroBatch {
-  model::ModelInput input;
-  at::Tensor video_rows;                                  // [N, D] each distinct video once
-  at::Tensor video_row_start;                             // [B] int64
-  at::Tensor scored;                                      // [B, S] bool, by token
-  at::Tensor old_logprobs, sampled_logprobs, advantages;  // [B, S] float64, by position
-  at::Tensor response_tokens;                             // [B] each answer's token count
-};
-
-MicroBatch assemble(const TrainBatch& batch, const std::vector<int64_t>& members) {
-  const auto rows = static_cast<int64_t>(members.size());
-  int64_t longest = 0;
-  for (int64_t i : members) longest = std::max(longest, batch.sequences[i].length());
-  MicroBatch mb;
-  mb.input.input_ids = at::zeros({rows, longest}, at::kLong);
-  mb.input.attention_mask = at::zeros({rows, longest}, at::kLong);
-  mb.scored = at::zeros({rows, longest}, at::kBool);
-  mb.response_tokens = at::zeros({rows}, at::kLong);
-  for (at::Tensor* values : {&mb.old_logprobs, &mb.sampled_logprobs, &mb.advantages}) {
-    *values = at::zeros({rows, longest}, at::kDouble);
-  }
-  std::map<int64_t, int64_t> video_offset;  // batch video → first row in video_rows
-  std::vector<at::Tensor> videos;
-  int64_t offset = 0;
-  std::vector<int64_t> starts(rows, 0);
-  for (int64_t b = 0; b < rows; ++b) {
-    const TrainSequence& sequence = batch.sequences[members[b]];
-    const int64_t length = sequence.length();
-    mb.input.input_ids[b].narrow(0, 0, length).copy_(at::tensor(sequence.ids, at::kLong));
-    mb.input.attention_mask[b].narrow(0, 0, length).fill_(1);
-    if (sequence.video >= 0) {
-      const TrainVideo& video = batch.videos[sequence.video];
-      auto [it, added] = video_offset.emplace(sequence.video, offset);
-      if (added) {
-        videos.push_back(video.rows);
-        offset += video.rows.size(0);
-      }
-      starts[b] = it->second;
-      mb.input.video_grids.push_back(video.grid);
-      mb.input.second_per_grid_ts.push_back(video.second_per_grid_t);
-    }
-    const int64_t first = sequence.response_start, count = sequence.response_tokens();
-    if (count == 0) continue;
-    mb.scored[b].narrow(0, first, count).fill_(true);
-    // Token j is predicted at position j − 1.
-    mb.old_logprobs[b].narrow(0, first - 1, count).copy_(at::tensor(sequence.old_logprobs).to(at::kDouble));
-    mb.sampled_logprobs[b]
-        .narrow(0, first - 1, count)
-        .copy_(at::tensor(sequence.sampled_logprobs).to(at::kDouble));
-    mb.advantages[b].narrow(0, first - 1, count).fill_(sequence.advantage);
-    mb.response_tokens[b] = count;
-  }
-  if (!videos.empty()) mb.video_rows = at::cat(videos);
-  mb.video_row_start = at::tensor(starts, at::kLong);
-  return mb;
-}
 
 // Debug builds: every SP rank of a group must hold the same parameters (they are updated from the
 // same summed gradients); a rank that drifted would silently train another model.
@@ -128,38 +70,28 @@ GradientResult accumulate_gradients(model::QwenVLImpl& model, const TrainBatch& 
   LVRL_ASSERT(result.tokens > 0, "an optimizer step without response tokens");
 
   const at::Tensor weight = model.lm_head_weight();
-  const at::ScalarType dtype = weight.scalar_type();
   auto attention = std::make_shared<sp::SequenceParallelAttention>(mesh, options.sp_mode);
   model::ScopedTextAttention scope(*model.model, attention);
-  const bool recompute_before = model.model->recompute();
-  model.model->set_recompute(options.recompute);
+  model::ScopedRecompute recompute(*model.model, options.recompute);
   model::LogprobOptions logprob_options;
   logprob_options.temperature = local.temperature;
   at::Tensor total = at::zeros({1}, at::kDouble);
+  const StepNormaliser step{static_cast<double>(result.tokens), static_cast<double>(result.sequences)};
   for (const std::vector<int64_t>& members : plan_micro_batches(local, options.micro_batch_tokens)) {
-    MicroBatch mb = assemble(local, members);
-    const at::Tensor video_rows =
-        mb.video_rows.defined() ? mb.video_rows.to(weight.device(), dtype) : at::Tensor();
-    sp::ShardedSequence shard = sp::shard_sequence(model, mb.input, video_rows, mb.scored, *mesh,
-                                                   options.sp_mode, mb.video_row_start);
-    const int rank = mesh->sp_rank();
-    auto local_values = [&](const at::Tensor& full) {
-      return sp::shard(full, 1, shard.layout, rank, 0).to(weight.device(), dtype);
-    };
+    const ShardedMicroBatch mb = shard_micro_batch(model, local, members, *mesh, options.sp_mode);
     TokenBatch tokens;
-    tokens.logprobs = sp::sharded_token_logprobs(model, shard, attention, logprob_options);
-    tokens.old_logprobs = local_values(mb.old_logprobs);
-    tokens.sampled_logprobs = local_values(mb.sampled_logprobs);
-    tokens.advantages = local_values(mb.advantages);
-    tokens.mask = shard.loss_mask;
-    const StepNormaliser step{static_cast<double>(result.tokens), static_cast<double>(result.sequences)};
-    const at::Tensor micro_loss = aggregate_loss(options.aggregation, loss(tokens), shard.loss_mask, step,
-                                                 mb.response_tokens.to(weight.device()));
+    tokens.logprobs = sp::sharded_token_logprobs(model, mb.shard, attention, logprob_options);
+    tokens.old_logprobs = mb.local(mb.full.old_logprobs);
+    tokens.sampled_logprobs = mb.local(mb.full.sampled_logprobs);
+    if (mb.full.ref_logprobs.defined()) tokens.ref_logprobs = mb.local(mb.full.ref_logprobs);
+    tokens.advantages = mb.local(mb.full.advantages);
+    tokens.mask = mb.shard.loss_mask;
+    const at::Tensor micro_loss = aggregate_loss(options.aggregation, loss(tokens), mb.shard.loss_mask, step,
+                                                 mb.full.response_tokens.to(weight.device()));
     micro_loss.backward();
     total += micro_loss.detach().to(at::kCPU, at::kDouble);
     ++result.micro_batches;
   }
-  model.model->set_recompute(recompute_before);
   // Every rank's contribution: SP ranks saw their tokens, DP ranks their sequences. The vision tower
   // is frozen (its rows come from the cache) and is skipped.
   for (auto& item : model.named_parameters()) {

@@ -35,6 +35,7 @@ struct TokenBatch {
   at::Tensor logprobs;          // log π_θ(token) at the sampling temperature; differentiable
   at::Tensor old_logprobs;      // π_old (the record's behaviour log-probs, or a recompute)
   at::Tensor sampled_logprobs;  // under the truncated distribution the token was drawn from
+  at::Tensor ref_logprobs;      // under the reference policy; undefined unless every sequence has them
   at::Tensor advantages;        // the answer's advantage on each of its tokens
   at::Tensor mask;              // bool: a response token is predicted here
 };

@@ -21,13 +21,15 @@ struct TrainVideo {
 };
 
 struct TrainSequence {
-  std::vector<int64_t> ids;             // [S] prompt ⊕ response
-  int64_t response_start = 0;           // index in ids of the first response token
-  int64_t video = -1;                   // index in TrainBatch::videos; -1 without a video
-  std::vector<float> old_logprobs;      // [T] π_old of each response token
-  std::vector<float> sampled_logprobs;  // [T] under the truncated distribution the token was drawn from
-  double advantage = 0;                 // broadcast over the answer's tokens
-  int64_t group = 0;                    // index of its prompt's group in the step
+  std::vector<int64_t> ids;              // [S] prompt ⊕ response
+  int64_t response_start = 0;            // index in ids of the first response token
+  int64_t video = -1;                    // index in TrainBatch::videos; -1 without a video
+  std::vector<float> old_logprobs;       // [T] π_old of each response token
+  std::vector<float> sampled_logprobs;   // [T] under the truncated distribution the token was drawn from
+  std::vector<float> ref_logprobs;       // [T] under the reference policy; empty without KL as a loss
+  double advantage = 0;                  // broadcast over the answer's tokens ...
+  std::vector<double> token_advantages;  // ... unless given per token, [T] (Reinforce++)
+  int64_t group = 0;                     // index of its prompt's group in the step
   int64_t length() const { return static_cast<int64_t>(ids.size()); }
   int64_t response_tokens() const { return length() - response_start; }
 };
