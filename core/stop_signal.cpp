@@ -41,7 +41,11 @@ StopSignal::~StopSignal() {
   installed = false;
 }
 
-bool StopSignal::requested() const { return received != 0; }
-int StopSignal::signal() const { return received; }
+bool StopSignal::requested() const {
+  return received != 0;
+}
+int StopSignal::signal() const {
+  return received;
+}
 
 }  // namespace lvrl

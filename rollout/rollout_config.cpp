@@ -18,6 +18,10 @@ const RegisterConfigSection rollout_section(
          ConfigKey::integer("max_new_tokens", 1024, "answer length limit (finish reason `length`)")
              .range(1, 1e9),
          ConfigKey::integer("seed", 0, "seed of the first request; request i uses seed + i").range(0, 9e18),
+         ConfigKey::integer("max_staleness", 0,
+                            "policy versions a rollout may lag the trainer by (0 = on-policy); the trainer "
+                            "keeps this + 2 published versions")
+             .range(0, 1e6),
          ConfigKey::string_list("stop", {}, "strings that end an answer (besides <|im_end|> and EOS)"),
          ConfigKey::integer("prefill_chunk", 4096,
                             "prompt tokens prefilled per pass on one rank (bounds activation memory)")

@@ -58,12 +58,20 @@ inline constexpr const char* kForwardBackward = "timing_s/forward_backward";
 inline constexpr const char* kOptimizer = "timing_s/optimizer";
 inline constexpr const char* kPublishWeights = "timing_s/publish";
 
+// The RL step's objective as aggregated (trainer.loss_agg), summed over ranks: what backward ran on.
+inline constexpr const char* kActorLoss = "actor/loss";
+
 // Seconds getting the step's video rows (cache reads, encodes on a miss).
 inline constexpr const char* kTimingVideo = "timing_s/video";
 
 // SFT: the step's mean cross-entropy per target token, and the target tokens of the step.
 inline constexpr const char* kSftLoss = "sft/loss";
 inline constexpr const char* kSftTokens = "sft/tokens";
+
+// DAPO's dynamic sampling: all-equal groups dropped for the step, and 1 when the step trained on fewer
+// groups than trainer.rollout_batch after trainer.dynamic_sampling.max_rounds rounds.
+inline constexpr const char* kGroupsDropped = "rollout/groups_dropped";
+inline constexpr const char* kShortSteps = "rollout/short_step";
 
 // Rollout records dropped because their policy version was too old.
 inline constexpr const char* kStaleRecordsDropped = "rollout/stale_dropped";

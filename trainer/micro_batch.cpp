@@ -71,7 +71,8 @@ MicroBatch assemble_micro_batch(const TrainBatch& batch, const std::vector<int64
     mb.response_tokens[b] = count;
     if (count == 0) continue;
     mb.scored[b].narrow(0, first, count).fill_(true);
-    at::Tensor old_row = mb.old_logprobs[b], sampled_row = mb.sampled_logprobs[b], advantage_row = mb.advantages[b];
+    at::Tensor old_row = mb.old_logprobs[b], sampled_row = mb.sampled_logprobs[b],
+               advantage_row = mb.advantages[b];
     place(old_row, sequence.old_logprobs, first);
     place(sampled_row, sequence.sampled_logprobs, first);
     if (with_reference) {
@@ -94,7 +95,8 @@ at::Tensor ShardedMicroBatch::local(const at::Tensor& by_position) const {
 }
 
 ShardedMicroBatch shard_micro_batch(model::QwenVLImpl& model, const TrainBatch& batch,
-                                    const std::vector<int64_t>& members, const sp::Mesh& mesh, sp::SpMode mode) {
+                                    const std::vector<int64_t>& members, const sp::Mesh& mesh,
+                                    sp::SpMode mode) {
   ShardedMicroBatch out;
   out.full = assemble_micro_batch(batch, members);
   out.weight = model.lm_head_weight();

@@ -18,10 +18,10 @@
 namespace lvrl::trainer {
 
 struct MicroBatch {
-  model::ModelInput input;    // input_ids / attention_mask [B, S], one video grid per row with a video
-  at::Tensor video_rows;      // [N, D] each distinct video of the micro-batch once (undefined: none)
-  at::Tensor video_row_start; // [B] int64: row b's first video row in video_rows
-  at::Tensor scored;          // [B, S] bool, by token: the response tokens
+  model::ModelInput input;     // input_ids / attention_mask [B, S], one video grid per row with a video
+  at::Tensor video_rows;       // [N, D] each distinct video of the micro-batch once (undefined: none)
+  at::Tensor video_row_start;  // [B] int64: row b's first video row in video_rows
+  at::Tensor scored;           // [B, S] bool, by token: the response tokens
   // [B, S] float64, by predicting position; 0 elsewhere. ref_logprobs only when every sequence has them.
   at::Tensor old_logprobs, sampled_logprobs, ref_logprobs, advantages;
   at::Tensor response_tokens;  // [B] int64: each answer's token count
@@ -41,6 +41,7 @@ struct ShardedMicroBatch {
   int sp_rank = 0;
 };
 ShardedMicroBatch shard_micro_batch(model::QwenVLImpl& model, const TrainBatch& batch,
-                                    const std::vector<int64_t>& members, const sp::Mesh& mesh, sp::SpMode mode);
+                                    const std::vector<int64_t>& members, const sp::Mesh& mesh,
+                                    sp::SpMode mode);
 
 }  // namespace lvrl::trainer

@@ -30,7 +30,8 @@ std::vector<std::vector<float>> response_logprobs(model::QwenVLImpl& model, cons
     for (size_t b = 0; b < members.size(); ++b) {
       const TrainSequence& sequence = local.sequences[members[b]];
       const int64_t count = sequence.response_tokens();
-      const at::Tensor values = full[static_cast<int64_t>(b)].narrow(0, sequence.response_start - 1, count).contiguous();
+      const at::Tensor values =
+          full[static_cast<int64_t>(b)].narrow(0, sequence.response_start - 1, count).contiguous();
       out[members[b]].assign(values.data_ptr<float>(), values.data_ptr<float>() + count);
     }
   }
@@ -45,7 +46,8 @@ ProbabilityDrift probability_drift(const std::vector<std::vector<float>>& a,
     LVRL_ASSERT(a[i].size() == b[i].size(),
                 fmt::format("sequence {}: {} vs {} log-probs", i, a[i].size(), b[i].size()));
     for (size_t t = 0; t < a[i].size(); ++t) {
-      const double d = std::abs(std::exp(static_cast<double>(a[i][t])) - std::exp(static_cast<double>(b[i][t])));
+      const double d =
+          std::abs(std::exp(static_cast<double>(a[i][t])) - std::exp(static_cast<double>(b[i][t])));
       drift.max = std::max(drift.max, d);
       drift.sum += d;
       drift.tokens += 1;

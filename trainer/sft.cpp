@@ -2,7 +2,6 @@
 
 #include <ATen/ATen.h>
 #include <fmt/format.h>
-#include <sys/resource.h>
 
 #include <algorithm>
 #include <cmath>
@@ -12,8 +11,6 @@
 #include "core/clock.h"
 #include "core/error.h"
 #include "core/log.h"
-#include "model/model_config.h"
-#include "model/weights.h"
 #include "pipeline/preprocess.h"
 #include "pipeline/video_rows.h"
 #include "pipeline/vision_encoder.h"
@@ -22,14 +19,17 @@
 #include "trainer/metric_names.h"
 #include "trainer/optimizer.h"
 #include "trainer/policy_gradient.h"
+#include "trainer/policy_model.h"
 #include "trainer/training_run.h"
 
 namespace lvrl::trainer {
 
-TrainSequence sft_sequence(const model::Tokenizer& tokenizer, const data::Sample& sample, const model::GridTHW& grid,
-                           const model::PromptOptions& prompt, int64_t merge_size, const std::string& dataset_path) {
+TrainSequence sft_sequence(const model::Tokenizer& tokenizer, const data::Sample& sample,
+                           const model::GridTHW& grid, const model::PromptOptions& prompt, int64_t merge_size,
+                           const std::string& dataset_path) {
   if (sample.answer.empty()) {
-    throw InputError({dataset_path, sample.line, "answer", ""}, fmt::format("row {} has no answer to train on", sample.id));
+    throw InputError({dataset_path, sample.line, "answer", ""},
+                     fmt::format("row {} has no answer to train on", sample.id));
   }
   if (prompt.format == model::AnswerFormat::ThinkAnswer && sample.reasoning.empty()) {
     throw InputError({dataset_path, sample.line, "reasoning", ""},
@@ -53,46 +53,24 @@ TrainSequence sft_sequence(const model::Tokenizer& tokenizer, const data::Sample
   return sequence;
 }
 
-namespace {
-
-double peak_host_memory_gb() {
-  struct rusage usage {};
-  getrusage(RUSAGE_SELF, &usage);
-  return static_cast<double>(usage.ru_maxrss) / (1024.0 * 1024.0);  // ru_maxrss is in KiB
-}
-
-// The run's optimizer steps: trainer.steps, or trainer.epochs passes of ⌈N / batch⌉ steps.
-int64_t total_steps(const Config& config, int64_t dataset_size, int64_t batch) {
-  const int64_t steps = config.get<int64_t>("trainer.steps");
-  if (steps > 0) return steps;
-  const int64_t epochs = config.get<int64_t>("trainer.epochs");
-  if (epochs == 0) {
-    throw InputError({config.source_of("trainer.epochs"), 0, "trainer.epochs", "0"},
-                     "with trainer.steps 0 the run's length comes from trainer.epochs: set one of them");
-  }
-  return epochs * ((dataset_size + batch - 1) / batch);
-}
-
-}  // namespace
-
 SftSummary run_sft(const Config& config, const std::shared_ptr<sp::Mesh>& mesh) {
   const std::string dataset_path = config.get<std::string>("data.path");
   if (dataset_path.empty()) {
     throw InputError({config.source_of("data.path"), 0, "data.path", ""}, "SFT needs a dataset (JSONL)");
   }
-  std::vector<data::Sample> dataset = data::read_dataset(dataset_path, config.get<std::string>("data.video_dir"));
+  std::vector<data::Sample> dataset =
+      data::read_dataset(dataset_path, config.get<std::string>("data.video_dir"));
   const int64_t max_samples = config.get<int64_t>("data.max_samples");
   if (max_samples > 0 && static_cast<int64_t>(dataset.size()) > max_samples) dataset.resize(max_samples);
-  if (dataset.empty()) throw InputError({dataset_path, 0, "data.path", dataset_path}, "the dataset has no rows");
+  if (dataset.empty())
+    throw InputError({dataset_path, 0, "data.path", dataset_path}, "the dataset has no rows");
   const auto dataset_size = static_cast<int64_t>(dataset.size());
   const int64_t batch_size = config.get<int64_t>("trainer.rollout_batch");
 
-  const model::ModelSettings settings = model::model_settings_from(config);
-  model::QwenVL model = model::load_model(settings.path, settings.dtype, settings.device);
-  model->train();
-  const model::Tokenizer tokenizer = model::Tokenizer::load(settings.path);
+  PolicyModel policy = load_policy(config);
+  const model::Tokenizer tokenizer = model::Tokenizer::load(config.get<std::string>("model.path"));
   const model::PromptOptions prompt = model::PromptOptions::from_config(config);
-  const int64_t merge = model->config().vision.spatial_merge_size;
+  const int64_t merge = policy.model->config().vision.spatial_merge_size;
 
   // The cache: several ranks share the configured server; one process may start its own.
   std::optional<cache::RunRedis> redis;
@@ -101,7 +79,8 @@ SftSummary run_sft(const Config& config, const std::shared_ptr<sp::Mesh>& mesh) 
                      "several trainer ranks share one embedding cache: point them at a running server");
   }
   redis.emplace(config, cache::RunRedis::Cache);
-  cache::EmbeddingCache cache(redis->cache(), cache::cache_options_from(config), cache::redis_options_from(config));
+  cache::EmbeddingCache cache(redis->cache(), cache::cache_options_from(config),
+                              cache::redis_options_from(config));
   pipeline::VisionEncoder encoder = pipeline::load_vision_encoder(config);
   pipeline::VideoRecipe recipe = pipeline::video_recipe_from(config);
   recipe.vision = encoder.vision_params();
@@ -112,18 +91,9 @@ SftSummary run_sft(const Config& config, const std::shared_ptr<sp::Mesh>& mesh) 
   OptimizerOptions optimizer_options = OptimizerOptions::from_config(config);
   optimizer_options.steps = steps;
   optimizer_options.check();
-  std::vector<std::pair<std::string, at::Tensor>> trained;
-  for (const auto& item : model->named_parameters()) {
-    if (item.key().rfind("visual.", 0) == 0) {
-      item.value().set_requires_grad(false);  // the tower is frozen: its rows come from the cache
-    } else {
-      trained.emplace_back(item.key(), item.value());
-    }
-  }
-  std::vector<at::Tensor> trained_tensors;
-  for (const auto& item : trained) trained_tensors.push_back(item.second);
-  AdamW optimizer(trained, optimizer_options);
-  TrainingRun run(config, *model, optimizer, mesh, "sft");
+  const std::vector<at::Tensor> trained_tensors = policy.trained_tensors();
+  AdamW optimizer(policy.trained, optimizer_options);
+  TrainingRun run(config, *policy.model, optimizer, mesh, "sft");
   run.set_total_steps(steps);
   GradientOptions gradient = GradientOptions::from_config(config);
   const TokenLoss cross_entropy = [](const TokenBatch& tokens) { return -tokens.logprobs; };
@@ -155,7 +125,7 @@ SftSummary run_sft(const Config& config, const std::shared_ptr<sp::Mesh>& mesh) 
 
     const auto update_start = SteadyClock::now();
     optimizer.zero_grad();
-    const GradientResult result = accumulate_gradients(*model, local, mesh, gradient, cross_entropy);
+    const GradientResult result = accumulate_gradients(*policy.model, local, mesh, gradient, cross_entropy);
     const double forward_backward_s = seconds_since(update_start);
     const auto optimizer_start = SteadyClock::now();
     const double grad_norm = clip_grad_norm(trained_tensors, optimizer_options.grad_clip, nullptr);
@@ -163,7 +133,8 @@ SftSummary run_sft(const Config& config, const std::shared_ptr<sp::Mesh>& mesh) 
     const double lr = optimizer.step();
     const double optimizer_s = seconds_since(optimizer_start);
 
-    at::Tensor cache_counts = at::tensor({static_cast<double>(hits), static_cast<double>(videos)}, at::kDouble);
+    at::Tensor cache_counts =
+        at::tensor({static_cast<double>(hits), static_cast<double>(videos)}, at::kDouble);
     sp::all_reduce_sum(mesh->dp(), cache_counts);
     const double step_s = seconds_since(step_start);
     std::map<std::string, double> scalars = {
@@ -177,7 +148,8 @@ SftSummary run_sft(const Config& config, const std::shared_ptr<sp::Mesh>& mesh) 
         {metric::kTimePerStep, step_s},
         {metric::kTokensPerSecond, static_cast<double>(result.tokens) / std::max(step_s, 1e-9)},
         {metric::kPeakHostMemoryGb, peak_host_memory_gb()},
-        {metric::kCacheHitRate, cache_counts[0].item<double>() / std::max(1.0, cache_counts[1].item<double>())}};
+        {metric::kCacheHitRate,
+         cache_counts[0].item<double>() / std::max(1.0, cache_counts[1].item<double>())}};
     run.complete_step(scalars);
     summary.last_loss = result.loss;
     ++summary.steps;

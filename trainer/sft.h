@@ -26,8 +26,9 @@ namespace lvrl::trainer {
 // One row's training sequence: the rendered prompt for a video of `grid`, then the target answer
 // (format_answer(reasoning, answer) and the turn's end). Without a reasoning under the think-answer
 // format, an InputError names the row's line and the field.
-TrainSequence sft_sequence(const model::Tokenizer& tokenizer, const data::Sample& sample, const model::GridTHW& grid,
-                           const model::PromptOptions& prompt, int64_t merge_size, const std::string& dataset_path);
+TrainSequence sft_sequence(const model::Tokenizer& tokenizer, const data::Sample& sample,
+                           const model::GridTHW& grid, const model::PromptOptions& prompt, int64_t merge_size,
+                           const std::string& dataset_path);
 
 struct SftSummary {
   int64_t steps = 0;       // optimizer steps this process ran (after any resume)

@@ -49,7 +49,8 @@ TrainingRun::TrainingRun(const Config& config, model::QwenVLImpl& model, AdamW& 
   if (writer()) {
     metrics_ = std::make_unique<MetricsLog>(options_.run_dir);
     const int64_t dropped = metrics_->truncate_after(state_.step);
-    if (dropped > 0) LVRL_INFO("{}: dropped {} metric lines past step {}", metrics_->jsonl_path(), dropped, state_.step);
+    if (dropped > 0)
+      LVRL_INFO("{}: dropped {} metric lines past step {}", metrics_->jsonl_path(), dropped, state_.step);
   }
 }
 

@@ -40,18 +40,20 @@ struct RunOptions {
   static RunOptions from_config(const Config& config);
 };
 
-// A run that stopped on a non-finite loss or gradient norm.
+// A run that stopped on a non-finite loss or gradient norm; training commands exit with
+// kNonFiniteLossExit then.
 class NonFiniteLoss : public Error {
  public:
   using Error::Error;
 };
+inline constexpr int kNonFiniteLossExit = 3;
 
 class TrainingRun {
  public:
   // Every rank constructs it together with the model and optimizer it trains (the model loaded from
   // model.path; a resume overwrites its weights). Rank 0 of the world writes metrics and checkpoints.
-  TrainingRun(const Config& config, model::QwenVLImpl& model, AdamW& optimizer, std::shared_ptr<sp::Mesh> mesh,
-              std::string label);
+  TrainingRun(const Config& config, model::QwenVLImpl& model, AdamW& optimizer,
+              std::shared_ptr<sp::Mesh> mesh, std::string label);
   ~TrainingRun();
 
   TrainerState& state() { return state_; }

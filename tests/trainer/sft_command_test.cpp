@@ -41,11 +41,13 @@ class SftCommand : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     work_ = new TempDir("lvrl-sft");
-    const test::ProcessResult init = test::run_lvrl({"model", "init", "--preset", "tiny", "--out", work_->file("model"),
-                                                     "--tokenizer", testing_model::qwen_model_dir(), "--seed", "3"});
+    const test::ProcessResult init =
+        test::run_lvrl({"model", "init", "--preset", "tiny", "--out", work_->file("model"), "--tokenizer",
+                        testing_model::qwen_model_dir(), "--seed", "3"});
     ASSERT_EQ(init.exit_code, 0) << init.output;
-    const test::ProcessResult synth = test::run_lvrl({"dataset", "synth", "--out", work_->file("data"), "--videos",
-                                                      "2", "--seed", "1", "--size", "64x48", "--test-fraction", "0.5"});
+    const test::ProcessResult synth =
+        test::run_lvrl({"dataset", "synth", "--out", work_->file("data"), "--videos", "2", "--seed", "1",
+                        "--size", "64x48", "--test-fraction", "0.5"});
     ASSERT_EQ(synth.exit_code, 0) << synth.output;
     std::ofstream(work_->file("sft.yaml"))
         << "log: {level: info}\n"
@@ -62,7 +64,8 @@ class SftCommand : public ::testing::Test {
     delete work_;
   }
 
-  static std::vector<std::string> args(const std::string& run_dir, const std::vector<std::string>& extra = {}) {
+  static std::vector<std::string> args(const std::string& run_dir,
+                                       const std::vector<std::string>& extra = {}) {
     std::vector<std::string> out = {"sft", "--config", work_->file("sft.yaml"), "run.dir=" + run_dir};
     out.insert(out.end(), extra.begin(), extra.end());
     return out;
@@ -79,7 +82,8 @@ class SftCommand : public ::testing::Test {
   // step → sft/loss of a run's metrics.jsonl.
   static std::map<int64_t, double> losses(const std::string& run_dir) {
     std::map<int64_t, double> out;
-    for (const MetricsRow& row : read_metrics_jsonl(run_dir + "/metrics.jsonl")) out[row.step] = row.scalars.at("sft/loss");
+    for (const MetricsRow& row : read_metrics_jsonl(run_dir + "/metrics.jsonl"))
+      out[row.step] = row.scalars.at("sft/loss");
     return out;
   }
 
@@ -96,7 +100,8 @@ TEST_F(SftCommand, LossFallsOnAMemorisableSet) {
   // The tiny model starts near ln(vocabulary) ≈ 11.9 nats a token; two rows are learnt fast.
   EXPECT_GT(loss.at(1), 10.0);
   EXPECT_LT(loss.at(kSteps), 0.6 * loss.at(1)) << "first " << loss.at(1) << ", last " << loss.at(kSteps);
-  for (int64_t step = 2; step <= kSteps; ++step) EXPECT_LT(loss.at(step), loss.at(step - 1)) << "step " << step;
+  for (int64_t step = 2; step <= kSteps; ++step)
+    EXPECT_LT(loss.at(step), loss.at(step - 1)) << "step " << step;
   // A checkpoint is a model `lvrl model info` reads.
   const std::string last = work_->file("straight/checkpoints/step-" + std::to_string(kSteps));
   const test::ProcessResult info = test::run_lvrl({"model", "info", last});
@@ -209,7 +214,8 @@ TEST_F(SftCommand, ANonFiniteLossStopsTheRunNamingTheStep) {
   EXPECT_EQ(run.exit_code, 3) << run.output;
   EXPECT_NE(run.output.find("step 2: the loss is "), std::string::npos) << run.output;
   std::vector<std::string> kept;
-  for (const auto& entry : fs::directory_iterator(run_dir + "/checkpoints")) kept.push_back(entry.path().filename());
+  for (const auto& entry : fs::directory_iterator(run_dir + "/checkpoints"))
+    kept.push_back(entry.path().filename());
   EXPECT_EQ(kept, std::vector<std::string>{"step-1"});
   EXPECT_EQ(read_metrics_jsonl(run_dir + "/metrics.jsonl").size(), 1U);
 }
