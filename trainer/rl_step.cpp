@@ -50,6 +50,11 @@ struct MiniBatch {
   int64_t tokens = 0;           // prompt + response tokens of the whole mini-batch (all ranks)
 };
 
+double extra_value(const std::map<std::string, double>& scalars, const char* name) {
+  const auto found = scalars.find(name);
+  return found == scalars.end() ? 0.0 : found->second;
+}
+
 double mean_of(const std::vector<double>& values) {
   double sum = 0;
   for (double v : values) sum += v;
@@ -74,6 +79,7 @@ int64_t RlTrainer::train(const RolloutBatch& batch, TrainingRun& run, const std:
   const auto& groups = batch.groups;
   const auto group_count = static_cast<int64_t>(groups.size());
   LVRL_ASSERT(group_count > 0, "a rollout batch without groups");
+  auto step_clock = SteadyClock::now();  // the first step also carries the batch's preparation
   const sp::SpMode mode = options_.gradient.sp_mode;
   const int64_t budget = options_.gradient.micro_batch_tokens;
 
@@ -279,7 +285,10 @@ int64_t RlTrainer::train(const RolloutBatch& batch, TrainingRun& run, const std:
         publisher_->publish(policy_, run.state().step + 1);
         step_scalars[metric::kPublishWeights] = seconds_since(publish_start);
       }
+      step_scalars[metric::kTimePerStep] =
+          seconds_since(step_clock) + (steps == 0 ? extra_value(extra, metric::kWaitRollouts) : 0.0);
       run.complete_step(step_scalars);
+      step_clock = SteadyClock::now();
       ++steps;
     }
   }

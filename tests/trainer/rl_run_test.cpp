@@ -5,7 +5,7 @@
 //  - the step's reward and length scalars are the hand means of the groups it took (the epoch's
 //    order from epoch_order), and each optimizer step publishes a weight version;
 //  - KL to the reference is 0 at the first mini-batch (the policy is the reference) and grows after;
-//    ppo_epochs × ppo_mini_batches optimizer steps per batch;
+//    ppo_epochs × ppo_mini_batches optimizer steps per batch; `lvrl plot` draws its 7 PNGs;
 //  - dynamic sampling never trains an all-equal group;
 //  - every advantage estimator trains; `lvrl train` on 2 ranks (DP 2, and SP 2) gives the 1-rank
 //    losses within 1e-6 relative.
@@ -30,6 +30,7 @@
 #include "tests/cache/redis_test_support.h"
 #include "tests/rollout/engine_support.h"
 #include "tests/support/run_process.h"
+#include "tests/trainer/png_check.h"
 #include "trainer/data_order.h"
 #include "trainer/metrics.h"
 #include "trainer/rl_run.h"
@@ -171,6 +172,10 @@ TEST_F(RlRun, KlToTheReferenceStartsAtZeroAndEpochsTimesMiniBatchesSteps) {
   EXPECT_GT(rows[3].scalars.at("actor/kl_loss"), 1e-7);
   // The batch's scalars are the same for its four steps; the lr and losses are each step's.
   EXPECT_EQ(rows[0].scalars.at("reward/overall"), rows[3].scalars.at("reward/overall"));
+  // This run's curves, drawn.
+  const test::ProcessResult plot = test::run_lvrl({"plot", run_dir});
+  ASSERT_EQ(plot.exit_code, 0) << plot.output;
+  for (const std::string& name : testing_trainer::kPngNames) testing_trainer::check_png(run_dir + "/plots/" + name);
 }
 
 TEST_F(RlRun, DynamicSamplingNeverTrainsAnAllEqualGroup) {

@@ -5,6 +5,7 @@
 //  - SIGKILL mid-run, then the same command: every step's loss equals the uninterrupted run's bit
 //    for bit (CPU, one thread per process, same layout);
 //  - its step-4 checkpoint resumed on two SP ranks: steps 5..8 within 1e-6 relative;
+//  - SIGTERM: the step in flight finishes, its checkpoint is written, exit 0;
 //  - a truncated newest checkpoint is skipped for the previous one, with a warning naming it;
 //  - a non-finite loss stops the run naming the step, exit 3, the last good checkpoint the newest.
 #include <ATen/ATen.h>
@@ -135,6 +136,29 @@ TEST_F(SftCommand, ResumeAfterSigkillRepeatsTheLossesBitForBit) {
   const std::map<int64_t, double> got = losses(run_dir);
   ASSERT_EQ(got.size(), expected.size());
   for (const auto& [step, loss] : expected) EXPECT_EQ(got.at(step), loss) << "step " << step;  // bit for bit
+}
+
+TEST_F(SftCommand, SigtermFinishesTheStepSavesAndExitsZero) {
+  const std::string run_dir = work_->file("terminated");
+  std::vector<std::string> argv = {test::lvrl_binary()};
+  for (const std::string& arg : args(run_dir, {"trainer.save_every=0"})) argv.push_back(arg);
+  test::Process process(argv, options());
+  const std::string metrics = run_dir + "/metrics.jsonl";
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(180);
+  while ((!fs::exists(metrics) || fs::file_size(metrics) == 0) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ::kill(process.pid(), SIGTERM);
+  const test::ProcessResult stopped = process.wait();
+  ASSERT_EQ(stopped.exit_code, 0) << stopped.output;
+  EXPECT_NE(stopped.output.find("stopped by a signal"), std::string::npos) << stopped.output;
+  // The checkpoint of the last finished step, the only one (save_every 0), and the log up to it.
+  const std::vector<MetricsRow> rows = read_metrics_jsonl(metrics);
+  ASSERT_FALSE(rows.empty());
+  ASSERT_LT(rows.back().step, kSteps) << "stopped too late to tell";
+  std::vector<std::string> kept;
+  for (const auto& entry : fs::directory_iterator(run_dir + "/checkpoints")) kept.push_back(entry.path().filename());
+  EXPECT_EQ(kept, std::vector<std::string>{"step-" + std::to_string(rows.back().step)});
 }
 
 TEST_F(SftCommand, ResumesOnAnotherLayout) {
