@@ -19,7 +19,8 @@ constexpr uint32_t kVersion = 1;
 template <typename T>
 void put(std::string& out, T value) {
   char bytes[sizeof(T)];
-  for (size_t i = 0; i < sizeof(T); ++i) bytes[i] = static_cast<char>((static_cast<uint64_t>(value) >> (8 * i)) & 0xff);
+  for (size_t i = 0; i < sizeof(T); ++i)
+    bytes[i] = static_cast<char>((static_cast<uint64_t>(value) >> (8 * i)) & 0xff);
   out.append(bytes, sizeof(T));
 }
 
@@ -31,7 +32,8 @@ class Reader {
   T take() {
     const std::string_view raw = take_bytes(sizeof(T));
     uint64_t value = 0;
-    for (size_t i = 0; i < sizeof(T); ++i) value |= static_cast<uint64_t>(static_cast<unsigned char>(raw[i])) << (8 * i);
+    for (size_t i = 0; i < sizeof(T); ++i)
+      value |= static_cast<uint64_t>(static_cast<unsigned char>(raw[i])) << (8 * i);
     return static_cast<T>(value);
   }
   std::string_view take_bytes(uint64_t count) {
@@ -110,7 +112,8 @@ std::vector<RolloutGroup> read_rollout_file(const std::string& path) {
   reader.take_bytes(sizeof(kMagic));
   const auto version = reader.take<uint32_t>();
   if (version != kVersion) {
-    throw InputError({path, 0, "version", std::to_string(version)}, fmt::format("this build reads version {}", kVersion));
+    throw InputError({path, 0, "version", std::to_string(version)},
+                     fmt::format("this build reads version {}", kVersion));
   }
   std::vector<RolloutGroup> groups;
   while (!reader.done()) {

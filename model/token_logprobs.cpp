@@ -77,6 +77,58 @@ class ChunkedLogprobs : public torch::autograd::Function<ChunkedLogprobs> {
   }
 };
 
+// H = −Σ_j p_j log p_j of softmax(hidden·Wᵀ / T), chunk by chunk, the logits recomputed in backward:
+// ∂H/∂z_k = −p_k (log p_k + H) for the scaled logits z = logits / T.
+class ChunkedEntropy : public torch::autograd::Function<ChunkedEntropy> {
+ public:
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& hidden,
+                            const at::Tensor& weight, double temperature, int64_t chunk) {
+    const at::ScalarType acc = accumulation_dtype(hidden);
+    const int64_t rows = hidden.size(0);
+    at::Tensor out = at::empty({rows}, hidden.options().dtype(acc));
+    const at::Tensor weight_acc = weight.to(acc);
+    for (int64_t start = 0; start < rows; start += chunk) {
+      const int64_t n = std::min(chunk, rows - start);
+      const at::Tensor log_p = at::log_softmax(
+          at::matmul(hidden.narrow(0, start, n).to(acc), weight_acc.t()).div_(temperature), -1);
+      out.narrow(0, start, n).copy_(-(log_p.exp() * log_p).sum(-1));
+    }
+    ctx->save_for_backward({hidden, weight, out});
+    ctx->saved_data["temperature"] = temperature;
+    ctx->saved_data["chunk"] = chunk;
+    return out;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const at::Tensor& hidden = saved[0];
+    const at::Tensor& weight = saved[1];
+    const at::Tensor& entropy = saved[2];
+    const double temperature = ctx->saved_data["temperature"].toDouble();
+    const int64_t chunk = ctx->saved_data["chunk"].toInt();
+    const at::ScalarType acc = entropy.scalar_type();
+    const at::Tensor grad_out = grads[0].to(acc);
+    const int64_t rows = hidden.size(0);
+    const at::Tensor weight_acc = weight.to(acc);
+    at::Tensor grad_hidden = at::empty_like(hidden);
+    at::Tensor grad_weight = at::zeros_like(weight_acc);
+    for (int64_t start = 0; start < rows; start += chunk) {
+      const int64_t n = std::min(chunk, rows - start);
+      const at::Tensor h = hidden.narrow(0, start, n).to(acc);
+      const at::Tensor log_p =
+          at::log_softmax(at::matmul(h, weight_acc.t()).div_(temperature), -1);  // [n, V]
+      const at::Tensor g = grad_out.narrow(0, start, n).unsqueeze(1);            // [n, 1]
+      // ∂H/∂logits = −p (log p + H) / T, times the incoming gradient.
+      const at::Tensor grad_z =
+          log_p.exp() * (log_p + entropy.narrow(0, start, n).unsqueeze(1)) * (-g / temperature);
+      grad_hidden.narrow(0, start, n).copy_(at::matmul(grad_z, weight_acc));
+      grad_weight.addmm_(grad_z.t(), h);
+    }
+    return {grad_hidden, grad_weight.to(weight.scalar_type()), at::Tensor(), at::Tensor()};
+  }
+};
+
 }  // namespace
 
 at::Tensor logprobs_from_logits_in_place(at::Tensor& logits, const at::Tensor& targets, double temperature,
@@ -117,6 +169,14 @@ at::Tensor token_logprobs(const at::Tensor& hidden, const at::Tensor& weight, co
   }
   return ChunkedLogprobs::apply(hidden, weight, targets.to(hidden.device()), options.temperature,
                                 options.chunk);
+}
+
+at::Tensor token_entropy(const at::Tensor& hidden, const at::Tensor& weight, const LogprobOptions& options) {
+  LVRL_ASSERT(hidden.dim() == 2 && weight.dim() == 2 && hidden.size(1) == weight.size(1),
+              fmt::format("token_entropy(hidden {}, weight {})", hidden.sizes(), weight.sizes()));
+  LVRL_ASSERT(options.temperature > 0 && options.chunk > 0,
+              fmt::format("temperature {} chunk {}", options.temperature, options.chunk));
+  return ChunkedEntropy::apply(hidden, weight, options.temperature, options.chunk);
 }
 
 }  // namespace lvrl::model

@@ -30,4 +30,9 @@ at::Tensor logprobs_from_logits_in_place(at::Tensor& logits, const at::Tensor& t
 at::Tensor token_logprobs(const at::Tensor& hidden, const at::Tensor& weight, const at::Tensor& targets,
                           const LogprobOptions& options = {});
 
+// The entropy of each row's distribution softmax(hidden·weightᵀ / T), [N] in float32 (float64 for
+// float64 inputs), nats; differentiable in hidden and weight with the same chunking and recompute.
+at::Tensor token_entropy(const at::Tensor& hidden, const at::Tensor& weight,
+                         const LogprobOptions& options = {});
+
 }  // namespace lvrl::model

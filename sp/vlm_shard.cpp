@@ -176,17 +176,21 @@ ShardedSequence shard_sequence(model::QwenVLImpl& model, const model::ModelInput
 
 at::Tensor sharded_token_logprobs(model::QwenVLImpl& model, const ShardedSequence& shard,
                                   const std::shared_ptr<SequenceParallelAttention>& attention,
-                                  const model::LogprobOptions& options) {
+                                  const model::LogprobOptions& options, at::Tensor* entropy) {
   attention->set_layout(shard.layout);
   model.set_text_attention(attention);
   at::Tensor hidden = model.model->forward(shard.embeds, shard.positions);  // [B, l, D]
   const int64_t batch = hidden.size(0), local = hidden.size(1);
   at::Tensor picked = shard.loss_mask.reshape(-1).nonzero().squeeze(1);
-  at::Tensor logprobs = model::token_logprobs(hidden.reshape({batch * local, -1}).index_select(0, picked),
-                                              model.lm_head_weight(),
+  const at::Tensor rows = hidden.reshape({batch * local, -1}).index_select(0, picked);  // [N, D]
+  at::Tensor logprobs = model::token_logprobs(rows, model.lm_head_weight(),
                                               shard.targets.reshape(-1).index_select(0, picked), options);
-  at::Tensor out = at::zeros({batch * local}, logprobs.options());
-  return out.index_put({picked}, logprobs).reshape({batch, local});
+  // [N] values back to their [B, l] positions, 0 elsewhere.
+  auto scatter = [&](const at::Tensor& values) {
+    return at::zeros({batch * local}, values.options()).index_put({picked}, values).reshape({batch, local});
+  };
+  if (entropy != nullptr) *entropy = scatter(model::token_entropy(rows, model.lm_head_weight(), options));
+  return scatter(logprobs);
 }
 
 at::Tensor gather_sequence(const at::Tensor& local, const SequenceLayout& layout, const Mesh& mesh) {

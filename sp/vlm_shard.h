@@ -73,9 +73,11 @@ ShardedSequence shard_sequence(model::QwenVLImpl& model, const model::ModelInput
 // Installs `attention` (with the shard's layout) as the model's text attention, runs the language
 // model on this rank's shard and returns the log-probs of the targets at this rank's positions,
 // [B, l] (0 where loss_mask is false), differentiable. Every SP rank must call it together.
+// `entropy`, when given, receives the entropy of each scored position's distribution the same way
+// ([B, l], 0 elsewhere, differentiable; model::token_entropy).
 at::Tensor sharded_token_logprobs(model::QwenVLImpl& model, const ShardedSequence& shard,
                                   const std::shared_ptr<SequenceParallelAttention>& attention,
-                                  const model::LogprobOptions& options = {});
+                                  const model::LogprobOptions& options = {}, at::Tensor* entropy = nullptr);
 
 // Every rank's [B, l] values → the full [B, S] tensor of per-token values (position order), on
 // every rank. Values only (no gradient), for rollout log-probs and checks.

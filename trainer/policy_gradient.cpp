@@ -80,7 +80,8 @@ GradientResult accumulate_gradients(model::QwenVLImpl& model, const TrainBatch& 
   for (const std::vector<int64_t>& members : plan_micro_batches(local, options.micro_batch_tokens)) {
     const ShardedMicroBatch mb = shard_micro_batch(model, local, members, *mesh, options.sp_mode);
     TokenBatch tokens;
-    tokens.logprobs = sp::sharded_token_logprobs(model, mb.shard, attention, logprob_options);
+    tokens.logprobs = sp::sharded_token_logprobs(model, mb.shard, attention, logprob_options,
+                                                 options.entropy ? &tokens.entropy : nullptr);
     tokens.old_logprobs = mb.local(mb.full.old_logprobs);
     tokens.sampled_logprobs = mb.local(mb.full.sampled_logprobs);
     if (mb.full.ref_logprobs.defined()) tokens.ref_logprobs = mb.local(mb.full.ref_logprobs);

@@ -38,6 +38,8 @@ struct TokenBatch {
   at::Tensor ref_logprobs;      // under the reference policy; undefined unless every sequence has them
   at::Tensor advantages;        // the answer's advantage on each of its tokens
   at::Tensor mask;              // bool: a response token is predicted here
+  at::Tensor entropy;           // the policy's entropy at each position; differentiable; only with
+                                // GradientOptions::entropy
 };
 // ℓ [B, l] per token (entries where mask is false are ignored).
 using TokenLoss = std::function<at::Tensor(const TokenBatch&)>;
@@ -47,6 +49,7 @@ struct GradientOptions {
   sp::SpMode sp_mode = sp::SpMode::Ulysses;
   LossAggregationOptions aggregation;
   bool recompute = true;  // recompute each decoder layer's activations in backward (trainer.recompute)
+  bool entropy = false;   // compute TokenBatch::entropy (an extra LM-head pass: trainer.entropy_coef > 0)
   static GradientOptions from_config(const Config& config);  // trainer.*, sp.mode
 };
 

@@ -15,7 +15,9 @@ std::vector<at::Tensor> PolicyModel::trained_tensors() const {
 }
 
 namespace {
-bool is_visual(const std::string& name) { return name.rfind("visual.", 0) == 0; }
+bool is_visual(const std::string& name) {
+  return name.rfind("visual.", 0) == 0;
+}
 }  // namespace
 
 PolicyModel load_policy(const Config& config) {

@@ -16,8 +16,8 @@
 namespace lvrl::trainer {
 
 struct PolicyModel {
-  model::QwenVL model{nullptr};                                   // in train mode
-  std::vector<std::pair<std::string, at::Tensor>> trained;        // the parameters AdamW updates, by name
+  model::QwenVL model{nullptr};                             // in train mode
+  std::vector<std::pair<std::string, at::Tensor>> trained;  // the parameters AdamW updates, by name
   std::vector<at::Tensor> trained_tensors() const;
 };
 

@@ -97,20 +97,22 @@ RlRunSummary run_rl(const Config& config, const std::shared_ptr<sp::Mesh>& mesh,
       // this policy anything under dynamic sampling: say so rather than loop forever.
       empty_in_a_row += batch_groups;
       if (empty_in_a_row > source.size()) {
-        throw Error(fmt::format("step {}: every group of a whole pass over the {} rollout groups had equal "
-                                "rewards; dynamic sampling leaves nothing to train on",
-                                run.state().step + 1, source.size()));
+        throw Error(
+            fmt::format("step {}: every group of a whole pass over the {} rollout groups had equal "
+                        "rewards; dynamic sampling leaves nothing to train on",
+                        run.state().step + 1, source.size()));
       }
-      LVRL_WARN("step {}: all {} groups had equal rewards after {} rounds; waiting for more", run.state().step + 1,
-                gathered.dropped, sampling.max_rounds);
+      LVRL_WARN("step {}: all {} groups had equal rewards after {} rounds; waiting for more",
+                run.state().step + 1, gathered.dropped, sampling.max_rounds);
       continue;
     }
     empty_in_a_row = 0;
     std::map<std::string, double> extra = {
         {metric::kWaitRollouts, gathered.wait_s},
-        {metric::kCacheHitRate, gathered.batch.cache_lookups > 0 ? static_cast<double>(gathered.batch.cache_hits) /
-                                                                       static_cast<double>(gathered.batch.cache_lookups)
-                                                                 : 1.0},
+        {metric::kCacheHitRate, gathered.batch.cache_lookups > 0
+                                    ? static_cast<double>(gathered.batch.cache_hits) /
+                                          static_cast<double>(gathered.batch.cache_lookups)
+                                    : 1.0},
         {metric::kGroupsDropped, static_cast<double>(gathered.dropped)},
         {metric::kShortSteps, gathered.short_of_groups ? 1.0 : 0.0}};
     summary.steps += trainer.train(gathered.batch, run, extra);

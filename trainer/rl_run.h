@@ -21,9 +21,9 @@
 namespace lvrl::trainer {
 
 struct RlRunSummary {
-  int64_t steps = 0;       // optimizer steps this process ran (after any resume)
-  int64_t final_step = 0;  // the run's step at the end
-  bool stopped = false;    // by SIGTERM / SIGINT
+  int64_t steps = 0;           // optimizer steps this process ran (after any resume)
+  int64_t final_step = 0;      // the run's step at the end
+  bool stopped = false;        // by SIGTERM / SIGINT
   int64_t groups_dropped = 0;  // all-equal groups dynamic sampling dropped
 };
 

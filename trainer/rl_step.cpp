@@ -25,11 +25,7 @@ RlStepOptions RlStepOptions::from_config(const Config& config) {
   options.ppo_epochs = config.get<int64_t>("trainer.ppo_epochs");
   options.ppo_mini_batches = config.get<int64_t>("trainer.ppo_mini_batches");
   options.recompute_old_logprobs = config.get<std::string>("trainer.old_logprobs") == "recompute";
-  if (options.loss.entropy_coef > 0) {
-    throw InputError({config.source_of("trainer.entropy_coef"), 0, "trainer.entropy_coef",
-                      fmt::format("{}", options.loss.entropy_coef)},
-                     "the entropy bonus is not available yet (the trainer computes no entropy): set it to 0");
-  }
+  options.gradient.entropy = options.loss.entropy_coef > 0;
   return options;
 }
 
@@ -45,9 +41,9 @@ TrainBatch slice(const TrainBatch& batch, int64_t begin, int64_t end) {
 }
 
 struct MiniBatch {
-  TrainBatch local;             // this DP rank's share
-  std::vector<int64_t> owned;   // local.sequences[k] is sequence owned[k] of the whole batch
-  int64_t tokens = 0;           // prompt + response tokens of the whole mini-batch (all ranks)
+  TrainBatch local;            // this DP rank's share
+  std::vector<int64_t> owned;  // local.sequences[k] is sequence owned[k] of the whole batch
+  int64_t tokens = 0;          // prompt + response tokens of the whole mini-batch (all ranks)
 };
 
 double extra_value(const std::map<std::string, double>& scalars, const char* name) {
@@ -72,10 +68,12 @@ RlTrainer::RlTrainer(model::QwenVLImpl& policy, model::QwenVLImpl* reference, Ad
       options_(options),
       publisher_(publisher) {
   for (const auto& item : optimizer_.parameters()) trained_.push_back(item.second);
-  LVRL_ASSERT(!options_.loss.kl.enabled() || reference_ != nullptr, "KL to the reference needs a reference model");
+  LVRL_ASSERT(!options_.loss.kl.enabled() || reference_ != nullptr,
+              "KL to the reference needs a reference model");
 }
 
-int64_t RlTrainer::train(const RolloutBatch& batch, TrainingRun& run, const std::map<std::string, double>& extra) {
+int64_t RlTrainer::train(const RolloutBatch& batch, TrainingRun& run,
+                         const std::map<std::string, double>& extra) {
   const auto& groups = batch.groups;
   const auto group_count = static_cast<int64_t>(groups.size());
   LVRL_ASSERT(group_count > 0, "a rollout batch without groups");
@@ -104,8 +102,8 @@ int64_t RlTrainer::train(const RolloutBatch& batch, TrainingRun& run, const std:
   if (options_.overlong.enabled()) {
     at::Tensor truncated_tensor = at::zeros({answers}, at::kBool);
     for (int64_t i = 0; i < answers; ++i) truncated_tensor[i] = static_cast<bool>(truncated[i]);
-    reward_tensor = apply_overlong_shaping(options_.overlong, reward_tensor, at::tensor(lengths, at::kDouble).to(at::kLong),
-                                           truncated_tensor);
+    reward_tensor = apply_overlong_shaping(options_.overlong, reward_tensor,
+                                           at::tensor(lengths, at::kDouble).to(at::kLong), truncated_tensor);
   }
   std::vector<std::vector<double>> zero_advantages;
   for (const auto& group : groups) zero_advantages.emplace_back(group.samples.size(), 0.0);
@@ -218,7 +216,8 @@ int64_t RlTrainer::train(const RolloutBatch& batch, TrainingRun& run, const std:
   scalars[metric::kResponseLengthMax] = *std::max_element(lengths.begin(), lengths.end());
   scalars[metric::kResponseLengthMin] = *std::min_element(lengths.begin(), lengths.end());
   scalars[metric::kResponseLengthClipRatio] =
-      static_cast<double>(std::count(truncated.begin(), truncated.end(), true)) / static_cast<double>(answers);
+      static_cast<double>(std::count(truncated.begin(), truncated.end(), true)) /
+      static_cast<double>(answers);
   if (advantages_all.defined()) {
     scalars[metric::kAdvantagesMean] = advantages_all.mean().item<double>();
     scalars[metric::kAdvantagesMax] = advantages_all.max().item<double>();
@@ -242,6 +241,7 @@ int64_t RlTrainer::train(const RolloutBatch& batch, TrainingRun& run, const std:
         inputs.mask = tokens.mask;
         inputs.behaviour_logprobs = tokens.sampled_logprobs;
         inputs.ref_logprobs = tokens.ref_logprobs;
+        inputs.entropy = tokens.entropy;
         if (sequence_ratio_over_ranks) {
           // GSPO's mean log-ratio over the whole answer, split over the SP ranks: the value is the
           // all-reduced sum, the gradient flows through this rank's tokens (the others' is theirs).
@@ -249,7 +249,8 @@ int64_t RlTrainer::train(const RolloutBatch& batch, TrainingRun& run, const std:
           const at::Tensor local = ((tokens.logprobs - tokens.old_logprobs) * mask).sum(1);  // [B]
           at::Tensor sums = at::stack({local.detach(), mask.sum(1)}).to(at::kCPU, at::kDouble).contiguous();
           sp::all_reduce_sum(mesh_->sp(), sums);
-          const at::Tensor global = sums[0].to(local.options()), count = sums[1].clamp_min(1).to(local.options());
+          const at::Tensor global = sums[0].to(local.options()),
+                           count = sums[1].clamp_min(1).to(local.options());
           inputs.sequence_log_ratio = (local + (global - local.detach())) / count;
         }
         PolicyLossTerms terms = policy_loss(options_.loss, inputs);
@@ -271,6 +272,7 @@ int64_t RlTrainer::train(const RolloutBatch& batch, TrainingRun& run, const std:
       step_scalars[metric::kPgClipfracLower] = stats.mean(stats.clipped_low);
       step_scalars[metric::kPpoKl] = stats.mean(stats.ppo_kl_sum);
       if (kl.as_loss()) step_scalars[metric::kKlLoss] = stats.mean(stats.kl_sum);
+      if (options_.gradient.entropy) step_scalars[metric::kEntropyLoss] = stats.mean(stats.entropy_sum);
       step_scalars[metric::kGradNorm] = grad_norm;
       step_scalars[metric::kLearningRate] = lr;
       step_scalars[metric::kForwardBackward] = forward_backward_s;

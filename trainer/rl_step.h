@@ -38,8 +38,7 @@ struct RlStepOptions {
   int64_t ppo_epochs = 1;
   int64_t ppo_mini_batches = 1;
   bool recompute_old_logprobs = false;
-  // trainer.*, sp.mode, rollout.max_new_tokens. trainer.entropy_coef > 0 is refused (InputError
-  // naming it): the trainer has no entropy pass yet.
+  // trainer.*, sp.mode, rollout.max_new_tokens; the entropy pass only with trainer.entropy_coef > 0.
   static RlStepOptions from_config(const Config& config);
 };
 

@@ -42,13 +42,15 @@ int run_train_command(const TrainArgs& args) {
                      "they were stored in");
   }
   std::shared_ptr<sp::Mesh> mesh = trainer_mesh(config);
-  cache::EmbeddingCache cache(*endpoint, cache::cache_options_from(config), cache::redis_options_from(config));
+  cache::EmbeddingCache cache(*endpoint, cache::cache_options_from(config),
+                              cache::redis_options_from(config));
   RolloutFileSource source(args.rollouts, cache);
   try {
     const RlRunSummary summary = run_rl(config, mesh, source);
     if (mesh->rank() == 0) {
-      std::cout << fmt::format("train: step {} ({} this run), {} all-equal groups dropped{}\n", summary.final_step,
-                               summary.steps, summary.groups_dropped, summary.stopped ? ", stopped by a signal" : "");
+      std::cout << fmt::format("train: step {} ({} this run), {} all-equal groups dropped{}\n",
+                               summary.final_step, summary.steps, summary.groups_dropped,
+                               summary.stopped ? ", stopped by a signal" : "");
     }
   } catch (const NonFiniteLoss& error) {
     LVRL_ERROR("{}", error.what());
@@ -64,7 +66,8 @@ const RegisterCommand train_command(
       app.add_option("--config", args->config_path, "run config (YAML)");
       app.add_option("--rollouts", args->rollouts, "a rollout file (groups with their answers and rewards)")
           ->required();
-      app.add_option("--nproc", args->nproc, "local ranks to start (DP × SP with sp.size)")->capture_default_str();
+      app.add_option("--nproc", args->nproc, "local ranks to start (DP × SP with sp.size)")
+          ->capture_default_str();
       app.add_option("overrides", args->overrides, "config overrides, key=value");
       return [args] { return run_train_command(*args); };
     });

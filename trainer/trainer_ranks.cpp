@@ -30,8 +30,9 @@ std::shared_ptr<sp::Mesh> trainer_mesh(const Config& config) {
   shape.ulysses = static_cast<int>(config.get<int64_t>("sp.ulysses"));
   shape.ring = static_cast<int>(config.get<int64_t>("sp.ring"));
   if (shape.sp < 1 || env.world_size % shape.sp != 0) {
-    throw InputError({config.source_of("sp.size"), 0, "sp.size", std::to_string(shape.sp)},
-                     fmt::format("the {} ranks must split into data-parallel groups of sp.size ranks", env.world_size));
+    throw InputError(
+        {config.source_of("sp.size"), 0, "sp.size", std::to_string(shape.sp)},
+        fmt::format("the {} ranks must split into data-parallel groups of sp.size ranks", env.world_size));
   }
   if (env.world_size == 1 && std::getenv("OMP_NUM_THREADS") == nullptr) {
     at::set_num_threads(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));

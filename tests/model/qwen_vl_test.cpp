@@ -182,6 +182,32 @@ TEST(TokenLogprobs, MatchDenseLogSoftmaxAndItsGradients) {
   }
 }
 
+TEST(TokenEntropy, MatchesTheDenseFormulaAndItsGradients) {
+  for (at::ScalarType dtype : {at::kDouble, at::kFloat}) {
+    at::manual_seed(10);
+    at::Tensor hidden = at::randn({37, 16}, dtype).requires_grad_();
+    at::Tensor weight = at::randn({50, 16}, dtype).requires_grad_();
+    at::Tensor upstream = at::randn({37}, dtype);
+    LogprobOptions options;
+    options.temperature = 0.7;
+    options.chunk = 8;
+    at::Tensor ours = token_entropy(hidden, weight, options);
+    auto ours_grads = torch::autograd::grad({ours}, {hidden, weight}, {upstream});
+
+    // H = −Σ p log p by autograd in float64, on the dense logits.
+    at::Tensor h64 = hidden.detach().to(at::kDouble).requires_grad_();
+    at::Tensor w64 = weight.detach().to(at::kDouble).requires_grad_();
+    at::Tensor p = at::softmax(at::matmul(h64, w64.t()) / 0.7, -1);
+    at::Tensor reference = -(p * p.log()).sum(-1);
+    auto reference_grads = torch::autograd::grad({reference}, {h64, w64}, {upstream.to(at::kDouble)});
+    const double tolerance = dtype == at::kDouble ? 1e-12 : 1e-5;
+    SCOPED_TRACE(c10::toString(dtype));
+    EXPECT_LE(max_relative_difference(ours, reference), tolerance);
+    EXPECT_LE(max_relative_difference(ours_grads[0], reference_grads[0]), tolerance);
+    EXPECT_LE(max_relative_difference(ours_grads[1], reference_grads[1]), tolerance);
+  }
+}
+
 TEST(ModelInfo, ParameterCountsMatchAnInstantiatedModel) {
   for (const QwenConfig& config : {micro_config(false), micro_config(true), QwenConfig::preset("tiny")}) {
     QwenVL model(config);

@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "tests/support/files.h"
-#include "tests/trainer/png_check.h"
 #include "tests/support/run_process.h"
+#include "tests/trainer/png_check.h"
 
 namespace lvrl {
 namespace {

@@ -13,8 +13,8 @@
 namespace lvrl::testing_trainer {
 
 inline const std::vector<std::string> kPngNames = {"reward.png",   "accuracy.png",        "kl.png",
-                                            "entropy.png",  "response_length.png", "step_time.png",
-                                            "grad_norm.png"};
+                                                   "entropy.png",  "response_length.png", "step_time.png",
+                                                   "grad_norm.png"};
 
 inline uint32_t big_endian32(const std::string& bytes, size_t at) {
   uint32_t value = 0;

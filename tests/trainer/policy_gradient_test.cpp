@@ -154,9 +154,10 @@ TEST(PolicyGradientWorker, MatchesOneDevice) {
                                                     std::max(1e-300, want.abs().max().item<double>()));
   }
   EXPECT_LE(worst_parameter, 1e-10);
-  test::write_result(fmt::format("loss {:.6g} (reference {:.6g}), max grad error / norm {:.3g}, "
-                                 "max parameter error after an update {:.3g}",
-                                 result.loss, reference_loss, worst, worst_parameter));
+  test::write_result(
+      fmt::format("loss {:.6g} (reference {:.6g}), max grad error / norm {:.3g}, "
+                  "max parameter error after an update {:.3g}",
+                  result.loss, reference_loss, worst, worst_parameter));
 }
 
 struct LayoutCase {

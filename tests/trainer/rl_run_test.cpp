@@ -6,9 +6,12 @@
 //    order from epoch_order), and each optimizer step publishes a weight version;
 //  - KL to the reference is 0 at the first mini-batch (the policy is the reference) and grows after;
 //    ppo_epochs × ppo_mini_batches optimizer steps per batch; `lvrl plot` draws its 7 PNGs;
+//  - the entropy bonus logs an entropy within (0, ln V];
 //  - dynamic sampling never trains an all-equal group;
 //  - every advantage estimator trains; `lvrl train` on 2 ranks (DP 2, and SP 2) gives the 1-rank
 //    losses within 1e-6 relative.
+#include "trainer/rl_run.h"
+
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
@@ -33,7 +36,6 @@
 #include "tests/trainer/png_check.h"
 #include "trainer/data_order.h"
 #include "trainer/metrics.h"
-#include "trainer/rl_run.h"
 #include "trainer/rollout_source.h"
 
 namespace lvrl::trainer {
@@ -79,7 +81,8 @@ class RlRun : public ::testing::Test {
     const std::vector<rollout::GenerationResult> results = engine.generate(requests);
     for (int g = 0; g < kGroups; ++g) {
       const rollout::GroupContext context{"g" + std::to_string(g), "p" + std::to_string(g), 0, kVideoKey, {}};
-      cache::RolloutGroup group = rollout::to_rollout_group(requests[g], results[g], model->config(), context);
+      cache::RolloutGroup group =
+          rollout::to_rollout_group(requests[g], results[g], model->config(), context);
       for (int i = 0; i < kAnswers; ++i) {
         group.samples[i].reward = kReward[g][i];
         group.samples[i].rewards = {{"accuracy", kReward[g][i]}};
@@ -175,7 +178,19 @@ TEST_F(RlRun, KlToTheReferenceStartsAtZeroAndEpochsTimesMiniBatchesSteps) {
   // This run's curves, drawn.
   const test::ProcessResult plot = test::run_lvrl({"plot", run_dir});
   ASSERT_EQ(plot.exit_code, 0) << plot.output;
-  for (const std::string& name : testing_trainer::kPngNames) testing_trainer::check_png(run_dir + "/plots/" + name);
+  for (const std::string& name : testing_trainer::kPngNames)
+    testing_trainer::check_png(run_dir + "/plots/" + name);
+}
+
+TEST_F(RlRun, EntropyBonusLogsThePolicysEntropy) {
+  const std::string run_dir = work_->file("entropy");
+  train(run_dir, {"trainer.entropy_coef=0.01", "trainer.steps=1"});
+  const std::vector<MetricsRow> rows = metrics(run_dir);
+  ASSERT_EQ(rows.size(), 1U);
+  // Mean entropy per answer token: positive and at most ln(vocabulary rows).
+  const double entropy = rows[0].scalars.at("actor/entropy_loss");
+  EXPECT_GT(entropy, 0.0);
+  EXPECT_LE(entropy, std::log(152064.0) + 1e-6);  // the LM head's rows
 }
 
 TEST_F(RlRun, DynamicSamplingNeverTrainsAnAllEqualGroup) {
@@ -194,7 +209,8 @@ TEST_F(RlRun, EveryAdvantageEstimatorTrains) {
   for (const std::string estimator : {"grpo", "rloo", "reinforce_baseline", "reinforce_pp"}) {
     const std::string run_dir = work_->file("estimator-" + estimator);
     std::vector<std::string> extra = {"trainer.advantage=" + estimator, "trainer.steps=1"};
-    if (estimator == "reinforce_pp") extra.insert(extra.end(), {"trainer.kl.coef=0.01", "trainer.kl.mode=reward"});
+    if (estimator == "reinforce_pp")
+      extra.insert(extra.end(), {"trainer.kl.coef=0.01", "trainer.kl.mode=reward"});
     train(run_dir, extra);
     const std::vector<MetricsRow> rows = metrics(run_dir);
     ASSERT_EQ(rows.size(), 1U) << estimator;

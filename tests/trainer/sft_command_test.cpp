@@ -145,7 +145,8 @@ TEST_F(SftCommand, SigtermFinishesTheStepSavesAndExitsZero) {
   test::Process process(argv, options());
   const std::string metrics = run_dir + "/metrics.jsonl";
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(180);
-  while ((!fs::exists(metrics) || fs::file_size(metrics) == 0) && std::chrono::steady_clock::now() < deadline) {
+  while ((!fs::exists(metrics) || fs::file_size(metrics) == 0) &&
+         std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   ::kill(process.pid(), SIGTERM);
@@ -157,7 +158,8 @@ TEST_F(SftCommand, SigtermFinishesTheStepSavesAndExitsZero) {
   ASSERT_FALSE(rows.empty());
   ASSERT_LT(rows.back().step, kSteps) << "stopped too late to tell";
   std::vector<std::string> kept;
-  for (const auto& entry : fs::directory_iterator(run_dir + "/checkpoints")) kept.push_back(entry.path().filename());
+  for (const auto& entry : fs::directory_iterator(run_dir + "/checkpoints"))
+    kept.push_back(entry.path().filename());
   EXPECT_EQ(kept, std::vector<std::string>{"step-" + std::to_string(rows.back().step)});
 }
 
