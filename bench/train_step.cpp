@@ -28,22 +28,28 @@
 //      rows + text + 256 scored answer tokens) on the `tiny` preset, SP = 2 (two processes, one
 //      intra-op thread each, Gloo; sp.mode ulysses, the trainer's default) against SP = 1 (one process,
 //      one thread). Step time = the slower rank's. Target >= 1.6x. Both runs must agree on the loss
-//      and the gradient norm (1e-4 relative; exit 1 otherwise).
+//      and the gradient norm (1e-4 relative; exit 1 otherwise). A second anchor, as in
+//      bench_sp_attention: two SP = 1 copies at once (DP = 2, each rank the whole batch); 2 × their
+//      step time over one copy's is the capacity the machine had for a second rank (2 on free cores).
 //   4. Activation recompute. The same kind of batch at --memory-length tokens (<= 256 scored rows) on
-//      the `small` preset, GradientOptions::recompute on against off, each in a fresh process
-//      (--threads intra-op threads): peak memory growth = VmHWM − VmRSS at a baseline taken after the
-//      model and batch exist (VmHWM reset there through /proc/self/clear_refs; RSS high-water, the
-//      judged figure), and beside it the CPU allocator's peak of large tensors over the same span
-//      (core/cpu_allocator.h). Targets: growth with recompute <= 0.6x of without, time <= 1.4x.
-//      Loss must agree bit for bit, the gradient norm within 1e-5 relative (exit 1 otherwise).
+//      the `small` preset, GradientOptions::recompute off and on in turn (off, on, off, on) in one
+//      process (--threads intra-op threads), so load from other jobs hits both alike. Peak memory
+//      growth of a step = VmHWM − VmRSS at its baseline, taken after the previous step's gradients are
+//      dropped and the CPU allocator's kept blocks released (so one setting's blocks never count in the
+//      other's RSS), VmHWM reset there through /proc/self/clear_refs: RSS high-water, the judged figure;
+//      beside it the CPU allocator's peak of large tensors over the same step (core/cpu_allocator.h).
+//      Each setting's figure is its largest growth and best time. Targets: growth with recompute <= 0.6x of
+//      without, time <= 1.4x. Loss must agree bit for bit, the gradient norm within 1e-5 relative (exit 1
+//      otherwise).
 //
 // Every rank process (3 and 4) is this executable re-executed through sp/rank_run.h with a hidden
 // --worker flag, as bench_sp_attention starts its ranks. Timing on a shared machine: every figure of
 // 1 and 2 is taken once per round after an untimed warm-up step (its first get_or_encode is the miss
 // that encodes and puts the entry), and each figure is its best round; 3 alternates SP = 1 and SP = 2
 // launches, --rounds of each, best of them (each launch runs two steps, the best counted); 4 is one
-// launch per setting of two steps (peak over both, best time). The weights are init_weights' (seeded),
-// the answers random ids; timing does not depend on the values.
+// launch of two steps per setting. Every step of 4 faults its memory in afresh (the kept blocks are
+// released), so both settings pay for it. The weights are init_weights' (seeded), the answers random
+// ids; timing does not depend on the values.
 //
 // Verified (exit 1 otherwise): the hit's rows equal the encode's byte for byte, every loss is
 // finite, and the SP and recompute agreements above. A missed target prints "not met" (exit 0).
@@ -116,6 +122,8 @@ constexpr double kInfinity = std::numeric_limits<double>::infinity();
 constexpr int64_t kPromptHead = 12, kPromptTail = 20;  // text tokens around the video block
 constexpr double kSpTolerance = 1e-4;                  // SP = 2 against SP = 1, relative
 constexpr double kRecomputeGradTolerance = 1e-5;       // recompute on against off, relative
+// Steps per launch (figure 3) and per setting (figure 4); the best counted.
+constexpr int kSpReps = 2, kMemoryReps = 2;
 
 // The targets.
 constexpr double kCacheTarget = 0.9, kComputeTarget = 0.4, kSpTarget = 1.6, kMemoryTarget = 0.6,
@@ -154,6 +162,8 @@ struct WorkerSpec {
   int reps = 2;
   int threads = 1;
   std::string sp_mode = "ulysses";
+  bool independent = false;  // every rank trains the whole batch alone (DP = P, SP = 1): the capacity anchor
+  bool alternate = false;    // recompute off and on in turn, rep by rep (figure 4)
 };
 
 std::string shell_quote(const std::string& text) {
@@ -189,6 +199,12 @@ bool reset_peak_rss() {
   out << "5";
   out.flush();
   return static_cast<bool>(out);
+}
+
+double process_cpu_seconds() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
 }
 
 double mib(double bytes) {
@@ -356,70 +372,105 @@ std::vector<double> mm_times(const model::TextConfig& text, int64_t rows) {
 
 // ---- Worker: one rank of figure 3 or 4 -------------------------------------------------------------
 
+// Per setting (recompute off then on with --alternate, else --recompute's), per rep: one
+// accumulate_gradients, the settings alternating rep by rep so that load from other jobs hits them
+// alike. Each step's memory is measured from its own baseline: VmRSS after the previous step's
+// gradients are dropped (and, alternating, the allocator's kept blocks released, so that one
+// setting's blocks never count in the other's RSS), VmHWM reset there.
 int run_worker(const WorkerSpec& spec) {
   at::set_num_threads(spec.threads);
   const sp::DistributedEnv env = sp::DistributedEnv::from_environment();
   const sp::SpMode mode = sp::parse_sp_mode(spec.sp_mode);
   const int ranks = env.world_size;
-  const sp::MeshShape shape{ranks, mode == sp::SpMode::Ulysses ? ranks : 1,
-                            mode == sp::SpMode::Ulysses ? 1 : ranks};
+  const int sp_size = spec.independent ? 1 : ranks;
+  const sp::MeshShape shape{sp_size, mode == sp::SpMode::Ulysses ? sp_size : 1,
+                            mode == sp::SpMode::Ulysses ? 1 : sp_size};
   const auto mesh = sp::Mesh::create(env, shape, c10::Device(c10::kCPU));
   model::QwenVL qwen(model::QwenConfig::preset(spec.preset));
   model::init_weights(*qwen, kWeightSeed);
   const trainer::TrainBatch batch = long_video_batch(qwen->config(), spec.length, spec.scored);
   trainer::GradientOptions options;
   options.sp_mode = mode;
-  options.recompute = spec.recompute;
   options.micro_batch_tokens = std::max<int64_t>(options.micro_batch_tokens, spec.length);
   const trainer::TokenLoss loss = ppo_loss();
+  const std::vector<at::Tensor> parameters = language_parameters(*qwen);
   auto barrier = [&] {
     at::Tensor token = at::zeros({1}, at::kFloat);
     sp::all_reduce_sum(mesh->world(), token);
   };
-
-  barrier();  // every rank past start-up before the baseline
-  const int64_t baseline = status_bytes("VmRSS");
-  const bool peak_reset = reset_peak_rss();
-  lvrl::cpu_allocator().reset_peak();
-  const int64_t baseline_live = lvrl::cpu_allocator().stats().live_bytes;
-  std::vector<double> row;  // per rep: seconds; then growth, tensor peak
-  double step_loss = 0;
+  const std::vector<bool> settings =
+      spec.alternate ? std::vector<bool>{false, true} : std::vector<bool>{spec.recompute};
+  const auto count = static_cast<int64_t>(settings.size());
+  // [settings, reps] seconds and CPU seconds; [settings] largest growth, tensor peak, baseline
+  at::Tensor times = at::zeros({count, spec.reps}, at::kDouble), cpu = at::zeros_like(times);
+  at::Tensor growth = at::zeros({count}, at::kDouble), tensor_peak = at::zeros_like(growth),
+             baseline_rss = at::zeros_like(growth);
+  std::vector<double> losses(settings.size()), norms(settings.size());
+  bool peak_reset = true;
+  barrier();  // every rank past start-up
   for (int rep = 0; rep < spec.reps; ++rep) {
-    qwen->zero_grad(/*set_to_none=*/true);
-    barrier();
-    const SteadyClock::time_point start = SteadyClock::now();
-    const trainer::GradientResult result = trainer::accumulate_gradients(*qwen, batch, mesh, options, loss);
-    row.push_back(seconds_since(start));
-    step_loss = result.loss;
+    for (int64_t k = 0; k < count; ++k) {
+      options.recompute = settings[k];
+      qwen->zero_grad(/*set_to_none=*/true);
+      if (spec.alternate) lvrl::cpu_allocator().release_kept();
+      barrier();
+      const int64_t baseline = status_bytes("VmRSS");
+      peak_reset &= reset_peak_rss();
+      lvrl::cpu_allocator().reset_peak();
+      const int64_t baseline_live = lvrl::cpu_allocator().stats().live_bytes;
+      const SteadyClock::time_point start = SteadyClock::now();
+      const double cpu_start = process_cpu_seconds();
+      const trainer::GradientResult result = trainer::accumulate_gradients(*qwen, batch, mesh, options, loss);
+      times[k][rep] = seconds_since(start);
+      cpu[k][rep] = process_cpu_seconds() - cpu_start;
+      const int64_t step_growth = status_bytes("VmHWM") - baseline;
+      const int64_t step_tensors =
+          lvrl::cpu_allocator_installed() ? lvrl::cpu_allocator().stats().peak_live_bytes - baseline_live : 0;
+      growth[k] = std::max(growth[k].item<double>(), static_cast<double>(step_growth));
+      tensor_peak[k] = std::max(tensor_peak[k].item<double>(), static_cast<double>(step_tensors));
+      baseline_rss[k] = static_cast<double>(baseline);
+      losses[k] = result.loss;
+      // Every rank holds the summed gradient: its norm, measured only.
+      norms[k] = trainer::clip_grad_norm(parameters, 0, nullptr);
+    }
   }
-  const int64_t growth = status_bytes("VmHWM") - baseline;
-  const int64_t tensor_peak =
-      lvrl::cpu_allocator_installed() ? lvrl::cpu_allocator().stats().peak_live_bytes - baseline_live : 0;
-  row.push_back(static_cast<double>(growth));
-  row.push_back(static_cast<double>(tensor_peak));
-  // Every rank holds the summed gradient: its norm, measured only.
-  const double grad_norm = trainer::clip_grad_norm(language_parameters(*qwen), 0, nullptr);
-  const at::Tensor all = sp::all_gather_cat(mesh->world(), at::tensor(row, at::kDouble), 0).view({ranks, -1});
+  const at::Tensor row = at::cat({times.flatten(), cpu.flatten(), growth, tensor_peak, baseline_rss});
+  const at::Tensor all = sp::all_gather_cat(mesh->world(), row, 0).view({ranks, -1});  // [ranks, row]
   if (mesh->rank() != 0) return 0;
-  const at::Tensor worst = std::get<0>(all.max(0));  // the slower rank's time, the larger growth
-  json report = {{"loss", step_loss},
-                 {"grad_norm", grad_norm},
-                 {"finite", std::isfinite(step_loss) && std::isfinite(grad_norm)},
-                 {"peak_reset", peak_reset},
-                 {"allocator", lvrl::cpu_allocator_installed() ? "caching" : "system"},
-                 {"baseline_rss", baseline},
-                 {"growth", worst[spec.reps].item<double>()},
-                 {"tensor_peak", worst[spec.reps + 1].item<double>()},
-                 {"video_rows", batch.videos[0].rows.size(0)},
-                 {"tokens", batch.sequences[0].length()}};
-  for (int rep = 0; rep < spec.reps; ++rep) report["times"].push_back(worst[rep].item<double>());
+  const int64_t cells = count * spec.reps;
+  json report;
+  for (int64_t k = 0; k < count; ++k) {
+    auto field = [&](int64_t offset, int64_t length) {  // [ranks, length]
+      return all.narrow(1, offset, length);
+    };
+    const at::Tensor rank_times = field(k * spec.reps, spec.reps),
+                     rank_cpu = field(cells + k * spec.reps, spec.reps);
+    const at::Tensor slowest = std::get<0>(rank_times.max(0));  // [reps] the slower rank's time
+    json setting = {{"recompute", static_cast<bool>(settings[k])},
+                    {"loss", losses[k]},
+                    {"grad_norm", norms[k]},
+                    {"finite", std::isfinite(losses[k]) && std::isfinite(norms[k])},
+                    {"peak_reset", peak_reset},
+                    {"allocator", lvrl::cpu_allocator_installed() ? "caching" : "system"},
+                    {"growth", field(2 * cells + k, 1).max().item<double>()},
+                    {"tensor_peak", field(2 * cells + count + k, 1).max().item<double>()},
+                    {"baseline_rss", field(2 * cells + 2 * count + k, 1).max().item<double>()},
+                    {"video_rows", batch.videos[0].rows.size(0)},
+                    {"tokens", batch.sequences[0].length()}};
+    for (int rep = 0; rep < spec.reps; ++rep) setting["times"].push_back(slowest[rep].item<double>());
+    for (int r = 0; r < ranks; ++r) {  // each rank's best step: wall and CPU seconds
+      setting["rank_times"].push_back(rank_times[r].min().item<double>());
+      setting["rank_cpu"].push_back(rank_cpu[r].min().item<double>());
+    }
+    report["settings"].push_back(setting);
+  }
   sp::write_rank_result(report.dump());
   return 0;
 }
 
 struct WorkerRun {
   bool ran = false;
-  json report;
+  json report;  // one setting's
   double best_s() const {
     double best = kInfinity;
     if (ran) {
@@ -429,7 +480,8 @@ struct WorkerRun {
   }
 };
 
-WorkerRun launch(const WorkerSpec& spec, int nproc) {
+// One launch of `nproc` ranks: a run per setting (two with spec.alternate, off then on).
+std::vector<WorkerRun> launch(const WorkerSpec& spec, int nproc) {
   sp::RankRunOptions options;
   options.nproc = nproc;
   options.threads_per_rank = spec.threads;
@@ -448,19 +500,26 @@ WorkerRun launch(const WorkerSpec& spec, int nproc) {
                          "--threads",
                          std::to_string(spec.threads),
                          "--sp-mode",
-                         spec.sp_mode};
+                         spec.sp_mode,
+                         "--independent",
+                         spec.independent ? "1" : "0",
+                         "--alternate",
+                         spec.alternate ? "1" : "0"};
   const sp::RankRunResult result = sp::run_on_ranks(options);
-  WorkerRun run;
+  std::vector<WorkerRun> runs(spec.alternate ? 2 : 1);
   if (result.exit_code != 0 || result.results.empty() || result.results[0].empty()) {
     std::cerr << fmt::format("WRONG: the {} run of {} rank(s) failed (exit {}{})\n", spec.preset, nproc,
                              result.exit_code, result.timed_out ? ", timed out" : "");
-    return run;
+    return runs;
   }
-  run.report = json::parse(result.results[0]);
-  run.ran = run.report.value("finite", false);
-  if (!run.ran)
-    std::cerr << fmt::format("WRONG: the {} run of {} rank(s) has a non-finite loss\n", spec.preset, nproc);
-  return run;
+  const json report = json::parse(result.results[0]);
+  for (size_t k = 0; k < runs.size(); ++k) {
+    runs[k].report = report["settings"].at(k);
+    runs[k].ran = runs[k].report.value("finite", false);
+    if (!runs[k].ran)
+      std::cerr << fmt::format("WRONG: the {} run of {} rank(s) has a non-finite loss\n", spec.preset, nproc);
+  }
+  return runs;
 }
 
 double relative_difference(double a, double b) {
@@ -557,6 +616,10 @@ int main(int argc, char** argv) {
       worker.reps = static_cast<int>(count());
     } else if (arg == "--sp-mode") {
       worker.sp_mode = text();
+    } else if (arg == "--independent") {
+      worker.independent = text() == "1";
+    } else if (arg == "--alternate") {
+      worker.alternate = text() == "1";
     } else if (arg == "--quick") {
       options.quick = true;
       options.given.push_back(arg);
@@ -790,24 +853,32 @@ int main(int argc, char** argv) {
     sp_spec.scored = options.scored;
     sp_spec.recompute = gradient_options.recompute;
     sp_spec.threads = 1;
-    double sp1_s = kInfinity, sp2_s = kInfinity;
+    sp_spec.reps = kSpReps;
+    WorkerSpec pair_spec = sp_spec;  // two SP = 1 copies at once: what the machine gives a second rank
+    pair_spec.independent = true;
+    double sp1_s = kInfinity, sp2_s = kInfinity, pair_s = kInfinity;
     WorkerRun sp1_run, sp2_run;
     for (int r = 0; r < options.rounds; ++r) {
       const SteadyClock::time_point round_start = SteadyClock::now();
-      const WorkerRun one = launch(sp_spec, 1);
-      const WorkerRun two = launch(sp_spec, 2);
-      correct &= one.ran && two.ran;
-      if (!one.ran || !two.ran) break;
+      const WorkerRun one = launch(sp_spec, 1).front();
+      const WorkerRun two = launch(sp_spec, 2).front();
+      const WorkerRun pair = launch(pair_spec, 2).front();
+      correct &= one.ran && two.ran && pair.ran;
+      if (!one.ran || !two.ran || !pair.ran) break;
       sp1_s = std::min(sp1_s, one.best_s());
       sp2_s = std::min(sp2_s, two.best_s());
+      pair_s = std::min(pair_s, pair.best_s());
       sp1_run = one;
       sp2_run = two;
-      fmt::print("  SP round {}: {:.0f} s (SP = 1 {:.2f} s, SP = 2 {:.2f} s per step); load average {}\n",
-                 r + 1, seconds_since(round_start), one.best_s(), two.best_s(),
-                 lvrl::bench::first_line("/proc/loadavg"));
+      fmt::print(
+          "  SP round {}: {:.0f} s (SP = 1 {:.2f} s, SP = 2 {:.2f} s, two SP = 1 copies at once {:.2f} s per "
+          "step); load average {}\n",
+          r + 1, seconds_since(round_start), one.best_s(), two.best_s(), pair.best_s(),
+          lvrl::bench::first_line("/proc/loadavg"));
       std::fflush(stdout);
     }
     const double sp_speedup = sp1_s / sp2_s;
+    const double capacity = 2 * sp1_s / pair_s;  // 2 on two free cores
     double sp_loss_diff = NAN, sp_norm_diff = NAN;
     if (sp1_run.ran && sp2_run.ran) {
       sp_loss_diff = relative_difference(sp2_run.report["loss"], sp1_run.report["loss"]);
@@ -820,8 +891,8 @@ int main(int argc, char** argv) {
       }
     }
     sp_met = sp_speedup >= kSpTarget;
-    fmt::print("figure 3: SP = 2 is {:.2f}x SP = 1 at {} tokens; target >= {:.1f}x: {}\n", sp_speedup,
-               options.sp_length, kSpTarget, verdict(sp_met));
+    fmt::print("figure 3: SP = 2 is {:.2f}x SP = 1 at {} tokens (capacity {:.2f}x); target >= {:.1f}x: {}\n",
+               sp_speedup, options.sp_length, capacity, kSpTarget, verdict(sp_met));
     std::fflush(stdout);
 
     // ---- Figure 4: recompute on against off ----
@@ -830,10 +901,11 @@ int main(int argc, char** argv) {
     memory_spec.length = options.memory_length;
     memory_spec.scored = options.scored;
     memory_spec.threads = options.threads;
-    memory_spec.recompute = false;
-    const WorkerRun plain = launch(memory_spec, 1);
-    memory_spec.recompute = true;
-    const WorkerRun recomputed = launch(memory_spec, 1);
+    memory_spec.reps = kMemoryReps;
+    memory_spec.alternate = true;
+    const std::vector<WorkerRun> memory_runs = launch(memory_spec, 1);
+    const WorkerRun& plain = memory_runs[0];
+    const WorkerRun& recomputed = memory_runs[1];
     correct &= plain.ran && recomputed.ran;
     double memory_ratio = NAN, tensor_ratio = NAN, memory_time_ratio = NAN, recompute_norm_diff = NAN;
     bool same_loss = false;
@@ -860,6 +932,12 @@ int main(int argc, char** argv) {
         verdict(memory_time_met));
 
     // ---- Report ----
+    auto rounded = [](const WorkerRun& run, const char* field) {  // "a / b", two decimals
+      if (!run.ran || !run.report.contains(field)) return std::string("—");
+      std::string out;
+      for (double value : run.report[field]) out += fmt::format("{}{:.2f}", out.empty() ? "" : " / ", value);
+      return out;
+    };
     auto growth_mib = [](const WorkerRun& run, const char* field) {
       return run.ran ? fmt::format("{:.0f}", mib(run.report[field].get<double>())) : std::string("—");
     };
@@ -871,7 +949,7 @@ int main(int argc, char** argv) {
         "| 2. fwd+bwd of that step | {:.0f} tokens/s, {:.1f} GFLOP/s ({:.1f} GFLOP in {:.2f} s) | at::mm "
         "{:.1f} GFLOP/s ({} rows) | **{:.0f}%** | ≥ {:.0f}%: {} |\n"
         "| 3. fwd+bwd, `tiny`, {} tokens | SP = 2 (2 processes × 1 thread, Ulysses): {:.2f} s | SP = 1 (1 "
-        "thread): {:.2f} s | **{:.2f}×** | ≥ {:.1f}×: {} |\n"
+        "thread): {:.2f} s | **{:.2f}×** (capacity {:.2f}×) | ≥ {:.1f}×: {} |\n"
         "| 4. fwd+bwd, `small`, {} tokens, {} scored | recompute: peak growth {} MiB, {:.2f} s | without: "
         "{} MiB, {:.2f} s | memory **{:.2f}×**, time **{:.2f}×** | ≤ {:.1f}×: {}; ≤ {:.1f}×: {} |\n",
         options.group, options.answer_tokens, options.clip_seconds, first.rows.size(0), cached.step_s,
@@ -879,7 +957,7 @@ int main(int argc, char** argv) {
         reencoded.gradient_s, reencoded.update_s, encode_alone_s, 100 * saving, 100 * kCacheTarget,
         verdict(cache_met), tokens_per_s, step_rate, flops.total() / 1e9, cached.gradient_s, mm_rate, mm_rows,
         100 * compute_fraction, 100 * kComputeTarget, verdict(compute_met), options.sp_length, sp2_s, sp1_s,
-        sp_speedup, kSpTarget, verdict(sp_met), options.memory_length, options.scored,
+        sp_speedup, capacity, kSpTarget, verdict(sp_met), options.memory_length, options.scored,
         growth_mib(recomputed, "growth"), recomputed.best_s(), growth_mib(plain, "growth"), plain.best_s(),
         memory_ratio, memory_time_ratio, kMemoryTarget, verdict(memory_met), kMemoryTimeTarget,
         verdict(memory_time_met));
@@ -894,7 +972,15 @@ int main(int argc, char** argv) {
         "GFLOP/s "
         "per shape: {}. Figure 3: SP = 1 loss {}, SP = 2 {} ({:.1e} relative), gradient norms {:.1e} "
         "relative; "
-        "recompute on as in the trainer. Figure 4: allocator peak of large tensors {} MiB with recompute, {} "
+        "recompute on as in the trainer. Capacity: two SP = 1 copies run at once (two processes, DP = 2, "
+        "each "
+        "training the whole batch) took {:.2f} s per step against {:.2f} s alone: two ranks had {:.2f}× the "
+        "throughput of one during the run (capacity; 2 on two free cores); SP = 2's speed-up is {:.0f}% of "
+        "it. Per rank (last round, best step): SP = 2 wall {} s, CPU {} s (Gloo threads included); SP = 1 "
+        "CPU "
+        "{} s; Ulysses gives each rank a contiguous half, so the 256 scored rows (the LM head's work) all "
+        "sit on "
+        "the last rank. Figure 4: allocator peak of large tensors {} MiB with recompute, {} "
         "MiB "
         "without ({:.2f}×); baseline RSS {} / {} MiB; VmHWM reset: {}; loss {} (bit-identical: {}), gradient "
         "norms {:.1e} relative.",
@@ -903,9 +989,10 @@ int main(int argc, char** argv) {
         shape_batch.sequences[0].length(), scored, micro_batches, gradient_options.micro_batch_tokens,
         flops.linear / 1e9, flops.attention / 1e9, flops.head / 1e9, executed_rate,
         100 * executed_rate / mm_rate, mm_rates.dump(), sp1_run.ran ? sp1_run.report["loss"].dump() : "—",
-        sp2_run.ran ? sp2_run.report["loss"].dump() : "—", sp_loss_diff, sp_norm_diff,
-        growth_mib(recomputed, "tensor_peak"), growth_mib(plain, "tensor_peak"), tensor_ratio,
-        growth_mib(recomputed, "baseline_rss"), growth_mib(plain, "baseline_rss"),
+        sp2_run.ran ? sp2_run.report["loss"].dump() : "—", sp_loss_diff, sp_norm_diff, pair_s, sp1_s,
+        capacity, 100 * sp_speedup / capacity, rounded(sp2_run, "rank_times"), rounded(sp2_run, "rank_cpu"),
+        rounded(sp1_run, "rank_cpu"), growth_mib(recomputed, "tensor_peak"), growth_mib(plain, "tensor_peak"),
+        tensor_ratio, growth_mib(recomputed, "baseline_rss"), growth_mib(plain, "baseline_rss"),
         recomputed.ran && recomputed.report["peak_reset"].get<bool>() ? "yes" : "no",
         recomputed.ran ? recomputed.report["loss"].dump() : "—", same_loss ? "yes" : "no",
         recompute_norm_diff);
@@ -934,6 +1021,8 @@ int main(int argc, char** argv) {
                    {"sp1_s", sp1_s},
                    {"sp2_s", sp2_s},
                    {"sp_speedup", sp_speedup},
+                   {"sp_pair_s", pair_s},
+                   {"capacity", capacity},
                    {"memory_length", options.memory_length},
                    {"scored", options.scored},
                    {"memory_growth_recompute", recomputed.ran ? recomputed.report["growth"] : json(nullptr)},
@@ -971,17 +1060,20 @@ int main(int argc, char** argv) {
         "{}; load average {} before, {} after; the whole run took {:.0f} s.\n\n"
         "The trainer's step (`accumulate_gradients`, `clip_grad_norm`, `AdamW`), float32, `init_weights` "
         "weights, random answer ids; PPO-clip loss with the trainer's defaults but no KL term (no reference "
-        "model), token-mean, 16384-token "
-        "micro-batches, recompute on (figure 4 compares it with off). Figures 1 and 2: {} rounds after an "
-        "untimed warm-up step, each figure its best round; figure 3: {} alternating launches of each, each "
-        "the best of 2 steps; figure 4: one launch per setting, 2 steps (peak over both, best time). FLOPs "
-        "(model FLOPs, recompute's second forward not counted): 6·tokens·P_linear + Σ 6·L·H·Dh·S² + "
-        "6·scored·V·D. Peak memory: VmHWM growth over a baseline after the model and batch exist (RSS "
-        "high-water).\n\n{}\n{}\n\nResults: {}.\n",
+        "model), token-mean, 16384-token micro-batches, recompute on (figure 4 compares it with off). "
+        "Figures 1 and 2: {} rounds after an untimed warm-up step, each figure its best round; figure 3: {} "
+        "rounds of three launches (SP = 1, SP = 2, two SP = 1 copies at once), each launch the best of {} "
+        "steps; figure 4: one process alternating recompute off and on, {} steps each, every step from its "
+        "own baseline with the allocator's kept blocks released (largest growth, best time). FLOPs (model "
+        "FLOPs, "
+        "recompute's second forward not counted): 6·tokens·P_linear + Σ 6·L·H·Dh·S² + 6·scored·V·D. Peak "
+        "memory: VmHWM growth over a baseline after the model and batch exist (RSS high-water).\n\n{}\n{}\n\n"
+        "Results: {}.\n",
         lvrl::bench::environment_prefix(), flags, lvrl::bench::utc_now(), lvrl::bench::cpu_model(), cores,
         commit.empty() ? "unknown" : commit, options.threads,
         lvrl::bench::blas_core().empty() ? "none" : lvrl::bench::blas_core(), load_before, load_after,
-        total_s, options.rounds, options.rounds, table, details, correct ? "verified" : "WRONG");
+        total_s, options.rounds, options.rounds, kSpReps, kMemoryReps, table, details,
+        correct ? "verified" : "WRONG");
     lvrl::bench::replace_results_section(options.results, "## train_step", section);
     fmt::print("wrote {}\n", options.results);
   }
