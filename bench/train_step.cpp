@@ -4,9 +4,9 @@
 //
 //   1. Cache against re-encoding. One RL step of the `small` preset: a group of G answers (T tokens
 //      each, equal lengths) to one video question, the decoder running every answer in full over the
-//      video rows, loss = policy_loss (PPO-clip, trainer defaults, KL off:
-//      no reference model), token-mean aggregation, trainer
-//      defaults (micro_batch_tokens 16384, recompute on), grad-norm clip 1.0, one AdamW update.
+//      video rows, loss = policy_loss (PPO-clip with the trainer's defaults, KL off: no reference
+//      model), token-mean aggregation, the trainer's defaults (micro_batch_tokens 16384, recompute on),
+//      grad-norm clip 1.0, one AdamW update.
 //      With the cache, the step gets the video's rows with pipeline::get_or_encode from a private
 //      redis-server over a unix socket (a hit: hash the file, get the entry); without it, the step
 //      re-encodes the video as `lvrl preprocess` does (prepare_video: decode, resize, patchify; the
@@ -38,18 +38,18 @@
 //      dropped and the CPU allocator's kept blocks released (so one setting's blocks never count in the
 //      other's RSS), VmHWM reset there through /proc/self/clear_refs: RSS high-water, the judged figure;
 //      beside it the CPU allocator's peak of large tensors over the same step (core/cpu_allocator.h).
-//      Each setting's figure is its largest growth and best time. Targets: growth with recompute <= 0.6x of
-//      without, time <= 1.4x. Loss must agree bit for bit, the gradient norm within 1e-5 relative (exit 1
-//      otherwise).
+//      Each setting's figure is its largest growth and best time. Targets: growth with recompute
+//      <= 0.6x of without, time <= 1.4x. Loss must agree bit for bit, the gradient norm within 1e-5
+//      relative (exit 1 otherwise).
 //
 // Every rank process (3 and 4) is this executable re-executed through sp/rank_run.h with a hidden
 // --worker flag, as bench_sp_attention starts its ranks. Timing on a shared machine: every figure of
 // 1 and 2 is taken once per round after an untimed warm-up step (its first get_or_encode is the miss
-// that encodes and puts the entry), and each figure is its best round; 3 alternates SP = 1 and SP = 2
-// launches, --rounds of each, best of them (each launch runs two steps, the best counted); 4 is one
-// launch of two steps per setting. Every step of 4 faults its memory in afresh (the kept blocks are
-// released), so both settings pay for it. The weights are init_weights' (seeded), the answers random
-// ids; timing does not depend on the values.
+// that encodes and puts the entry), and each figure is its best round; 3 runs --rounds rounds of
+// three launches (SP = 1, SP = 2, the two copies), best of them (each launch runs two steps, the best
+// counted); 4 is one launch of two steps per setting. Every step of 4 faults its memory in afresh (the kept
+// blocks are released), so both settings pay for it. The weights are init_weights' (seeded), the answers
+// random ids; timing does not depend on the values.
 //
 // Verified (exit 1 otherwise): the hit's rows equal the encode's byte for byte, every loss is
 // finite, and the SP and recompute agreements above. A missed target prints "not met" (exit 0).
@@ -61,8 +61,8 @@
 // generated once with the ffmpeg CLI into the cache dir, untimed; --clip-seconds 10 is bench_preprocess
 // --quick's clip and 30 its full one: every answer runs the decoder over all the video rows, so a step
 // there takes minutes on 2 cores), G = 4, T = 64, 2 rounds, --threads = cores, 16k tokens for 3 and 4,
-// 256 scored rows: about 8 minutes on 2 idle cores. --quick: a 2 s clip, G = 2, one round, 4k tokens for
-// 3 and 4 (about 2 minutes). Environment: LVRL_BENCH_CACHE (default: cache/ beside this executable,
+// 256 scored rows: 8 to 10 minutes on 2 shared cores. --quick: a 2 s clip, G = 2, one round, 4k tokens
+// for 3 and 4 (about a minute). Environment: LVRL_BENCH_CACHE (default: cache/ beside this executable,
 // shared with bench_preprocess).
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
