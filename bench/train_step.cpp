@@ -104,6 +104,7 @@
 #include "trainer/optimizer.h"
 #include "trainer/policy_gradient.h"
 #include "trainer/policy_loss.h"
+#include "trainer/step_flops.h"
 #include "trainer/train_batch.h"
 
 namespace fs = std::filesystem;
@@ -114,6 +115,10 @@ namespace model = lvrl::model;
 namespace trainer = lvrl::trainer;
 namespace pipeline = lvrl::pipeline;
 namespace sp = lvrl::sp;
+using lvrl::trainer::layer_linears;
+using lvrl::trainer::LinearShape;
+using lvrl::trainer::step_flops;
+using lvrl::trainer::StepFlops;
 
 namespace {
 constexpr uint64_t kWeightSeed = 1234;
@@ -311,47 +316,6 @@ std::vector<at::Tensor> language_parameters(model::QwenVLImpl& qwen) {
 }
 
 // ---- FLOPs ---------------------------------------------------------------------------------------
-
-struct LinearShape {
-  std::string name;
-  int64_t in = 0, out = 0;
-};
-
-std::vector<LinearShape> layer_linears(const model::TextConfig& text) {
-  const int64_t heads = text.num_attention_heads * text.head_dim();
-  const int64_t kv = text.num_key_value_heads * text.head_dim();
-  return {{"q_proj", text.hidden_size, heads},
-          {"k_proj", text.hidden_size, kv},
-          {"v_proj", text.hidden_size, kv},
-          {"o_proj", heads, text.hidden_size},
-          {"gate_proj", text.hidden_size, text.intermediate_size},
-          {"up_proj", text.hidden_size, text.intermediate_size},
-          {"down_proj", text.intermediate_size, text.hidden_size}};
-}
-
-struct StepFlops {
-  double linear = 0, attention = 0, head = 0;
-  double total() const { return linear + attention + head; }
-};
-
-// The formula of the top comment, for forward + backward of `batch`.
-StepFlops step_flops(const model::TextConfig& text, const trainer::TrainBatch& batch) {
-  double linear_params = 0;
-  for (const LinearShape& shape : layer_linears(text))
-    linear_params += static_cast<double>(shape.in * shape.out);
-  linear_params *= static_cast<double>(text.num_hidden_layers);
-  StepFlops flops;
-  const double layers = static_cast<double>(text.num_hidden_layers),
-               width = static_cast<double>(text.num_attention_heads * text.head_dim());
-  for (const trainer::TrainSequence& sequence : batch.sequences) {
-    const auto s = static_cast<double>(sequence.length());
-    flops.linear += 6 * s * linear_params;
-    flops.attention += 6 * layers * width * s * s;
-    flops.head += 6 * static_cast<double>(sequence.response_tokens()) * static_cast<double>(text.vocab_size) *
-                  static_cast<double>(text.hidden_size);
-  }
-  return flops;
-}
 
 // Best of 3 at::mm [rows, in] × [in, out] per shape, seconds.
 std::vector<double> mm_times(const model::TextConfig& text, int64_t rows) {

@@ -13,6 +13,7 @@
 #include "trainer/metric_names.h"
 #include "trainer/policy_model.h"
 #include "trainer/response_logprobs.h"
+#include "trainer/step_flops.h"
 
 namespace lvrl::trainer {
 
@@ -44,6 +45,7 @@ struct MiniBatch {
   TrainBatch local;            // this DP rank's share
   std::vector<int64_t> owned;  // local.sequences[k] is sequence owned[k] of the whole batch
   int64_t tokens = 0;          // prompt + response tokens of the whole mini-batch (all ranks)
+  double flops = 0;            // its forward + backward model FLOPs (step_flops.h)
 };
 
 double extra_value(const std::map<std::string, double>& scalars, const char* name) {
@@ -118,6 +120,7 @@ int64_t RlTrainer::train(const RolloutBatch& batch, TrainingRun& run,
     minis[m].local = dp_share(slice(whole, begin, end), mesh_->dp_rank(), mesh_->dp_size());
     for (int64_t i = begin + mesh_->dp_rank(); i < end; i += mesh_->dp_size()) minis[m].owned.push_back(i);
     for (int64_t i = begin; i < end; ++i) minis[m].tokens += whole.sequences[i].length();
+    minis[m].flops = step_flops(policy_.config().text, slice(whole, begin, end)).total();
   }
 
   // --- π_old and the reference, before any update -------------------------------------------------
@@ -281,6 +284,7 @@ int64_t RlTrainer::train(const RolloutBatch& batch, TrainingRun& run,
       step_scalars[metric::kActorLoss] = result.loss;
       step_scalars[metric::kTokensPerSecond] =
           static_cast<double>(mini.tokens) / std::max(1e-9, step_scalars[metric::kTimingUpdateActor]);
+      step_scalars[metric::kAchievedFlops] = mini.flops / std::max(1e-9, forward_backward_s);
       step_scalars[metric::kPeakHostMemoryGb] = peak_host_memory_gb();
       if (publisher_ != nullptr) {
         const auto publish_start = SteadyClock::now();

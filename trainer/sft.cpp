@@ -20,6 +20,7 @@
 #include "trainer/optimizer.h"
 #include "trainer/policy_gradient.h"
 #include "trainer/policy_model.h"
+#include "trainer/step_flops.h"
 #include "trainer/training_run.h"
 
 namespace lvrl::trainer {
@@ -148,6 +149,7 @@ SftSummary run_sft(const Config& config, const std::shared_ptr<sp::Mesh>& mesh) 
         {metric::kTimePerStep, step_s},
         {metric::kTokensPerSecond, static_cast<double>(result.tokens) / std::max(step_s, 1e-9)},
         {metric::kPeakHostMemoryGb, peak_host_memory_gb()},
+        {metric::kAchievedFlops, cache_counts[2].item<double>() / std::max(forward_backward_s, 1e-9)},
         {metric::kCacheHitRate,
          cache_counts[0].item<double>() / std::max(1.0, cache_counts[1].item<double>())}};
     run.complete_step(scalars);
