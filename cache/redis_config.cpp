@@ -47,8 +47,9 @@ const RegisterConfigSection redis_section(
          ConfigKey::integer("reconnect_for_ms", 10000, "keep reconnecting to a lost server this long")
              .range(0, 3600000),
          ConfigKey::integer("claim_idle_ms", 600000,
-                            "rollouts pending this long are given to another trainer "
-                            "consumer; must exceed the longest step")
+                            "rollouts pending this long are given to another trainer consumer; the "
+                            "trainer acknowledges a rollout only once a checkpoint holds it, so this "
+                            "must exceed the time between checkpoints (trainer.save_every steps)")
              .range(1000, 86400000),
          ConfigKey::integer("max_deliveries", 5, "rollouts delivered more often go to the dead-letter stream")
              .range(1, 1000),

@@ -92,10 +92,9 @@ void MetricsLog::log(int64_t step, const std::map<std::string, double>& scalars)
   events_->write_scalars(step, scalars, wall_time);
 }
 
-int64_t MetricsLog::truncate_after(int64_t step) {
-  std::fclose(jsonl_);
-  jsonl_ = nullptr;
-  std::ifstream in(jsonl_path_, std::ios::binary);
+int64_t truncate_jsonl_after(const std::string& path, int64_t step) {
+  if (!std::filesystem::exists(path)) return 0;
+  std::ifstream in(path, std::ios::binary);
   std::string kept, line;
   int64_t dropped = 0;
   while (std::getline(in, line)) {
@@ -108,16 +107,23 @@ int64_t MetricsLog::truncate_after(int64_t step) {
   }
   in.close();
   // Write beside, then rename: a crash leaves either the old file or the new one, never half.
-  const std::string temporary = jsonl_path_ + ".tmp";
+  const std::string temporary = path + ".tmp";
   {
     std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
     out << kept;
     out.flush();
-    if (!out) throw InputError({temporary, 0, "", ""}, "cannot write the truncated metrics log");
+    if (!out) throw InputError({temporary, 0, "", ""}, "cannot write the truncated log");
   }
   std::error_code error;
-  std::filesystem::rename(temporary, jsonl_path_, error);
-  if (error) throw InputError({jsonl_path_, 0, "", ""}, "cannot replace the metrics log: " + error.message());
+  std::filesystem::rename(temporary, path, error);
+  if (error) throw InputError({path, 0, "", ""}, "cannot replace the log: " + error.message());
+  return dropped;
+}
+
+int64_t MetricsLog::truncate_after(int64_t step) {
+  std::fclose(jsonl_);
+  jsonl_ = nullptr;
+  const int64_t dropped = truncate_jsonl_after(jsonl_path_, step);
   open_jsonl();
   events_->write_restart(step + 1, unix_seconds_now());
   return dropped;

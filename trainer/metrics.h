@@ -51,6 +51,11 @@ class MetricsLog {
   std::unique_ptr<EventFileWriter> events_;
 };
 
+// Rewrites a JSONL file whose lines carry an integer "step" keeping the lines of steps <= `step`
+// (dropping any other line, e.g. one a crash cut short), atomically (temp file + rename). Returns how
+// many lines were dropped. A missing file is left missing.
+int64_t truncate_jsonl_after(const std::string& path, int64_t step);
+
 struct MetricsRow {
   int64_t step = 0;
   std::map<std::string, double> scalars;  // without "step"; nulls (non-finite values) left out

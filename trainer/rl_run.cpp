@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "trainer/group_filter.h"
+#include "trainer/ledger.h"
 #include "trainer/metric_names.h"
 #include "trainer/optimizer.h"
 #include "trainer/policy_model.h"
@@ -29,12 +30,12 @@ struct GatheredBatch {
 };
 
 GatheredBatch gather_groups(RolloutSource& source, DataCursor& cursor, int64_t wanted,
-                            const DynamicSamplingOptions& options) {
+                            const DynamicSamplingOptions& options, const SourceContext& context) {
   GatheredBatch out;
   const auto start = SteadyClock::now();
   DynamicSamplingFilter filter(options, wanted);
   do {
-    RolloutBatch round = source.next(wanted - filter.kept(), cursor);
+    RolloutBatch round = source.next(wanted - filter.kept(), cursor, context);
     std::vector<std::vector<double>> rewards;
     for (const auto& group : round.groups) {
       std::vector<double>& values = rewards.emplace_back();
@@ -47,6 +48,8 @@ GatheredBatch gather_groups(RolloutSource& source, DataCursor& cursor, int64_t w
     }
     out.batch.cache_hits += round.cache_hits;
     out.batch.cache_lookups += round.cache_lookups;
+    out.batch.stale_dropped += round.stale_dropped;
+    if (round.groups.empty() && context.stop_requested && context.stop_requested()) break;
   } while (filter.wait_for_more());
   out.dropped = filter.dropped();
   out.short_of_groups = filter.trained_short();
@@ -67,6 +70,10 @@ RlRunSummary run_rl(const Config& config, const std::shared_ptr<sp::Mesh>& mesh,
   if (step_options.loss.kl.enabled()) reference = load_reference(config);
   const int64_t steps_per_batch =
       step_options.ppo_epochs * std::min<int64_t>(step_options.ppo_mini_batches, batch_groups);
+  if (source.size() < 0 && config.get<int64_t>("trainer.steps") == 0) {
+    throw InputError({config.source_of("trainer.steps"), 0, "trainer.steps", "0"},
+                     "a rollout stream has no epochs: give the run's length in optimizer steps");
+  }
   const int64_t steps = total_steps(config, source.size(), batch_groups, steps_per_batch);
   OptimizerOptions optimizer_options = OptimizerOptions::from_config(config);
   optimizer_options.steps = steps;
@@ -80,8 +87,19 @@ RlRunSummary run_rl(const Config& config, const std::shared_ptr<sp::Mesh>& mesh,
     publisher = std::make_unique<WeightPublisher>(config.get<std::string>("run.dir") + "/weights", channel,
                                                   config.get<int64_t>("rollout.max_staleness") + 2);
   }
+  std::unique_ptr<Ledger> ledger;
+  if (run.writer()) ledger = std::make_unique<Ledger>(config.get<std::string>("run.dir"), run.state().step);
   RlTrainer trainer(*policy.model, reference ? reference.get() : nullptr, optimizer, mesh, step_options,
-                    publisher.get());
+                    publisher.get(), ledger.get());
+  // The rollouts a checkpoint holds are acknowledged once it is durable; those a resumed checkpoint
+  // holds were trained on already.
+  source.already_trained(run.state().unacknowledged_ids);
+  run.set_after_save([&] {
+    source.acknowledge(run.state().unacknowledged_ids);
+    run.state().unacknowledged_ids.clear();
+  });
+  SourceContext context;
+  context.stop_requested = [&] { return run.stop_requested(); };
 
   RlRunSummary summary;
   int64_t empty_in_a_row = 0;
@@ -90,13 +108,18 @@ RlRunSummary run_rl(const Config& config, const std::shared_ptr<sp::Mesh>& mesh,
       summary.stopped = true;
       break;
     }
-    GatheredBatch gathered = gather_groups(source, run.state().data, batch_groups, sampling);
+    context.policy_version = run.state().step;
+    GatheredBatch gathered = gather_groups(source, run.state().data, batch_groups, sampling, context);
+    if (gathered.batch.groups.empty() && run.stop_requested()) {
+      summary.stopped = true;
+      break;
+    }
     summary.groups_dropped += gathered.dropped;
     if (gathered.batch.groups.empty()) {
       // Every group offered had equal rewards. A whole pass like that means the data cannot teach
       // this policy anything under dynamic sampling: say so rather than loop forever.
       empty_in_a_row += batch_groups;
-      if (empty_in_a_row > source.size()) {
+      if (source.size() >= 0 && empty_in_a_row > source.size()) {
         throw Error(
             fmt::format("step {}: every group of a whole pass over the {} rollout groups had equal "
                         "rewards; dynamic sampling leaves nothing to train on",
@@ -114,7 +137,8 @@ RlRunSummary run_rl(const Config& config, const std::shared_ptr<sp::Mesh>& mesh,
                                           static_cast<double>(gathered.batch.cache_lookups)
                                     : 1.0},
         {metric::kGroupsDropped, static_cast<double>(gathered.dropped)},
-        {metric::kShortSteps, gathered.short_of_groups ? 1.0 : 0.0}};
+        {metric::kShortSteps, gathered.short_of_groups ? 1.0 : 0.0},
+        {metric::kStaleRecordsDropped, static_cast<double>(gathered.batch.stale_dropped)}};
     summary.steps += trainer.train(gathered.batch, run, extra);
   }
   run.finish();

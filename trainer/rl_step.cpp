@@ -42,10 +42,11 @@ TrainBatch slice(const TrainBatch& batch, int64_t begin, int64_t end) {
 }
 
 struct MiniBatch {
-  TrainBatch local;            // this DP rank's share
-  std::vector<int64_t> owned;  // local.sequences[k] is sequence owned[k] of the whole batch
-  int64_t tokens = 0;          // prompt + response tokens of the whole mini-batch (all ranks)
-  double flops = 0;            // its forward + backward model FLOPs (step_flops.h)
+  TrainBatch local;                        // this DP rank's share
+  std::vector<int64_t> owned;              // local.sequences[k] is sequence owned[k] of the whole batch
+  int64_t tokens = 0;                      // prompt + response tokens of the whole mini-batch (all ranks)
+  double flops = 0;                        // its forward + backward model FLOPs (step_flops.h)
+  int64_t first_group = 0, end_group = 0;  // its groups
 };
 
 double extra_value(const std::map<std::string, double>& scalars, const char* name) {
@@ -62,13 +63,15 @@ double mean_of(const std::vector<double>& values) {
 }  // namespace
 
 RlTrainer::RlTrainer(model::QwenVLImpl& policy, model::QwenVLImpl* reference, AdamW& optimizer,
-                     std::shared_ptr<sp::Mesh> mesh, RlStepOptions options, WeightPublisher* publisher)
+                     std::shared_ptr<sp::Mesh> mesh, RlStepOptions options, WeightPublisher* publisher,
+                     Ledger* ledger)
     : policy_(policy),
       reference_(reference),
       optimizer_(optimizer),
       mesh_(std::move(mesh)),
       options_(options),
-      publisher_(publisher) {
+      publisher_(publisher),
+      ledger_(ledger) {
   for (const auto& item : optimizer_.parameters()) trained_.push_back(item.second);
   LVRL_ASSERT(!options_.loss.kl.enabled() || reference_ != nullptr,
               "KL to the reference needs a reference model");
@@ -115,8 +118,10 @@ int64_t RlTrainer::train(const RolloutBatch& batch, TrainingRun& run,
   const int64_t mini_batch_count = std::min(options_.ppo_mini_batches, group_count);
   std::vector<MiniBatch> minis(mini_batch_count);
   for (int64_t m = 0; m < mini_batch_count; ++m) {
-    const int64_t begin = group_begin[group_count * m / mini_batch_count];
-    const int64_t end = group_begin[group_count * (m + 1) / mini_batch_count];
+    minis[m].first_group = group_count * m / mini_batch_count;
+    minis[m].end_group = group_count * (m + 1) / mini_batch_count;
+    const int64_t begin = group_begin[minis[m].first_group];
+    const int64_t end = group_begin[minis[m].end_group];
     minis[m].local = dp_share(slice(whole, begin, end), mesh_->dp_rank(), mesh_->dp_size());
     for (int64_t i = begin + mesh_->dp_rank(); i < end; i += mesh_->dp_size()) minis[m].owned.push_back(i);
     for (int64_t i = begin; i < end; ++i) minis[m].tokens += whole.sequences[i].length();
@@ -293,6 +298,11 @@ int64_t RlTrainer::train(const RolloutBatch& batch, TrainingRun& run,
       }
       step_scalars[metric::kTimePerStep] =
           seconds_since(step_clock) + (steps == 0 ? extra_value(extra, metric::kWaitRollouts) : 0.0);
+      if (ledger_ != nullptr) {
+        ledger_->record(run.state().step + 1,
+                        std::vector<cache::RolloutGroup>(groups.begin() + mini.first_group,
+                                                         groups.begin() + mini.end_group));
+      }
       run.complete_step(step_scalars);
       step_clock = SteadyClock::now();
       ++steps;

@@ -21,6 +21,7 @@
 #include "sp/mesh.h"
 #include "trainer/advantages.h"
 #include "trainer/group_filter.h"
+#include "trainer/ledger.h"
 #include "trainer/optimizer.h"
 #include "trainer/policy_gradient.h"
 #include "trainer/policy_loss.h"
@@ -46,9 +47,11 @@ class RlTrainer {
  public:
   // `reference`: the frozen reference policy, needed (and only used) when options.loss.kl is enabled.
   // `optimizer` updates `policy`'s trained parameters. `publisher` (rank 0's; null elsewhere, or to
-  // publish nothing) writes the policy after each optimizer step as version = the run's step.
+  // publish nothing) writes the policy after each optimizer step as version = the run's step;
+  // `ledger` (rank 0's) records each step's answers.
   RlTrainer(model::QwenVLImpl& policy, model::QwenVLImpl* reference, AdamW& optimizer,
-            std::shared_ptr<sp::Mesh> mesh, RlStepOptions options, WeightPublisher* publisher = nullptr);
+            std::shared_ptr<sp::Mesh> mesh, RlStepOptions options, WeightPublisher* publisher = nullptr,
+            Ledger* ledger = nullptr);
 
   // Trains on `batch` (the same on every rank): ppo_epochs × min(ppo_mini_batches, groups) optimizer
   // steps, each checked, logged and maybe saved through `run` with the batch's scalars plus `extra`.
@@ -63,6 +66,7 @@ class RlTrainer {
   std::shared_ptr<sp::Mesh> mesh_;
   RlStepOptions options_;
   WeightPublisher* publisher_;
+  Ledger* ledger_;
 };
 
 }  // namespace lvrl::trainer

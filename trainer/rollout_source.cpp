@@ -17,20 +17,21 @@ RolloutFileSource::RolloutFileSource(const std::string& path, cache::EmbeddingCa
   if (groups_.empty()) throw InputError({path, 0, "", ""}, "the rollout file holds no groups");
 }
 
-RolloutBatch RolloutFileSource::next(int64_t wanted, DataCursor& cursor) {
-  cursor = cursor_to_read_from(cursor, size(), path_);
-  RolloutBatch batch;
+void RolloutSource::acknowledge(const std::vector<std::string>& /*group_ids*/) {}
+void RolloutSource::already_trained(const std::vector<std::string>& /*group_ids*/) {}
+
+void attach_video_rows(RolloutBatch& batch, cache::EmbeddingCache& cache, const std::string& source) {
   std::map<std::string, at::Tensor> rows_by_key;
-  for (int64_t index : take_items(cursor, size(), wanted)) {
-    const cache::RolloutGroup& group = groups_[index];
+  batch.video_rows.clear();
+  for (const cache::RolloutGroup& group : batch.groups) {
     at::Tensor rows;
     if (!group.embedding_key.empty()) {
       auto found = rows_by_key.find(group.embedding_key);
       if (found == rows_by_key.end()) {
         ++batch.cache_lookups;
-        std::optional<cache::CachedEmbedding> entry = cache_.get(group.embedding_key);
+        std::optional<cache::CachedEmbedding> entry = cache.get(group.embedding_key);
         if (!entry) {
-          throw InputError({path_, 0, "embedding_key", group.embedding_key},
+          throw InputError({source, 0, "embedding_key", group.embedding_key},
                            fmt::format("group {}: the embedding cache holds no rows under this key (evicted, "
                                        "or never stored: run lvrl preprocess on the dataset)",
                                        group.group_id));
@@ -40,9 +41,15 @@ RolloutBatch RolloutFileSource::next(int64_t wanted, DataCursor& cursor) {
       }
       rows = found->second;
     }
-    batch.groups.push_back(group);
     batch.video_rows.push_back(rows);
   }
+}
+
+RolloutBatch RolloutFileSource::next(int64_t wanted, DataCursor& cursor, const SourceContext& /*context*/) {
+  cursor = cursor_to_read_from(cursor, size(), path_);
+  RolloutBatch batch;
+  for (int64_t index : take_items(cursor, size(), wanted)) batch.groups.push_back(groups_[index]);
+  attach_video_rows(batch, cache_, path_);
   return batch;
 }
 

@@ -134,8 +134,10 @@ SftSummary run_sft(const Config& config, const std::shared_ptr<sp::Mesh>& mesh) 
     const double lr = optimizer.step();
     const double optimizer_s = seconds_since(optimizer_start);
 
-    at::Tensor cache_counts =
-        at::tensor({static_cast<double>(hits), static_cast<double>(videos)}, at::kDouble);
+    // Cache hits and videos over the DP groups; the model FLOPs of every DP group's share.
+    at::Tensor cache_counts = at::tensor({static_cast<double>(hits), static_cast<double>(videos),
+                                          step_flops(policy.model->config().text, local).total()},
+                                         at::kDouble);
     sp::all_reduce_sum(mesh->dp(), cache_counts);
     const double step_s = seconds_since(step_start);
     std::map<std::string, double> scalars = {

@@ -16,7 +16,8 @@ std::vector<LinearShape> layer_linears(const model::TextConfig& text) {
 
 StepFlops step_flops(const model::TextConfig& text, const TrainBatch& batch) {
   double linear_params = 0;
-  for (const LinearShape& shape : layer_linears(text)) linear_params += static_cast<double>(shape.in * shape.out);
+  for (const LinearShape& shape : layer_linears(text))
+    linear_params += static_cast<double>(shape.in * shape.out);
   linear_params *= static_cast<double>(text.num_hidden_layers);
   StepFlops flops;
   const auto layers = static_cast<double>(text.num_hidden_layers);

@@ -105,6 +105,7 @@ void TrainingRun::save() {
   at::Tensor done = at::zeros({1}, at::kLong);
   sp::all_reduce_sum(mesh_->world(), done);
   saved_step_ = state_.step;
+  if (after_save_) after_save_();
 }
 
 void TrainingRun::finish() {

@@ -13,6 +13,7 @@
 //    never part ways inside a collective.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -71,8 +72,11 @@ class TrainingRun {
   void complete_step(const std::map<std::string, double>& scalars);
   // Collective: whether any rank has received SIGTERM/SIGINT. Call once per step on every rank.
   bool stop_requested();
-  // Writes a checkpoint of the current step now (rank 0; the others wait for it to be durable).
+  // Writes a checkpoint of the current step now (rank 0; the others wait for it to be durable), then
+  // calls the after-save hook on every rank.
   void save();
+  // Called after each durable checkpoint (e.g. to acknowledge the rollouts it holds).
+  void set_after_save(std::function<void()> hook) { after_save_ = std::move(hook); }
   // The end of the run: the final checkpoint unless the last step was just saved, and the progress line.
   void finish();
 
@@ -88,6 +92,7 @@ class TrainingRun {
   std::unique_ptr<Progress> progress_;
   StopSignal signals_;
   int64_t saved_step_ = -1;
+  std::function<void()> after_save_;
 };
 
 }  // namespace lvrl::trainer

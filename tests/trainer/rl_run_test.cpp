@@ -8,22 +8,30 @@
 //    ppo_epochs × ppo_mini_batches optimizer steps per batch; `lvrl plot` draws its 7 PNGs;
 //  - the entropy bonus logs an entropy within (0, ln V];
 //  - dynamic sampling never trains an all-equal group;
+//  - from the rollout stream: a SIGKILLed trainer resumed trains every group exactly once (the
+//    ledger), all acknowledged in the end; stale groups are dropped and counted; groups a resumed
+//    checkpoint holds are acknowledged, not trained again;
 //  - every advantage estimator trains; `lvrl train` on 2 ranks (DP 2, and SP 2) gives the 1-rank
 //    losses within 1e-6 relative.
 #include "trainer/rl_run.h"
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
+#include <signal.h>
 
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cache/rollout_file.h"
+#include "cache/rollout_stream.h"
 #include "core/config.h"
 #include "core/temp_dir.h"
 #include "model/weights.h"
@@ -35,8 +43,10 @@
 #include "tests/support/run_process.h"
 #include "tests/trainer/png_check.h"
 #include "trainer/data_order.h"
+#include "trainer/ledger.h"
 #include "trainer/metrics.h"
 #include "trainer/rollout_source.h"
+#include "trainer/rollout_stream_source.h"
 
 namespace lvrl::trainer {
 namespace {
@@ -251,6 +261,117 @@ TEST_F(RlRun, TwoRanksTrainAsOne) {
       }
     }
   }
+}
+
+// A group of the fixture under another id and policy version.
+cache::RolloutGroup renamed(const cache::RolloutGroup& group, const std::string& id, int64_t version) {
+  cache::RolloutGroup out = group;
+  out.group_id = id;
+  out.policy_version = version;
+  return out;
+}
+
+// Group id → the steps that trained it, from a ledger (each answer's line).
+std::map<std::string, std::set<int64_t>> steps_by_group(const std::string& run_dir) {
+  std::map<std::string, std::set<int64_t>> out;
+  for (const LedgerLine& line : read_ledger(run_dir + "/ledger.jsonl")) out[line.group_id].insert(line.step);
+  return out;
+}
+
+TEST_F(RlRun, FromTheStreamEveryGroupIsTrainedOnceAcrossAKill) {
+  cache::testing::TestServer queue(cache::RedisRole::Queue);
+  cache::RolloutProducer producer(queue.endpoint());
+  for (int g = 0; g < kGroups; ++g) producer.publish(groups_[g]);
+  producer.publish(groups_[0]);  // a repeat (a producer's retry): de-duplicated
+  const std::string run_dir = work_->file("stream");
+  std::vector<std::string> args = {test::lvrl_binary(), "train"};
+  for (const std::string& item : base_overrides(run_dir)) args.push_back(item);
+  args.insert(args.end(), {"redis.queue_url=" + queue.endpoint().url(), "trainer.rollout_batch=1",
+                           "trainer.steps=4", "trainer.save_every=2", "rollout.max_staleness=100"});
+  test::ProcessOptions options;
+  options.timeout_s = 240;
+  {
+    // Steps 1 and 2 are checkpointed (and acknowledged), step 3 is trained, then the trainer waits
+    // for a fourth group: killed there, step 3's group was trained but never saved.
+    test::Process trainer(args, options);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(180);
+    auto trained_step_3 = [&] {
+      if (!fs::exists(run_dir + "/ledger.jsonl")) return false;
+      for (const LedgerLine& line : read_ledger(run_dir + "/ledger.jsonl")) {
+        if (line.step == 3) return true;
+      }
+      return false;
+    };
+    while (!trained_step_3() && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    ASSERT_TRUE(trained_step_3());
+    ::kill(trainer.pid(), SIGKILL);
+    EXPECT_EQ(trainer.wait().exit_code, 128 + SIGKILL);
+  }
+  producer.publish(renamed(groups_[1], "g-late", 0));
+  const test::ProcessResult resumed = test::run_process(args, options);
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  // Every group once, at consecutive steps 1..4; step 3's group came back to the trainer (it was
+  // never acknowledged) and was trained again at step 3, whose earlier lines the resume dropped.
+  const std::map<std::string, std::set<int64_t>> steps = steps_by_group(run_dir);
+  ASSERT_EQ(steps.size(), 4U) << resumed.output;
+  std::set<int64_t> all;
+  for (const auto& [group, at] : steps) {
+    EXPECT_EQ(at.size(), 1U) << group << " trained at several steps";
+    all.insert(at.begin(), at.end());
+  }
+  EXPECT_EQ(all, (std::set<int64_t>{1, 2, 3, 4}));
+  EXPECT_EQ(read_ledger(run_dir + "/ledger.jsonl").size(), 4U * kAnswers);
+  // Everything acknowledged: a consumer of the same name finds nothing pending and nothing new.
+  cache::RolloutConsumer consumer(queue.endpoint(), "trainer");
+  EXPECT_TRUE(consumer.read(10, std::chrono::milliseconds(200)).empty());
+}
+
+TEST_F(RlRun, StaleGroupsAreDroppedAndCounted) {
+  cache::testing::TestServer queue(cache::RedisRole::Queue);
+  cache::RolloutProducer producer(queue.endpoint());
+  producer.publish(groups_[0]);                      // version 0: fresh at step 1
+  producer.publish(groups_[1]);                      // version 0: one behind at step 2, on-policy drops it
+  producer.publish(renamed(groups_[2], "g-v1", 1));  // version 1: fresh at step 2
+  const std::string run_dir = work_->file("stale");
+  std::vector<std::string> args = {"train"};
+  for (const std::string& item : base_overrides(run_dir)) args.push_back(item);
+  args.insert(args.end(), {"redis.queue_url=" + queue.endpoint().url(), "trainer.rollout_batch=1",
+                           "rollout.max_staleness=0"});
+  const test::ProcessResult run = test::run_lvrl(args);
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  const std::vector<MetricsRow> rows = metrics(run_dir);
+  ASSERT_EQ(rows.size(), 2U);
+  EXPECT_EQ(rows[0].scalars.at("rollout/stale_dropped"), 0.0);
+  EXPECT_EQ(rows[1].scalars.at("rollout/stale_dropped"), 1.0);
+  const auto steps = steps_by_group(run_dir);
+  EXPECT_EQ(steps.at("g0"), std::set<int64_t>{1});
+  EXPECT_EQ(steps.at("g-v1"), std::set<int64_t>{2});
+  EXPECT_EQ(steps.count("g1"), 0U);
+}
+
+TEST_F(RlRun, GroupsAResumedCheckpointHoldsAreAcknowledgedNotTrainedAgain) {
+  cache::testing::TestServer queue(cache::RedisRole::Queue);
+  cache::RolloutProducer producer(queue.endpoint());
+  producer.publish(groups_[0]);
+  producer.publish(groups_[1]);
+  cache::EmbeddingCache cache(server_->endpoint());
+  auto mesh = sp::Mesh::create(sp::DistributedEnv{}, {}, c10::kCPU);
+  {
+    RolloutStreamSource source(std::make_unique<cache::RolloutConsumer>(queue.endpoint(), "trainer"), cache,
+                               mesh, 0);
+    source.already_trained({"g0"});  // saved in the checkpoint, never acknowledged
+    DataCursor cursor;
+    const RolloutBatch batch = source.next(1, cursor, SourceContext{});
+    ASSERT_EQ(batch.groups.size(), 1U);
+    EXPECT_EQ(batch.groups[0].group_id, "g1");
+    ASSERT_TRUE(batch.video_rows[0].defined());
+    EXPECT_EQ(batch.video_rows[0].size(0), 8);  // grid {2, 4, 4}: 2·4·4 / 2² rows
+    source.acknowledge({"g1"});
+  }
+  cache::RolloutConsumer consumer(queue.endpoint(), "trainer");
+  EXPECT_TRUE(consumer.read(10, std::chrono::milliseconds(200)).empty());  // g0 and g1 both acknowledged
 }
 
 }  // namespace
