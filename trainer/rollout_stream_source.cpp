@@ -79,8 +79,8 @@ RolloutBatch RolloutStreamSource::next(int64_t wanted, DataCursor& /*cursor*/, c
   const std::string received = broadcast_bytes(*mesh_, packed);
   for (size_t at = 0; at < received.size();) {
     const size_t length = std::stoull(received.substr(at, 16), nullptr, 16);
-    batch.groups.push_back(
-        cache::decode_rollout(cache::unpack_fields(std::string_view(received).substr(at + 16, length), "rank 0")));
+    batch.groups.push_back(cache::decode_rollout(
+        cache::unpack_fields(std::string_view(received).substr(at + 16, length), "rank 0")));
     at += 16 + length;
   }
   attach_video_rows(batch, cache_, "the rollout stream");

@@ -40,7 +40,7 @@ class RolloutStreamSource : public RolloutSource {
   std::shared_ptr<sp::Mesh> mesh_;
   int64_t max_staleness_;
   std::map<std::string, cache::RolloutDelivery> unacknowledged_;  // rank 0: handed out, by group id
-  std::set<std::string> trained_;                                  // rank 0: acknowledge on sight
+  std::set<std::string> trained_;                                 // rank 0: acknowledge on sight
 };
 
 }  // namespace lvrl::trainer

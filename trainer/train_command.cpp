@@ -48,6 +48,7 @@ int run_train_command(const TrainArgs& args) {
   cache::EmbeddingCache cache(*endpoint, cache::cache_options_from(config),
                               cache::redis_options_from(config));
   std::unique_ptr<RolloutSource> source;
+  std::shared_ptr<cache::WeightChannel> channel;  // rank 0 announces versions to the rollout workers
   if (!args.rollouts.empty()) {
     source = std::make_unique<RolloutFileSource>(args.rollouts, cache);
   } else {
@@ -59,6 +60,8 @@ int run_train_command(const TrainArgs& args) {
     }
     std::unique_ptr<cache::RolloutConsumer> consumer;
     if (mesh->rank() == 0) {
+      channel = std::make_shared<cache::WeightChannel>(*queue, config.get<std::string>("redis.namespace"),
+                                                       cache::redis_options_from(config));
       consumer = std::make_unique<cache::RolloutConsumer>(
           *queue, "trainer", cache::stream_options_from(config), cache::redis_options_from(config));
     }
@@ -66,7 +69,7 @@ int run_train_command(const TrainArgs& args) {
                                                    config.get<int64_t>("rollout.max_staleness"));
   }
   try {
-    const RlRunSummary summary = run_rl(config, mesh, *source);
+    const RlRunSummary summary = run_rl(config, mesh, *source, channel);
     if (mesh->rank() == 0) {
       std::cout << fmt::format("train: step {} ({} this run), {} all-equal groups dropped{}\n",
                                summary.final_step, summary.steps, summary.groups_dropped,

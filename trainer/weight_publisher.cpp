@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/hash.h"
+#include "core/log.h"
 #include "core/safetensors.h"
 #include "model/weights.h"
 
@@ -29,6 +30,19 @@ std::string WeightPublisher::path_of(int64_t version) const {
 }
 
 cache::WeightVersion WeightPublisher::publish(const model::QwenVLImpl& model, int64_t version) {
+  if (channel_) {
+    // A resumed trainer retrains steps whose versions it announced before the crash: those
+    // announcements (and their files, which rollouts may be loading) stand; versions go on from the
+    // first one above them.
+    const std::optional<cache::WeightVersion> newest = channel_->latest();
+    if (newest && newest->version >= version) {
+      LVRL_WARN(
+          "weight version {} was announced before this run resumed; keeping that announcement "
+          "(rollouts move on at version {})",
+          version, newest->version + 1);
+      return *newest;
+    }
+  }
   const std::string path = path_of(version);
   safetensors::save(path, model::language_state_dict(model),
                     {{"format", "pt"}, {"version", std::to_string(version)}});

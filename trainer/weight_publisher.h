@@ -21,6 +21,8 @@ class WeightPublisher {
   WeightPublisher(std::string weights_dir, std::shared_ptr<cache::WeightChannel> channel, int64_t keep);
 
   // Writes version `version` of `model`'s language weights and announces it; returns what was announced.
+  // A version the channel already holds (a resumed run retraining lost steps) is neither written nor
+  // announced again: the newest announcement is returned.
   cache::WeightVersion publish(const model::QwenVLImpl& model, int64_t version);
 
   std::string path_of(int64_t version) const;  // weights_dir/v<version>.safetensors

@@ -32,6 +32,7 @@
 
 #include "cache/rollout_file.h"
 #include "cache/rollout_stream.h"
+#include "cache/weight_channel.h"
 #include "core/config.h"
 #include "core/temp_dir.h"
 #include "model/weights.h"
@@ -323,6 +324,12 @@ TEST_F(RlRun, FromTheStreamEveryGroupIsTrainedOnceAcrossAKill) {
   }
   EXPECT_EQ(all, (std::set<int64_t>{1, 2, 3, 4}));
   EXPECT_EQ(read_ledger(run_dir + "/ledger.jsonl").size(), 4U * kAnswers);
+  // Version 3 was announced before the kill: the resumed run keeps that announcement and goes on at 4.
+  EXPECT_NE(resumed.output.find("weight version 3 was announced before this run resumed"), std::string::npos)
+      << resumed.output;
+  cache::WeightChannel channel(queue.endpoint());
+  ASSERT_TRUE(channel.latest().has_value());
+  EXPECT_EQ(channel.latest()->version, 4);
   // Everything acknowledged: a consumer of the same name finds nothing pending and nothing new.
   cache::RolloutConsumer consumer(queue.endpoint(), "trainer");
   EXPECT_TRUE(consumer.read(10, std::chrono::milliseconds(200)).empty());
