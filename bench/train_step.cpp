@@ -55,7 +55,8 @@
 // finite, and the SP and recompute agreements above. A missed target prints "not met" (exit 0).
 //
 //   bench_train_step [--quick] [--clip-seconds N] [--group G] [--answer-tokens T] [--rounds R]
-//                    [--threads N] [--sp-length L] [--memory-length L] [--scored N] [--cache DIR]
+//                    [--threads N] [--sp-length L] [--sp-mode ulysses|zigzag|ring] [--memory-length L]
+//                    [--scored N] [--cache DIR]
 //                    [--results bench/RESULTS.md]
 // Defaults: a 4 s clip made as bench_preprocess makes its own (1280x720, 30 fps testsrc2 H.264,
 // generated once with the ffmpeg CLI into the cache dir, untimed; --clip-seconds 10 is bench_preprocess
@@ -618,7 +619,8 @@ int main(int argc, char** argv) {
     } else {
       fail_setup(
           "usage: bench_train_step [--quick] [--clip-seconds N] [--group G] [--answer-tokens T] [--rounds R] "
-          "[--threads N] [--sp-length L] [--memory-length L] [--scored N] [--cache DIR] [--results FILE.md] "
+          "[--threads N] [--sp-length L] [--sp-mode M] [--memory-length L] [--scored N] [--cache DIR] "
+          "[--results FILE.md] "
           "(got '" +
           arg + "')");
     }
@@ -818,7 +820,8 @@ int main(int argc, char** argv) {
     sp_spec.recompute = gradient_options.recompute;
     sp_spec.threads = 1;
     sp_spec.reps = kSpReps;
-    WorkerSpec pair_spec = sp_spec;  // two SP = 1 copies at once: what the machine gives a second rank
+    sp_spec.sp_mode = worker.sp_mode;  // --sp-mode (ulysses by default)
+    WorkerSpec pair_spec = sp_spec;    // two SP = 1 copies at once: what the machine gives a second rank
     pair_spec.independent = true;
     double sp1_s = kInfinity, sp2_s = kInfinity, pair_s = kInfinity;
     WorkerRun sp1_run, sp2_run;
@@ -912,7 +915,7 @@ int main(int argc, char** argv) {
         "{:.2f} + {:.2f}) | encode alone {:.2f} s | saves **{:.1f}%** of the encode | ≥ {:.0f}%: {} |\n"
         "| 2. fwd+bwd of that step | {:.0f} tokens/s, {:.1f} GFLOP/s ({:.1f} GFLOP in {:.2f} s) | at::mm "
         "{:.1f} GFLOP/s ({} rows) | **{:.0f}%** | ≥ {:.0f}%: {} |\n"
-        "| 3. fwd+bwd, `tiny`, {} tokens | SP = 2 (2 processes × 1 thread, Ulysses): {:.2f} s | SP = 1 (1 "
+        "| 3. fwd+bwd, `tiny`, {} tokens | SP = 2 (2 processes × 1 thread, {}): {:.2f} s | SP = 1 (1 "
         "thread): {:.2f} s | **{:.2f}×** (capacity {:.2f}×) | ≥ {:.1f}×: {} |\n"
         "| 4. fwd+bwd, `small`, {} tokens, {} scored | recompute: peak growth {} MiB, {:.2f} s | without: "
         "{} MiB, {:.2f} s | memory **{:.2f}×**, time **{:.2f}×** | ≤ {:.1f}×: {}; ≤ {:.1f}×: {} |\n",
@@ -920,8 +923,8 @@ int main(int argc, char** argv) {
         cached.rows_s, cached.gradient_s, cached.update_s, reencoded.step_s, reencoded.rows_s,
         reencoded.gradient_s, reencoded.update_s, encode_alone_s, 100 * saving, 100 * kCacheTarget,
         verdict(cache_met), tokens_per_s, step_rate, flops.total() / 1e9, cached.gradient_s, mm_rate, mm_rows,
-        100 * compute_fraction, 100 * kComputeTarget, verdict(compute_met), options.sp_length, sp2_s, sp1_s,
-        sp_speedup, capacity, kSpTarget, verdict(sp_met), options.memory_length, options.scored,
+        100 * compute_fraction, 100 * kComputeTarget, verdict(compute_met), options.sp_length, worker.sp_mode,
+        sp2_s, sp1_s, sp_speedup, capacity, kSpTarget, verdict(sp_met), options.memory_length, options.scored,
         growth_mib(recomputed, "growth"), recomputed.best_s(), growth_mib(plain, "growth"), plain.best_s(),
         memory_ratio, memory_time_ratio, kMemoryTarget, verdict(memory_met), kMemoryTimeTarget,
         verdict(memory_time_met));
