@@ -5,6 +5,7 @@
 #include <dlfcn.h>
 #include <fmt/format.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <ctime>
 #include <fstream>
@@ -72,6 +73,23 @@ inline std::string environment_prefix() {
     if (const char* value = std::getenv(name)) prefix += fmt::format("{}={} ", name, value);
   }
   return prefix;
+}
+
+// A kB field of /proc/self/status ("VmRSS", "VmHWM") in bytes; -1 when missing.
+inline int64_t status_bytes(const std::string& field) {
+  std::ifstream in("/proc/self/status");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind(field + ":", 0) == 0) return std::atoll(line.c_str() + field.size() + 1) * 1024;
+  }
+  return -1;
+}
+
+// Resets VmHWM to the current RSS (Linux >= 4.0); false where the kernel refuses.
+inline bool reset_peak_rss() {
+  std::ofstream out("/proc/self/clear_refs");
+  out << "5";
+  out.flush();
+  return static_cast<bool>(out);
 }
 
 }  // namespace lvrl::bench

@@ -70,12 +70,15 @@
 #include "rollout/engine.h"
 #include "rollout/sampler.h"
 #include "rollout/token_mask.h"
+#include "trainer/step_flops.h"
 
 using lvrl::seconds_since;
 using lvrl::SteadyClock;
 using nlohmann::json;
 namespace model = lvrl::model;
 namespace rollout = lvrl::rollout;
+using lvrl::trainer::layer_linears;
+using lvrl::trainer::LinearShape;
 
 namespace {
 constexpr uint64_t kWeightSeed = 1234;
@@ -307,23 +310,6 @@ Recompute recompute_anchor(model::QwenVLImpl& qwen, const model::ModelInput& pro
 // Bytes per second of a sum over a 1 GiB float32 tensor, best of 3.
 double read_bandwidth(const at::Tensor& gib) {
   return static_cast<double>(gib.nbytes()) / best_time(3, [&] { (void)gib.sum().item<float>(); });
-}
-
-struct LinearShape {
-  std::string name;
-  int64_t in = 0, out = 0;
-};
-
-std::vector<LinearShape> layer_linears(const model::TextConfig& text) {
-  const int64_t heads = text.num_attention_heads * text.head_dim();
-  const int64_t kv = text.num_key_value_heads * text.head_dim();
-  return {{"q_proj", text.hidden_size, heads},
-          {"k_proj", text.hidden_size, kv},
-          {"v_proj", text.hidden_size, kv},
-          {"o_proj", heads, text.hidden_size},
-          {"gate_proj", text.hidden_size, text.intermediate_size},
-          {"up_proj", text.hidden_size, text.intermediate_size},
-          {"down_proj", text.intermediate_size, text.hidden_size}};
 }
 
 double linear_flops(const LinearShape& shape, int64_t rows) {

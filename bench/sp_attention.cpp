@@ -96,23 +96,6 @@ double process_cpu_seconds() {
   return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
 }
 
-// A kB field of /proc/self/status ("VmRSS", "VmHWM") in bytes; -1 when missing.
-int64_t status_bytes(const std::string& field) {
-  std::ifstream in("/proc/self/status");
-  for (std::string line; std::getline(in, line);) {
-    if (line.rfind(field + ":", 0) == 0) return std::atoll(line.c_str() + field.size() + 1) * 1024;
-  }
-  return -1;
-}
-
-// Resets VmHWM to the current RSS (Linux ≥ 4.0); false where the kernel refuses.
-bool reset_peak_rss() {
-  std::ofstream out("/proc/self/clear_refs");
-  out << "5";
-  out.flush();
-  return static_cast<bool>(out);
-}
-
 std::string blas_core() {
   using CoreName = char* (*)();
   auto* name = reinterpret_cast<CoreName>(::dlsym(RTLD_DEFAULT, "openblas_get_corename"));
@@ -274,8 +257,8 @@ int run_worker(const RunSpec& spec) {
   };
 
   barrier();  // every rank past start-up before the baseline
-  const int64_t baseline = status_bytes("VmRSS");
-  const bool peak_reset = reset_peak_rss();
+  const int64_t baseline = lvrl::bench::status_bytes("VmRSS");
+  const bool peak_reset = lvrl::bench::reset_peak_rss();
   lvrl::cpu_allocator().reset_peak();
   const int64_t baseline_live = lvrl::cpu_allocator().stats().live_bytes;
   const int rank = mesh->sp_rank();
@@ -314,7 +297,7 @@ int run_worker(const RunSpec& spec) {
     cpu_times.push_back(process_cpu_seconds() - cpu_start);
     sent = bytes_sent();
   }
-  const int64_t hwm = status_bytes("VmHWM");
+  const int64_t hwm = lvrl::bench::status_bytes("VmHWM");
   const int64_t growth = hwm - baseline;
   // Large tensors' peak as the allocator saw it (bytes held at once); 0 under LVRL_CPU_ALLOCATOR=system.
   const int64_t tensor_peak =

@@ -190,23 +190,6 @@ std::string run_command(const std::string& command) {
   return out;
 }
 
-// A kB field of /proc/self/status ("VmRSS", "VmHWM") in bytes; -1 when missing.
-int64_t status_bytes(const std::string& field) {
-  std::ifstream in("/proc/self/status");
-  for (std::string line; std::getline(in, line);) {
-    if (line.rfind(field + ":", 0) == 0) return std::atoll(line.c_str() + field.size() + 1) * 1024;
-  }
-  return -1;
-}
-
-// Resets VmHWM to the current RSS (Linux >= 4.0); false where the kernel refuses.
-bool reset_peak_rss() {
-  std::ofstream out("/proc/self/clear_refs");
-  out << "5";
-  out.flush();
-  return static_cast<bool>(out);
-}
-
 double process_cpu_seconds() {
   timespec ts{};
   ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
@@ -379,8 +362,8 @@ int run_worker(const WorkerSpec& spec) {
       qwen->zero_grad(/*set_to_none=*/true);
       if (spec.alternate) lvrl::cpu_allocator().release_kept();
       barrier();
-      const int64_t baseline = status_bytes("VmRSS");
-      peak_reset &= reset_peak_rss();
+      const int64_t baseline = lvrl::bench::status_bytes("VmRSS");
+      peak_reset &= lvrl::bench::reset_peak_rss();
       lvrl::cpu_allocator().reset_peak();
       const int64_t baseline_live = lvrl::cpu_allocator().stats().live_bytes;
       const SteadyClock::time_point start = SteadyClock::now();
@@ -388,7 +371,7 @@ int run_worker(const WorkerSpec& spec) {
       const trainer::GradientResult result = trainer::accumulate_gradients(*qwen, batch, mesh, options, loss);
       times[k][rep] = seconds_since(start);
       cpu[k][rep] = process_cpu_seconds() - cpu_start;
-      const int64_t step_growth = status_bytes("VmHWM") - baseline;
+      const int64_t step_growth = lvrl::bench::status_bytes("VmHWM") - baseline;
       const int64_t step_tensors =
           lvrl::cpu_allocator_installed() ? lvrl::cpu_allocator().stats().peak_live_bytes - baseline_live : 0;
       growth[k] = std::max(growth[k].item<double>(), static_cast<double>(step_growth));
